@@ -1,0 +1,1 @@
+"""Delta lakehouse storage and the Spark session."""

@@ -1,0 +1,118 @@
+"""One place that creates the Spark session, sized for the machine it runs on.
+
+Local runs get ``local[*]`` with settings chosen here; under ``spark-submit`` the
+session that the launcher configured is reused and only correctness settings are
+applied (the cluster's operator owns memory and parallelism).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from functools import lru_cache
+
+from cohortlake.errors import EnvironmentProblem
+
+MIN_JAVA = 17
+
+# Settings that affect results or the files we write; applied on every session,
+# local or cluster, so outputs do not depend on where a job ran.
+CORRECTNESS_CONF = {
+    "spark.sql.session.timeZone": "UTC",
+    # Delta readers (delta-rs included) expect INT64 microsecond timestamps, not INT96.
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+    "spark.sql.parquet.datetimeRebaseModeInWrite": "CORRECTED",
+    "spark.sql.parquet.int96RebaseModeInWrite": "CORRECTED",
+    "spark.sql.parquet.datetimeRebaseModeInRead": "CORRECTED",
+    "spark.sql.adaptive.enabled": "true",
+    "spark.sql.adaptive.coalescePartitions.enabled": "true",
+}
+
+
+def _total_memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 8 * 1024**3
+
+
+def local_conf(cores: int | None = None) -> dict[str, str]:
+    """Settings for a single-machine session: driver heap and shuffle width from the hardware."""
+    cores = cores or os.cpu_count() or 2
+    total_gib = _total_memory_bytes() / 1024**3
+    # The driver is also the only executor in local mode; leave room for Python
+    # workers, pandas on the driver and the OS.
+    driver_gib = max(1, min(16, int(total_gib * 0.35)))
+    return {
+        "spark.driver.memory": os.environ.get("COHORTLAKE_DRIVER_MEMORY", f"{driver_gib}g"),
+        "spark.sql.shuffle.partitions": str(max(4, cores * 4)),
+        "spark.default.parallelism": str(max(2, cores * 2)),
+        "spark.ui.showConsoleProgress": "false",
+        "spark.ui.enabled": os.environ.get("COHORTLAKE_SPARK_UI", "false"),
+        "spark.driver.extraJavaOptions": "-Dderby.system.home=/tmp",
+        "spark.sql.warehouse.dir": os.path.join(os.environ.get("TMPDIR", "/tmp"), "cohortlake-warehouse"),
+    }
+
+
+def java_version(java: str) -> int | None:
+    """Major version printed by ``java -version`` (``1.8`` counts as 8)."""
+    try:
+        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
+    if not match:
+        return None
+    major = int(match.group(1))
+    return int(match.group(2) or 0) if major == 1 else major
+
+
+@lru_cache(maxsize=1)
+def check_java() -> str:
+    """Return the java executable Spark will use, or raise one clear message."""
+    home = os.environ.get("JAVA_HOME")
+    java = os.path.join(home, "bin", "java") if home else shutil.which("java")
+    if not java or not os.path.exists(java):
+        raise EnvironmentProblem(
+            f"Java {MIN_JAVA}+ is needed to run Spark but no java was found "
+            "(set JAVA_HOME or install a JDK/JRE 17, e.g. the openjdk-17-jre-headless package)."
+        )
+    version = java_version(java)
+    if version is None or version < MIN_JAVA:
+        raise EnvironmentProblem(
+            f"Java {MIN_JAVA}+ is needed to run Spark; {java} is version {version or 'unknown'} "
+            "(set JAVA_HOME to a Java 17 or newer installation)."
+        )
+    return java
+
+
+def launched_by_spark_submit() -> bool:
+    """True inside a Python driver started by spark-submit (the JVM is already up)."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def get_spark(app_name: str = "cohortlake", master: str | None = None, conf: dict[str, str] | None = None):
+    """The session for this process: reused if one is running, else created.
+
+    ``master`` overrides the default ``local[*]``; under spark-submit the launcher's
+    master and resources are kept.
+    """
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    builder = SparkSession.builder.appName(app_name)
+    if not launched_by_spark_submit():
+        check_java()
+        master = master or os.environ.get("COHORTLAKE_SPARK_MASTER") or "local[*]"
+        builder = builder.master(master)
+        for key, value in local_conf().items():
+            builder = builder.config(key, value)
+    for key, value in {**CORRECTNESS_CONF, **(conf or {})}.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(os.environ.get("COHORTLAKE_SPARK_LOG_LEVEL", "WARN"))
+    return spark
