@@ -1,0 +1,1 @@
+"""Raw claims layouts: declarative mapping files and the mapper that applies them."""
