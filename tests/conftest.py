@@ -1,0 +1,33 @@
+"""Shared fixtures: one local Spark session for the whole run, paths to shared/ fixtures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("COHORTLAKE_SHARED", REPO.parent / "shared"))
+DESYNPUF_FIXTURES = SHARED / "fixtures" / "desynpuf-de0"
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local[2] session for every Spark test; small shuffles keep tiny tests fast."""
+    from cohortlake.lake.session import get_spark
+
+    session = get_spark(
+        "cohortlake-tests",
+        master="local[2]",
+        conf={"spark.sql.shuffle.partitions": "4", "spark.ui.enabled": "false"},
+    )
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def desynpuf_fixture_dir() -> Path:
+    if not DESYNPUF_FIXTURES.is_dir():
+        pytest.fail(f"shared fixtures not found at {DESYNPUF_FIXTURES}; clone with ../shared beside the repo")
+    return DESYNPUF_FIXTURES
