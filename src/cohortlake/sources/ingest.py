@@ -1,0 +1,220 @@
+"""Ingest a raw layout: files → bronze (as delivered) → silver (canonical) + quarantine.
+
+Each raw table is parsed once from its files into ``bronze/<raw table>`` (every value as
+text, plus the source file name and load time). The mapping then types the bronze rows;
+rows that cannot be typed go to ``quarantine/<raw table>`` with the column and the
+reason, never silently dropped, and the clean rows feed the ``silver/`` tables.
+Re-running on the same files replaces every table with the same rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import fnmatch
+import gzip
+import hashlib
+import io
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType
+
+from cohortlake.errors import MissingInputError, UserError
+from cohortlake.lake.delta import Lakehouse  # noqa: E402
+from cohortlake.lake.manifest import RunManifest
+from cohortlake.progress import Progress
+from cohortlake.sources import mapper
+from cohortlake.sources.canonical import SILVER_TABLES, silver_name
+from cohortlake.sources.mapping import Mapping, load_mapping
+
+CORRUPT = "_corrupt_record"
+LOADED_AT = "_loaded_at"
+SUFFIXES = (".csv", ".csv.gz", ".parquet")
+
+
+@dataclass
+class RawTableCounts:
+    raw_table: str
+    files: list[str]
+    rows_in: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    rows_out: int = 0
+
+
+@dataclass
+class IngestReport:
+    layout: str
+    raw: list[RawTableCounts] = field(default_factory=list)
+    silver: dict[str, int] = field(default_factory=dict)
+    manifest_path: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def bronze_name(raw_table: str) -> str:
+    return f"bronze/{raw_table}"
+
+
+def quarantine_name(raw_table: str) -> str:
+    return f"quarantine/{raw_table}"
+
+
+def discover_files(raw_dir: Path, mapping: Mapping) -> dict[str, list[Path]]:
+    """Files of each raw table by name pattern; a table without files is an error."""
+    if not raw_dir.is_dir():
+        raise MissingInputError(f"raw folder not found: {raw_dir}")
+    names = sorted(p.name for p in raw_dir.iterdir() if p.is_file() and p.name.lower().endswith(SUFFIXES))
+    found: dict[str, list[Path]] = {}
+    for table, spec in mapping.raw.items():
+        matches = [n for n in names if any(fnmatch.fnmatchcase(n, spec.files + s) for s in SUFFIXES)]
+        if not matches:
+            raise MissingInputError(
+                f"{raw_dir}: no file for raw table '{table}' of layout '{mapping.layout}' "
+                f"(expected a name matching '{spec.files}' ending in .csv, .csv.gz or .parquet)")
+        found[table] = [raw_dir / n for n in matches]
+    return found
+
+
+def read_header(path: Path) -> list[str]:
+    """Column names of a raw file (CSV header row, or Parquet schema)."""
+    if path.name.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        return list(pq.read_schema(path).names)
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8-sig", newline="") as handle:
+        first = handle.readline()
+    if not first.strip():
+        raise UserError(f"{path}: line 1: expected a header row with column names, found an empty line")
+    return [name.strip() for name in next(csv.reader(io.StringIO(first)))]
+
+
+def check_columns(table: str, path: Path, header: list[str], mapping: Mapping) -> None:
+    required, optional = mapping.columns_used(table)
+    missing = sorted(required - set(header))
+    if missing:
+        raise MissingInputError(
+            f"{path}: line 1: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+            f"required by the '{mapping.layout}' mapping for raw table '{table}'")
+    if optional and not optional & set(header):
+        raise MissingInputError(
+            f"{path}: line 1: none of the repeated columns {', '.join(sorted(optional)[:4])}, … "
+            f"that the '{mapping.layout}' mapping reads from raw table '{table}'")
+    duplicated = sorted({c for c in header if header.count(c) > 1})
+    if duplicated:
+        raise UserError(f"{path}: line 1: column{'s' if len(duplicated) > 1 else ''} {', '.join(duplicated)} appear twice")
+
+
+def group_by_header(table: str, files: list[Path], mapping: Mapping) -> dict[tuple[str, ...], list[Path]]:
+    """Check every file's header against the mapping and group the files by header."""
+    groups: dict[tuple[str, ...], list[Path]] = {}
+    for path in files:
+        header = read_header(path)
+        check_columns(table, path, header, mapping)
+        groups.setdefault(tuple(header), []).append(path)
+    return groups
+
+
+def read_raw(spark, table: str, groups: dict[tuple[str, ...], list[Path]], mapping: Mapping) -> DataFrame:
+    """All rows of a raw table as text, with the file each came from.
+
+    Files are read per header so a delivery whose years differ in trailing columns
+    still lines up by name; malformed CSV rows keep their text in ``_corrupt_record``.
+    """
+    spec = mapping.raw[table]
+    frames = []
+    for header, paths in groups.items():
+        csvs = [str(p) for p in paths if not p.name.endswith(".parquet")]
+        parquets = [str(p) for p in paths if p.name.endswith(".parquet")]
+        if csvs:
+            schema = StructType([StructField(c, StringType()) for c in header] + [StructField(CORRUPT, StringType())])
+            frame = (spark.read.schema(schema)
+                     .option("header", True).option("mode", "PERMISSIVE")
+                     .option("columnNameOfCorruptRecord", CORRUPT)
+                     .option("encoding", "UTF-8")
+                     .csv(csvs))
+            frames.append(frame.select(*header, CORRUPT, F.col("_metadata.file_name").alias(mapper.SOURCE_FILE)))
+        if parquets:
+            frame = spark.read.parquet(*parquets)
+            frames.append(frame.select(*[F.col(c).cast("string").alias(c) for c in header],
+                                       F.lit(None).cast("string").alias(CORRUPT),
+                                       F.col("_metadata.file_name").alias(mapper.SOURCE_FILE)))
+    raw = frames[0]
+    for frame in frames[1:]:
+        raw = raw.unionByName(frame, allowMissingColumns=True)
+    if spec.file_year:
+        raw = raw.withColumn("FILE_YEAR", F.regexp_extract(mapper.SOURCE_FILE, spec.file_year, 1))
+    return raw.withColumn(LOADED_AT, F.current_timestamp())
+
+
+def type_bronze(bronze: DataFrame, table: str, mapping: Mapping) -> DataFrame:
+    data_columns = [c for c in bronze.columns if c not in (CORRUPT, LOADED_AT, mapper.SOURCE_FILE)]
+    deduped = mapper.dedupe(bronze, data_columns + [CORRUPT])
+    typed = mapper.type_rows(deduped, mapping.raw[table], data_columns)
+    malformed = F.when(F.col(CORRUPT).isNotNull(), F.struct(
+        F.lit("(whole row)").alias("column"), F.col(CORRUPT).alias("value"),
+        F.lit(f"malformed CSV row: expected {len(data_columns) - (1 if mapping.raw[table].file_year else 0)} fields").alias("reason")))
+    return typed.withColumn(mapper.PROBLEMS, F.filter(
+        F.concat(F.col(mapper.PROBLEMS), F.array(malformed)), lambda p: p.isNotNull())).drop(CORRUPT)
+
+
+def ingest(spark, lake: Lakehouse, layout: str, raw_dir: str | Path, mapping_path: str | None = None,
+           progress: Progress | None = None) -> IngestReport:
+    """Load every raw table of a layout into bronze, quarantine and silver; return the counts."""
+    progress = progress or Progress(quiet=True)
+    mapping = load_mapping(mapping_path or layout)
+    if mapping_path and mapping.layout != layout:
+        raise UserError(f"{mapping_path}: layout '{mapping.layout}' does not match --layout {layout}")
+    raw_dir = Path(raw_dir)
+    manifest = RunManifest(step="ingest")
+    manifest.extra["layout"] = layout
+    manifest.extra["mapping_sha256"] = hashlib.sha256(mapping.model_dump_json().encode()).hexdigest()
+    files = discover_files(raw_dir, mapping)
+    # every header is checked before anything is written, so a bad delivery leaves the lake as it was
+    headers = {table: group_by_header(table, paths, mapping) for table, paths in files.items()}
+    manifest.extra["raw_files"] = {t: [{"name": p.name, "bytes": p.stat().st_size} for p in ps] for t, ps in files.items()}
+    report = IngestReport(layout=layout)
+    clean: dict[str, DataFrame] = {}
+    persisted: list[DataFrame] = []
+    try:
+        for table, paths in files.items():
+            counts = RawTableCounts(raw_table=table, files=[p.name for p in paths])
+            with progress.step(f"bronze/{table}") as step, manifest.phase(f"bronze/{table}"):
+                lake.write(bronze_name(table), read_raw(spark, table, headers[table], mapping))
+                counts.rows_in = lake.row_count(bronze_name(table))
+                step["detail"] = f"{counts.rows_in:,} rows from {len(paths)} file(s)"
+            with progress.step(f"type {table}") as step, manifest.phase(f"type/{table}"):
+                typed = type_bronze(lake.read(bronze_name(table)), table, mapping).persist(StorageLevel.MEMORY_AND_DISK)
+                persisted.append(typed)
+                totals = typed.agg(
+                    F.count(F.lit(1)).alias("distinct_rows"),
+                    F.sum(mapper.COPIES).alias("rows"),
+                    F.sum((F.size(mapper.PROBLEMS) > 0).cast("long")).alias("quarantined"),
+                ).first()
+                counts.duplicates = int(totals["rows"] or 0) - int(totals["distinct_rows"])
+                counts.quarantined = int(totals["quarantined"] or 0)
+                counts.rows_out = int(totals["distinct_rows"]) - counts.quarantined
+                data_columns = [c for c in typed.columns if c not in (mapper.PROBLEMS, mapper.SOURCE_FILE, mapper.COPIES)]
+                lake.write(quarantine_name(table), mapper.quarantine_rows(typed, table, mapping.raw[table], data_columns))
+                clean[table] = mapper.clean_rows(typed).drop(mapper.COPIES, mapper.SOURCE_FILE)
+                step["detail"] = (f"in {counts.rows_in:,}, duplicates {counts.duplicates:,}, "
+                                  f"quarantined {counts.quarantined:,}, out {counts.rows_out:,}")
+            report.raw.append(counts)
+        canonical = mapper.build_canonical(mapping, clean)
+        for table in SILVER_TABLES:
+            with progress.step(silver_name(table)) as step, manifest.phase(silver_name(table)):
+                lake.write(silver_name(table), canonical[table])
+                report.silver[table] = lake.row_count(silver_name(table))
+                step["detail"] = f"{report.silver[table]:,} rows"
+    finally:
+        for frame in persisted:
+            frame.unpersist()
+    manifest.extra["raw_tables"] = {c.raw_table: asdict(c) for c in report.raw}
+    manifest.finish(lake)
+    report.manifest_path = str(manifest.write(Path(lake.root) / "_runs" / "ingest" / "manifest.json"))
+    return report

@@ -1,0 +1,365 @@
+"""Apply a mapping file: raw text rows → typed rows (+ quarantine) → canonical tables.
+
+Pure DataFrame transformations, no I/O: ``ingest.py`` reads files and writes tables.
+Everything is column expressions (higher-order SQL functions where a row holds a
+repeated group), so Spark plans it without Python UDFs.
+"""
+
+from __future__ import annotations
+
+from functools import reduce
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from cohortlake.sources.canonical import SCHEMAS
+from cohortlake.sources.mapping import (
+    ColumnType,
+    DeathSource,
+    DispensingFeed,
+    EnrollmentBlock,
+    EventFeed,
+    Mapping,
+    MonthlyRule,
+    PersonBlock,
+    PersonYearBlock,
+    RawTable,
+    TumorBlock,
+    expand,
+)
+
+PROBLEMS = "_problems"
+SOURCE_FILE = "_source_file"
+COPIES = "_copies"
+
+EXPECTED = {
+    "date": "expected a date YYYYMMDD",
+    "integer": "expected a whole number",
+    "number": "expected a number",
+    "year": "expected a year YYYY",
+    "month": "expected a month 1-12",
+}
+
+
+def clean_text(column: str) -> Column:
+    """Trimmed text; empty means missing."""
+    trimmed = F.trim(F.col(column))
+    return F.when(trimmed != "", trimmed)
+
+
+def parse_value(text: Column, spec: ColumnType) -> Column:
+    """Typed value of trimmed text, or null when it does not parse."""
+    if spec.type == "date":
+        return F.when(text.rlike(r"^[0-9]{8}$"), F.try_to_date(text, "yyyyMMdd"))
+    if spec.type == "integer":
+        return F.when(text.rlike(r"^[+-]?[0-9]+$"), text.try_cast("int"))
+    if spec.type == "number":
+        return F.when(text.rlike(r"^[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)$"), text.try_cast("double"))
+    if spec.type == "year":
+        value = F.when(text.rlike(r"^[0-9]{4}$"), text.cast("int"))
+        return F.when(value.between(1800, 2200), value)
+    value = F.when(text.rlike(r"^[0-9]{1,2}$"), text.cast("int"))  # month
+    return F.when(value.between(1, 12), value)
+
+
+def dedupe(raw: DataFrame, data_columns: list[str]) -> DataFrame:
+    """Collapse exact duplicate rows (same values in every raw column), counting copies.
+
+    Rows are grouped by a SHA-256 of their values rather than by a hundred-odd columns
+    (cheaper to shuffle and compare on wide claim tables). The source file kept is the
+    smallest name, so re-runs pick the same one.
+    """
+    row = F.struct(*data_columns)
+    grouped = raw.groupBy(F.sha2(F.to_json(row), 256).alias("_row_hash")).agg(
+        F.first(row).alias("_row"), F.min(SOURCE_FILE).alias(SOURCE_FILE), F.count(F.lit(1)).alias(COPIES))
+    return grouped.select("_row.*", SOURCE_FILE, COPIES)
+
+
+def type_rows(raw: DataFrame, spec: RawTable, data_columns: list[str]) -> DataFrame:
+    """Trim every value, type the declared columns, and list each row's problems.
+
+    Adds ``_problems``: array of (column, value, reason); an empty array means the row
+    is clean. Typed columns keep their raw names with the typed values.
+    """
+    types = {c: t for c, t in spec.column_types().items() if c in data_columns}
+    text = {c: clean_text(c) for c in data_columns}
+    problems = []
+    for column in spec.not_null:
+        problems.append(F.when(text[column].isNull(), F.struct(
+            F.lit(column).alias("column"), F.lit(None).cast("string").alias("value"),
+            F.lit("missing required value").alias("reason"))))
+    for column, column_type in types.items():
+        unknown = text[column].isin(column_type.unknown) if column_type.unknown else F.lit(False)
+        bad = text[column].isNotNull() & ~unknown & parse_value(text[column], column_type).isNull()
+        problems.append(F.when(bad, F.struct(
+            F.lit(column).alias("column"), text[column].alias("value"),
+            F.lit(EXPECTED[column_type.type]).alias("reason"))))
+    selected = []
+    for column in data_columns:
+        if column in types:
+            column_type = types[column]
+            value = parse_value(text[column], column_type)
+            if column_type.unknown:
+                value = F.when(~text[column].isin(column_type.unknown), value)
+            selected.append(value.alias(column))
+        else:
+            selected.append(text[column].alias(column))
+    problem_array = F.filter(F.array(*problems), lambda p: p.isNotNull()) if problems else F.array()
+    others = [c for c in raw.columns if c not in data_columns]
+    return raw.select(*selected, *others, problem_array.alias(PROBLEMS))
+
+
+def quarantine_rows(typed: DataFrame, raw_table: str, spec: RawTable, data_columns: list[str]) -> DataFrame:
+    """One row per problem of every row that could not be typed, with the whole raw record."""
+    key = F.concat_ws(", ", *[F.concat(F.lit(f"{k}="), F.coalesce(F.col(k).cast("string"), F.lit(""))) for k in spec.key])
+    record = F.to_json(F.struct(*[F.col(c).cast("string").alias(c) for c in data_columns]))
+    return (
+        typed.where(F.size(PROBLEMS) > 0)
+        .select(
+            F.lit(raw_table).alias("raw_table"),
+            F.col(SOURCE_FILE).alias("source_file"),
+            key.alias("row_key"),
+            record.alias("record"),
+            F.explode(PROBLEMS).alias("problem"),
+        )
+        .select("raw_table", "source_file", "row_key", "problem.column", "problem.value", "problem.reason", "record")
+    )
+
+
+def clean_rows(typed: DataFrame) -> DataFrame:
+    return typed.where(F.size(PROBLEMS) == 0).drop(PROBLEMS)
+
+
+# ---------------------------------------------------------------------------------
+# canonical tables
+
+def code_value(column: Column) -> Column:
+    """Codes are stored without dots, dashes or blanks, upper case."""
+    return F.upper(F.regexp_replace(column, r"[.\s-]", ""))
+
+
+def conform(df: DataFrame, table: str) -> DataFrame:
+    """Select the canonical columns in order with their canonical types."""
+    return df.select(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in SCHEMAS[table].fields])
+
+
+def first_per_key(df: DataFrame, keys: list[str], order: list[Column]) -> DataFrame:
+    """The first row of each key group in the given order (ties broken by the caller's order)."""
+    window = Window.partitionBy(*keys).orderBy(*order)
+    return df.withColumn("_rank", F.row_number().over(window)).where("_rank = 1").drop("_rank")
+
+
+def recode(rule) -> Column:
+    mapping = F.create_map(*[x for code, name in rule.values.items() for x in (F.lit(code), F.lit(name))])
+    return F.coalesce(F.element_at(mapping, F.col(rule.column)), F.lit(rule.default))
+
+
+def person(block: PersonBlock, rows: DataFrame) -> DataFrame:
+    tie_break = [F.col(c).desc_nulls_last() for c in (block.birth_date, block.sex.column, block.race.column)]
+    latest = first_per_key(rows, [block.person_id], [F.col(block.latest_by).desc(), *tie_break])
+    return conform(latest.select(
+        F.col(block.person_id).alias("person_id"),
+        F.col(block.birth_date).alias("birth_date"),
+        recode(block.sex).alias("sex"),
+        recode(block.race).alias("race"),
+    ), "person")
+
+
+def person_year(block: PersonYearBlock, rows: DataFrame) -> DataFrame:
+    present = [c for c in block.attributes if c in rows.columns]
+    attributes = F.map_from_arrays(F.array(*[F.lit(c) for c in present]), F.array(*[F.col(c).cast("string") for c in present]))
+    per_year = rows.select(F.col(block.person_id).alias("person_id"), F.col(block.year).alias("year"), attributes.alias("attributes"))
+    # conflicting rows for one person-year: keep the first by attribute text, so re-runs agree
+    return conform(first_per_key(per_year, ["person_id", "year"], [F.to_json("attributes")]), "person_year")
+
+
+def _monthly_test(rule: MonthlyRule, value: Column) -> Column:
+    tests = []
+    if rule.in_:
+        tests.append(value.isin(rule.in_))
+    if rule.not_in:
+        tests.append(value.isNotNull() & ~value.isin(rule.not_in))
+    if rule.starts_with:
+        tests.append(reduce(lambda a, b: a | b, [value.startswith(p) for p in rule.starts_with]))
+    return F.coalesce(reduce(lambda a, b: a & b, tests), F.lit(False))
+
+
+def _runs(months: Column) -> Column:
+    """Sorted month numbers → runs of consecutive months as (first, last) structs."""
+    empty = F.array().cast("array<struct<first:int,last:int>>")
+
+    def step(acc, month):
+        last = F.element_at(acc, -1)
+        extend = (F.size(acc) > 0) & (last["last"] == month - 1)
+        grown = F.concat(F.slice(acc, 1, F.size(acc) - 1), F.array(F.struct(last["first"].alias("first"), month.alias("last"))))
+        fresh = F.concat(acc, F.array(F.struct(month.alias("first"), month.alias("last"))))
+        return F.when(extend, grown).otherwise(fresh)
+
+    return F.aggregate(months, empty, step)
+
+
+def enrollment(block: EnrollmentBlock, rows: DataFrame) -> DataFrame:
+    """Coverage spans, consecutive months merged, across calendar years too."""
+    month_numbers = F.sequence(F.lit(1), F.lit(12))
+    per_coverage = []
+    if block.monthly:
+        for coverage, rule in block.monthly.items():
+            values = F.array(*[F.col(c) if c in rows.columns else F.lit(None).cast("string") for c in expand(rule.column)])
+            covered = F.filter(month_numbers, lambda m: _monthly_test(rule, F.element_at(values, m)))
+            per_coverage.append(F.struct(F.lit(coverage).alias("coverage"), _runs(covered).alias("runs")))
+    else:
+        for coverage, column in block.month_counts.items():
+            count = F.least(F.coalesce(F.col(column).cast("int"), F.lit(0)), F.lit(12))
+            runs = F.when(count > 0, F.array(F.struct(F.lit(1).alias("first"), count.alias("last")))).otherwise(
+                F.array().cast("array<struct<first:int,last:int>>"))
+            per_coverage.append(F.struct(F.lit(coverage).alias("coverage"), runs.alias("runs")))
+    year = F.col(block.year).cast("int")
+    runs = (
+        rows.select(F.col(block.person_id).alias("person_id"), year.alias("year"), F.explode(F.array(*per_coverage)).alias("c"))
+        .select("person_id", "year", "c.coverage", F.explode("c.runs").alias("run"))
+        .select(
+            "person_id", "coverage",
+            (F.col("year") * 12 + F.col("run.first") - 1).alias("first_month"),
+            (F.col("year") * 12 + F.col("run.last") - 1).alias("last_month"),
+        )
+    )
+    return merge_month_runs(runs)
+
+
+def merge_month_runs(runs: DataFrame) -> DataFrame:
+    """Merge overlapping or adjacent month runs per person and coverage into spans."""
+    ordered = Window.partitionBy("person_id", "coverage").orderBy("first_month", "last_month")
+    reach = F.max("last_month").over(ordered.rowsBetween(Window.unboundedPreceding, -1))
+    starts = F.when(reach.isNull() | (F.col("first_month") > reach + 1), 1).otherwise(0)
+    grouped = runs.withColumn("_new", starts).withColumn("_span", F.sum("_new").over(ordered))
+    spans = grouped.groupBy("person_id", "coverage", "_span").agg(
+        F.min("first_month").alias("first_month"), F.max("last_month").alias("last_month"))
+
+    def first_day(month_index: Column) -> Column:
+        return F.make_date(F.floor(month_index / 12).cast("int"), (month_index % 12 + 1).cast("int"), F.lit(1))
+
+    return conform(spans.select(
+        "person_id", "coverage",
+        first_day(F.col("first_month")).alias("start_date"),
+        F.last_day(first_day(F.col("last_month"))).alias("end_date"),
+    ), "enrollment")
+
+
+def tumor(block: TumorBlock, rows: DataFrame) -> DataFrame:
+    columns = {name: value for name, value in block if name != "from_"}
+    selected = [
+        (F.col(raw) if raw and raw in rows.columns else F.lit(None)).alias(name)
+        for name, raw in columns.items()
+    ]
+    df = rows.select(*selected)
+    # conflicting rows for one person's tumor sequence: keep one deterministically
+    return conform(first_per_key(df, ["person_id", "sequence_number"], [F.to_json(F.struct(*df.columns))]), "tumor")
+
+
+def code_system(feed: EventFeed, date: Column, icd10_from) -> Column:
+    switch = F.lit(icd10_from)
+    if feed.code_system == "icd_diagnosis_by_date":
+        return F.when(date < switch, "icd9cm").otherwise("icd10cm")
+    if feed.code_system == "icd_procedure_by_date":
+        return F.when(date < switch, "icd9pcs").otherwise("icd10pcs")
+    return F.lit(feed.code_system)
+
+
+def events(feed: EventFeed, rows: DataFrame, raw_table: str, icd10_from, lookup_rows: DataFrame | None) -> DataFrame:
+    """One row per non-empty code column of each raw row, dated by the first present date."""
+    if feed.lookup is not None:
+        lookup = lookup_rows.groupBy(*feed.lookup.match_on).agg(
+            *[F.min(c).alias(c) for c in feed.lookup.columns])
+        rows = rows.drop(*[c for c in feed.lookup.columns if c in rows.columns]).join(
+            lookup, on=feed.lookup.match_on, how="left")
+    present = set(rows.columns)
+    positions = []
+    for code_column, date_columns in feed.positions():
+        if code_column not in present:
+            continue  # trimmed trailing repeated group
+        dates = [F.col(d) for d in date_columns if d in present]
+        positions.append(F.struct(
+            F.lit(code_column).alias("source_column"),
+            F.col(code_column).alias("code"),
+            (F.coalesce(*dates) if len(dates) > 1 else dates[0]).alias("date"),
+        ))
+    exploded = rows.select(
+        F.col(feed.person_id).alias("person_id"),
+        F.col(feed.claim_id).alias("claim_id"),
+        F.inline(F.array(*positions)),
+    ).where(F.col("code").isNotNull() & F.col("date").isNotNull())
+    return conform(exploded.select(
+        "person_id", "date",
+        code_value(F.col("code")).alias("code"),
+        code_system(feed, F.col("date"), icd10_from).alias("code_system"),
+        F.lit(feed.setting).alias("setting"),
+        F.lit(raw_table).alias("source_table"),
+        "claim_id", "source_column",
+    ), "diagnosis")
+
+
+def dispensing(feed: DispensingFeed, rows: DataFrame, raw_table: str) -> DataFrame:
+    def optional(name):
+        return F.col(name) if name and name in rows.columns else F.lit(None).cast("string")
+
+    return conform(rows.select(
+        F.col(feed.person_id).alias("person_id"),
+        F.col(feed.date).alias("date"),
+        code_value(F.col(feed.ndc)).alias("ndc"),
+        optional(feed.generic_name).alias("generic_name"),
+        optional(feed.brand_name).alias("brand_name"),
+        F.col(feed.quantity).alias("quantity"),
+        F.col(feed.days_supply).alias("days_supply"),
+        F.lit(raw_table).alias("source_table"),
+        F.col(feed.claim_id).alias("claim_id"),
+    ), "dispensing")
+
+
+def death_candidates(source: DeathSource, rows: DataFrame, priority: int) -> DataFrame:
+    """Death dates from one source, one per person, tagged with the source's priority."""
+    if source.date:
+        dated = rows.select(F.col(source.person_id).alias("person_id"), F.col(source.date).alias("death_date"),
+                            (F.col(source.latest_by) if source.latest_by else F.lit(0)).alias("_order"))
+        precision = "day"
+    else:
+        dated = rows.select(
+            F.col(source.person_id).alias("person_id"),
+            F.make_date(F.col(source.year).cast("int"), F.col(source.month).cast("int"), F.lit(source.day_of_month)).alias("death_date"),
+            F.lit(0).alias("_order"),
+        )
+        precision = "month"
+    dated = dated.where(F.col("death_date").isNotNull())
+    latest = first_per_key(dated, ["person_id"], [F.col("_order").desc(), F.col("death_date").desc()])
+    return latest.select("person_id", "death_date", F.lit(source.name).alias("source"),
+                         F.lit(precision).alias("precision"), F.lit(priority).alias("_priority"))
+
+
+def death(candidates: list[DataFrame]) -> DataFrame:
+    union = reduce(lambda a, b: a.unionByName(b), candidates)
+    return conform(first_per_key(union, ["person_id"], [F.col("_priority")]), "death")
+
+
+def build_canonical(mapping: Mapping, clean: dict[str, DataFrame]) -> dict[str, DataFrame]:
+    """Every canonical table as a DataFrame over the clean typed rows of each raw table."""
+    spark = next(iter(clean.values())).sparkSession
+    tables: dict[str, DataFrame] = {"person": person(mapping.person, clean[mapping.person.from_])}
+    tables["person_year"] = (
+        person_year(mapping.person_year, clean[mapping.person_year.from_])
+        if mapping.person_year else spark.createDataFrame([], SCHEMAS["person_year"]))
+    tables["enrollment"] = _union([enrollment(b, clean[b.from_]) for b in mapping.enrollment], "enrollment", spark)
+    tables["tumor"] = (tumor(mapping.tumor, clean[mapping.tumor.from_]) if mapping.tumor
+                       else spark.createDataFrame([], SCHEMAS["tumor"]))
+    for group in ("diagnosis", "procedure"):
+        feeds = [events(f, clean[f.from_], f.from_, mapping.icd10_from,
+                        clean[f.lookup.from_] if f.lookup else None) for f in getattr(mapping, group)]
+        tables[group] = _union(feeds, group, spark)
+    tables["dispensing"] = _union([dispensing(f, clean[f.from_], f.from_) for f in mapping.dispensing], "dispensing", spark)
+    tables["death"] = death([death_candidates(s, clean[s.from_], i) for i, s in enumerate(mapping.death)]) \
+        if mapping.death else spark.createDataFrame([], SCHEMAS["death"])
+    return tables
+
+
+def _union(frames: list[DataFrame], table: str, spark) -> DataFrame:
+    if not frames:
+        return spark.createDataFrame([], SCHEMAS[table])
+    return reduce(lambda a, b: a.unionByName(b), frames)
