@@ -1,0 +1,221 @@
+"""The ``cohortlake`` command line.
+
+Exit codes scripts can rely on: 0 done, 1 a problem with the input or the environment
+(one message on stderr, no trace), 2 a usage error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from cohortlake import __version__
+from cohortlake.errors import UserError
+
+DEFAULT_LAKE = "./lakehouse"
+LAYOUTS = ("seer-medicare", "desynpuf")
+
+
+def _spark(args):
+    from cohortlake.lake.session import get_spark
+
+    return get_spark(f"cohortlake-{args.command}", master=getattr(args, "master", None))
+
+
+def _lake(args, spark):
+    from cohortlake.lake.delta import Lakehouse
+
+    return Lakehouse(args.lake, spark)
+
+
+def cmd_synth(args, progress) -> int:
+    from cohortlake.synth import generate
+
+    spark = _spark(args)
+    with progress.step(f"synth {args.layout}") as step:
+        summary = generate(spark, args.layout, args.out, args.patients, args.seed, dirty_rate=args.dirty_rate)
+        total = sum(t["rows"] for t in summary["files"].values())
+        step["detail"] = f"{args.patients:,} patients, {total:,} rows in {len(summary['files'])} tables"
+    for table, info in summary["files"].items():
+        progress.info(f"  {table:<28} {info['rows']:>12,} rows  {len(info['files'])} file(s)")
+    progress.info(f"raw files and truth.json written to {args.out}")
+    return 0
+
+
+def print_ingest_report(report, progress) -> None:
+    progress.info(f"{'raw table':<26}{'rows in':>12}{'duplicates':>12}{'quarantined':>13}{'rows out':>12}")
+    for c in report.raw:
+        progress.info(f"{c.raw_table:<26}{c.rows_in:>12,}{c.duplicates:>12,}{c.quarantined:>13,}{c.rows_out:>12,}")
+    progress.info(f"{'silver table':<26}{'rows':>12}")
+    for table, rows in report.silver.items():
+        progress.info(f"{table:<26}{rows:>12,}")
+
+
+def cmd_ingest(args, progress) -> int:
+    from cohortlake.sources.ingest import ingest
+
+    spark = _spark(args)
+    lake = _lake(args, spark)
+    report = ingest(spark, lake, args.layout, args.raw, mapping_path=args.mapping, progress=progress)
+    print_ingest_report(report, progress)
+    progress.info(f"manifest: {report.manifest_path}")
+    return 0
+
+
+def cmd_tables(args, progress) -> int:
+    spark = _spark(args)
+    lake = _lake(args, spark)
+    names = lake.tables()
+    if not names:
+        progress.info(f"no Delta tables under {args.lake}")
+        return 0
+    progress.info(f"{'table':<40}{'version':>9}{'rows':>14}")
+    for name in names:
+        progress.info(f"{name:<40}{lake.version(name):>9}{lake.row_count(name):>14,}")
+    return 0
+
+
+def cmd_history(args, progress) -> int:
+    spark = _spark(args)
+    lake = _lake(args, spark)
+    for entry in lake.history(args.table):
+        progress.info("  ".join(f"{k}={v}" for k, v in entry.items()))
+    return 0
+
+
+def cmd_demo(args, progress) -> int:
+    from cohortlake.sources.ingest import ingest
+    from cohortlake.synth import generate
+
+    spark = _spark(args)
+    lake = _lake(args, spark)
+    raw = Path(args.lake) / "_raw" / "seer-medicare"
+    with progress.step("synth seer-medicare") as step:
+        generate(spark, "seer-medicare", str(raw), args.patients, args.seed)
+        step["detail"] = f"{args.patients:,} synthetic patients → {raw}"
+    report = ingest(spark, lake, "seer-medicare", raw, progress=progress)
+    print_ingest_report(report, progress)
+    progress.info("")
+    progress.info("outputs:")
+    progress.info(f"  raw files (seer-medicare layout) and truth.json  {raw}")
+    progress.info(f"  lakehouse (Delta tables)                          {Path(args.lake)}")
+    progress.info(f"    bronze/<raw table>, quarantine/<raw table>, silver/<canonical table>")
+    progress.info(f"  ingest manifest                                   {report.manifest_path}")
+    return 0
+
+
+def cmd_check(args, progress) -> int:
+    from cohortlake.spec import load_definition
+
+    for path in args.definitions:
+        definition = load_definition(path)
+        print(f"{path}: ok: cohort '{definition.cohort}', {len(definition.criteria)} criteria, "
+              f"{len(definition.codesets)} code sets, {len(definition.covariates)} covariates")
+    return 0
+
+
+def cmd_explain(args, progress) -> int:
+    from cohortlake.spec import explain, load_definition
+
+    print(explain(load_definition(args.definition)))
+    return 0
+
+
+def cmd_schema(args, progress) -> int:
+    import json
+
+    from cohortlake.spec import json_schema
+
+    print(json.dumps(json_schema(), indent=2, sort_keys=True))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cohortlake",
+        description="Declarative cohorts over Medicare claims: raw files → Delta lakehouse → cohorts, "
+                    "built with Spark. Start with 'cohortlake demo'.",
+    )
+    parser.add_argument("--version", action="version", version=f"cohortlake {__version__}")
+    parser.add_argument("--quiet", action="store_true", help="print only errors")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def spark_options(p):
+        p.add_argument("--master", help="Spark master URL (default: local[*], or the one spark-submit gives)")
+
+    p = commands.add_parser("synth", help="write synthetic raw files in a layout",
+                            description="Write synthetic raw claims files exactly in a raw layout, plus truth.json "
+                                        "with the true parameters (treatment model, hazard ratio).")
+    p.add_argument("--layout", choices=LAYOUTS, required=True)
+    p.add_argument("--patients", type=int, required=True, help="number of synthetic persons")
+    p.add_argument("--seed", type=int, default=42, help="same seed, same files (default 42)")
+    p.add_argument("--out", required=True, help="folder for the raw files")
+    p.add_argument("--dirty-rate", type=float, default=0.002,
+                   help="share of rows made dirty like real extracts (duplicates, bad dates, …); default 0.002")
+    spark_options(p)
+    p.set_defaults(handler=cmd_synth)
+
+    p = commands.add_parser("ingest", help="load raw files into the lakehouse (bronze, quarantine, silver)",
+                            description="Load a folder of raw files of one layout into Delta tables: bronze/<raw table> "
+                                        "as delivered, quarantine/<raw table> for rows that cannot be typed, and the "
+                                        "canonical silver/ tables. Prints counts in/out/quarantined per table.")
+    p.add_argument("--layout", choices=LAYOUTS, required=True)
+    p.add_argument("--raw", required=True, help="folder with the raw files")
+    p.add_argument("--lake", default=DEFAULT_LAKE, help=f"lakehouse root (default {DEFAULT_LAKE})")
+    p.add_argument("--mapping", help="a mapping YAML to use instead of the shipped one for the layout")
+    spark_options(p)
+    p.set_defaults(handler=cmd_ingest)
+
+    p = commands.add_parser("tables", help="list the lakehouse's Delta tables with version and rows")
+    p.add_argument("--lake", default=DEFAULT_LAKE)
+    spark_options(p)
+    p.set_defaults(handler=cmd_tables)
+
+    p = commands.add_parser("history", help="show the versions of one table")
+    p.add_argument("table", help="table name, e.g. silver/diagnosis")
+    p.add_argument("--lake", default=DEFAULT_LAKE)
+    spark_options(p)
+    p.set_defaults(handler=cmd_history)
+
+    p = commands.add_parser("check", help="validate cohort definitions (no Spark; about a second)",
+                            description="Validate cohort YAML files: every problem is reported as "
+                                        "file:line: field: what is allowed. Exit 1 when any file has a problem.")
+    p.add_argument("definitions", nargs="+", metavar="DEF.yaml")
+    p.set_defaults(handler=cmd_check)
+
+    p = commands.add_parser("explain", help="print a cohort definition as readable Markdown")
+    p.add_argument("definition", metavar="DEF.yaml")
+    p.set_defaults(handler=cmd_explain)
+
+    p = commands.add_parser("schema", help="print the JSON Schema of cohort YAML (for editor completion)")
+    p.set_defaults(handler=cmd_schema)
+
+    p = commands.add_parser("demo", help="run the pipeline end to end on synthetic data",
+                            description="Generate synthetic SEER-Medicare files, ingest them into a local lakehouse "
+                                        "and print where each output is.")
+    p.add_argument("--lake", default=DEFAULT_LAKE, help=f"lakehouse root (default {DEFAULT_LAKE})")
+    p.add_argument("--patients", type=int, default=3000, help="synthetic persons (default 3000)")
+    p.add_argument("--seed", type=int, default=42)
+    spark_options(p)
+    p.set_defaults(handler=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from cohortlake.progress import Progress
+
+    args = build_parser().parse_args(argv)
+    progress = Progress(quiet=args.quiet)
+    try:
+        return args.handler(args, progress)
+    except UserError as error:
+        print(f"cohortlake {args.command}: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""The command line as users and schedulers see it: exit codes, one-line errors, the demo."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from cohortlake.cli import main
+
+
+def test_demo_runs_end_to_end_and_says_where_outputs_are(spark, tmp_path, capsys):
+    lake = tmp_path / "lakehouse"
+    assert main(["demo", "--lake", str(lake), "--patients", "150", "--seed", "3"]) == 0
+    err = capsys.readouterr().err
+    assert str(lake / "_raw" / "seer-medicare") in err
+    assert str(lake / "_runs" / "ingest" / "manifest.json") in err
+    assert "silver/diagnosis" in err
+    assert (lake / "silver" / "diagnosis" / "_delta_log").is_dir()
+    assert (lake / "_raw" / "seer-medicare" / "truth.json").is_file()
+
+
+def test_tables_lists_versions_and_rows(spark, tmp_path, capsys):
+    from cohortlake.lake.delta import Lakehouse
+
+    lake = Lakehouse(str(tmp_path / "lake"), spark)
+    lake.write("silver/person", spark.createDataFrame([("1",), ("2",)], "person_id string"))
+    lake.write("silver/person", spark.createDataFrame([("1",), ("2",), ("3",)], "person_id string"))
+    assert main(["tables", "--lake", str(tmp_path / "lake")]) == 0
+    line = next(l for l in capsys.readouterr().err.splitlines() if l.startswith("silver/person"))
+    assert line.split() == ["silver/person", "1", "3"]
+
+
+def test_missing_raw_folder_is_one_line_and_exit_1(spark, tmp_path, capsys):
+    code = main(["ingest", "--layout", "seer-medicare", "--raw", str(tmp_path / "nope"), "--lake", str(tmp_path / "l")])
+    err = capsys.readouterr().err.strip()
+    assert code == 1
+    assert err == f"cohortlake ingest: error: raw folder not found: {tmp_path / 'nope'}"
+
+
+def test_usage_error_exit_2():
+    result = subprocess.run([sys.executable, "-m", "cohortlake.cli", "ingest", "--layout", "optum"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "invalid choice: 'optum'" in result.stderr
+
+
+def test_help_lists_commands():
+    result = subprocess.run([sys.executable, "-m", "cohortlake.cli", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    for command in ("demo", "synth", "ingest", "tables", "history"):
+        assert command in result.stdout
+
+
+REFERENCE = "cohort_defs/hcc_sorafenib_landmark.yaml"
+
+
+def test_check_reference_definition(capsys, monkeypatch):
+    from conftest import REPO
+
+    monkeypatch.chdir(REPO)
+    assert main(["check", REFERENCE]) == 0
+    assert "ok: cohort 'hcc_sorafenib_landmark', 12 criteria" in capsys.readouterr().out
+
+
+def test_check_reports_file_line_and_exit_1(tmp_path, capsys):
+    from conftest import REPO
+
+    text = (REPO / REFERENCE).read_text().replace("    age: {at: index, min: 66}", "    age: {at: index, minimum: 66}")
+    (tmp_path / "codesets").symlink_to(REPO / "cohort_defs" / "codesets")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    line = next(i for i, l in enumerate(text.splitlines(), 1) if "minimum: 66" in l)
+    assert main(["check", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert f"{bad}:{line}:" in err and "minimum" in err
+
+
+def test_explain_and_schema(capsys, monkeypatch):
+    import json
+
+    from conftest import REPO
+
+    monkeypatch.chdir(REPO)
+    assert main(["explain", REFERENCE]) == 0
+    out = capsys.readouterr().out
+    assert "1. HCC tumor" in out and "12. Alive at landmark" in out
+    assert main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert "criteria" in schema["properties"]
