@@ -1,0 +1,106 @@
+"""Synthetic raw claims data with a known true model, in the project's raw layouts.
+
+``generate(spark, layout, out_dir, patients, seed)`` writes the raw CSV files of one
+layout plus ``truth.json`` (the generating parameters and counts of injected dirty rows),
+so that every later step can be checked against what is known to be true.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from contextlib import contextmanager
+
+from cohortlake.errors import UserError
+from cohortlake.synth import desynpuf, seer_medicare
+from cohortlake.synth.writer import TMP_DIR_NAME, remove_tmp
+
+TRUTH_FILE = "truth.json"
+LAYOUTS = {seer_medicare.LAYOUT: seer_medicare, desynpuf.LAYOUT: desynpuf}
+MAX_PATIENTS = 100_000_000  # ids, claim ids and PATIENT_ID's 10 digits stay in range below this
+
+
+def _owned(module, name: str) -> bool:
+    return name in (TRUTH_FILE, TMP_DIR_NAME) or module.owned_file(name)
+
+
+# Adaptive execution only re-plans our fixed partitioning (costly for plans this large);
+# switched off while generating, then restored.
+GENERATOR_CONF = {"spark.sql.adaptive.enabled": "false"}
+
+
+@contextmanager
+def _session_conf(spark, settings: dict[str, str]):
+    saved = {key: spark.conf.get(key, None) for key in settings}
+    for key, value in settings.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
+
+
+def check_arguments(layout: str, out_dir: str, patients: int, seed: int, dirty_rate: float) -> None:
+    """Raise UserError with one clear message for arguments the generator cannot use."""
+    if layout not in LAYOUTS:
+        raise UserError(f"unknown layout {layout!r}; choose one of: {', '.join(sorted(LAYOUTS))}")
+    if isinstance(patients, bool) or not isinstance(patients, int) or not 1 <= patients <= MAX_PATIENTS:
+        raise UserError(f"--patients must be a whole number from 1 to {MAX_PATIENTS:,}, got {patients!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise UserError(f"--seed must be a whole number from 0 to 2**63-1, got {seed!r}")
+    if not isinstance(dirty_rate, (int, float)) or not 0.0 <= dirty_rate <= 0.1:
+        raise UserError(f"dirty rate must be between 0 and 0.1, got {dirty_rate!r}")
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise UserError(f"--out {out_dir} exists and is not a directory")
+    if os.path.isdir(out_dir):
+        foreign = sorted(n for n in os.listdir(out_dir) if not _owned(LAYOUTS[layout], n))
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+            raise UserError(
+                f"--out {out_dir} holds files the {layout} generator does not write ({shown}); "
+                "choose an empty or new directory")
+
+
+def generate(spark, layout: str, out_dir: str, patients: int, seed: int, dirty_rate: float = 0.002,
+             **options) -> dict:
+    """Write ``patients`` synthetic persons in ``layout`` as CSV files into ``out_dir``.
+
+    ``out_dir`` is created if needed. It may already hold files of the same layout (from
+    an earlier run): those and ``truth.json`` are deleted first, so no stale part file
+    survives. Any other file in it is refused with a UserError and nothing is touched.
+    Same seed, same arguments: byte-identical files on any machine. ``options`` are
+    passed to the layout (``sorafenib_hazard_ratio``, default 0.80).
+
+    Returns ``{"layout", "patients", "seed", "dirty_rate", "seconds",
+    "files": {table: {"files": [...], "rows": n}}}``.
+    """
+    check_arguments(layout, out_dir, patients, seed, dirty_rate)
+    module = LAYOUTS[layout]
+    hr = options.get("sorafenib_hazard_ratio")
+    if hr is not None and not (isinstance(hr, (int, float)) and 0 < hr <= 10):
+        raise UserError(f"sorafenib hazard ratio must be a positive number up to 10, got {hr!r}")
+    os.makedirs(out_dir, exist_ok=True)
+    for name in os.listdir(out_dir):  # only our own files are here (checked above)
+        if name != TMP_DIR_NAME:
+            os.remove(os.path.join(out_dir, name))
+    remove_tmp(out_dir)
+
+    started = time.monotonic()
+    try:
+        with _session_conf(spark, GENERATOR_CONF):
+            result = module.generate(spark, out_dir, patients, seed, dirty_rate, **options)
+    finally:
+        remove_tmp(out_dir)
+    summary = {"layout": layout, "patients": patients, "seed": seed, "dirty_rate": dirty_rate,
+               "files": result["files"]}
+    truth = {"layout": layout, "patients": patients, "seed": seed, **result["truth"], "files": result["files"]}
+    with open(os.path.join(out_dir, TRUTH_FILE), "w", encoding="utf-8") as fh:
+        json.dump(truth, fh, indent=2, sort_keys=True)
+        fh.write("\n")
+    summary["seconds"] = round(time.monotonic() - started, 1)
+    return summary

@@ -1,0 +1,120 @@
+"""Write generated tables as plain CSV files with their final names, byte-identical per seed.
+
+All tables of a layout go out in one Spark job: every row becomes one CSV line (built
+in SQL), tagged with the table, the final file name and a bucket; Spark writes the lines
+as text partitioned by (table, file, bucket) into a temporary directory under
+``out_dir``. We then assemble each final file from our header line and its part files
+in bucket order, and delete the temporary directory (with ``_SUCCESS`` and ``.crc``
+files). One job instead of one per table matters: on small data Spark's fixed cost per
+job dominates. Rows are hash-partitioned on (file, bucket) into a partition count that
+the caller derives from the table sizes (never from the cores) and sorted within
+partitions by a stable key, so the bytes depend only on the data.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+from collections.abc import Mapping, Sequence
+from urllib.parse import unquote
+
+from pyspark.sql import DataFrame
+
+TMP_DIR_NAME = "_synth_tmp"
+ROWS_PER_PART = 400_000  # target rows per output file (or per bucket of a single big file)
+LINE_COLUMNS = ("__table", "__file", "__bucket", "__sort", "line")
+_COPY_BUFFER = 8 * 1024 * 1024
+
+
+def parts_for(expected_rows: float) -> int:
+    """Files (or buckets) for a table of about this many rows: from the table size, not the cores."""
+    return max(1, math.ceil(expected_rows / ROWS_PER_PART))
+
+
+def header_line(columns: Sequence[str], quoted: bool = False) -> str:
+    """The CSV header line, with every name in double quotes when ``quoted``."""
+    names = [f'"{c}"' for c in columns] if quoted else list(columns)
+    return ",".join(names) + "\n"
+
+
+def csv_line(columns: Sequence[str], text_columns: Sequence[str] = ()) -> str:
+    """SQL for one CSV line of string columns: null -> empty field, no quoting.
+
+    Codes, dates and numbers never contain a comma, quote or line break, so they are
+    written as they are (trailing blanks included); only ``text_columns`` (free text
+    such as drug names) are quoted when they need it.
+    """
+    fields = []
+    for c in columns:
+        value = f"coalesce(`{c}`, '')"
+        if c in text_columns:
+            value = (f"CASE WHEN `{c}` RLIKE '[,\"\\\\r\\\\n]' "
+                     f"THEN concat('\"', replace(`{c}`, '\"', '\"\"'), '\"') ELSE {value} END")
+        fields.append(value)
+    return f"concat_ws(',', {', '.join(fields)})"
+
+
+def _part_files(directory: str) -> list[str]:
+    # part-00003-<uuid>.c000.txt: order by the partition number Spark put in the name
+    found = []
+    for name in os.listdir(directory):
+        match = re.match(r"part-(\d+)", name)
+        if match and not name.endswith(".crc"):
+            found.append((int(match.group(1)), name))
+    return [os.path.join(directory, name) for _, name in sorted(found)]
+
+
+def _partition_dirs(directory: str, column: str) -> dict[str, str]:
+    prefix = f"{column}="
+    return {unquote(d[len(prefix):]): os.path.join(directory, d)
+            for d in os.listdir(directory) if d.startswith(prefix)}
+
+
+def _concatenate(target: str, header: str, sources: Sequence[str]) -> None:
+    with open(target, "wb") as out:
+        out.write(header.encode("utf-8"))
+        for source in sources:
+            with open(source, "rb") as part:
+                shutil.copyfileobj(part, out, _COPY_BUFFER)
+
+
+def write_files(lines: DataFrame, out_dir: str, headers: Mapping[str, str],
+                expected_files: Mapping[str, Sequence[str]], partitions: int) -> dict[str, list[str]]:
+    """Write a frame of CSV lines (columns ``LINE_COLUMNS``) as final files in ``out_dir``.
+
+    ``headers`` maps each table to its header line; ``expected_files`` lists, per table,
+    files that must exist even without rows (written with the header only). Returns
+    each table's file names, sorted.
+    """
+    tmp = os.path.join(out_dir, TMP_DIR_NAME, "lines")
+    if os.path.exists(tmp):
+        shutil.rmtree(tmp)
+    (lines.select(*LINE_COLUMNS)
+     .repartition(partitions, "__file", "__bucket")
+     .sortWithinPartitions("__table", "__file", "__bucket", "__sort", "line")
+     .drop("__sort")
+     .write.mode("overwrite").option("lineSep", "\n").option("encoding", "UTF-8")
+     .partitionBy("__table", "__file", "__bucket").text(tmp))
+
+    written: dict[str, list[str]] = {table: [] for table in headers}
+    if os.path.isdir(tmp):
+        for table, table_dir in _partition_dirs(tmp, "__table").items():
+            for name, file_dir in _partition_dirs(table_dir, "__file").items():
+                buckets = _partition_dirs(file_dir, "__bucket")
+                parts = [p for b in sorted(buckets, key=int) for p in _part_files(buckets[b])]
+                _concatenate(os.path.join(out_dir, name), headers[table], parts)
+                written[table].append(name)
+    for table, names in expected_files.items():
+        for name in names:
+            if name not in written[table]:
+                _concatenate(os.path.join(out_dir, name), headers[table], [])
+                written[table].append(name)
+    shutil.rmtree(tmp)
+    return {table: sorted(names) for table, names in written.items()}
+
+
+def remove_tmp(out_dir: str) -> None:
+    """Delete the temporary Spark output directory if a run left one."""
+    shutil.rmtree(os.path.join(out_dir, TMP_DIR_NAME), ignore_errors=True)

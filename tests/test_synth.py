@@ -1,0 +1,258 @@
+"""Synthetic raw data: determinism, exact layouts, injected dirt as counted, and the true model's direction."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from cohortlake.errors import UserError
+from cohortlake.synth import generate
+
+# The contract's column lists (data-contracts/seer-medicare.md), expanded here by hand
+# rather than taken from the generator, so a drift on either side fails.
+MONTHS = [f"{m:02d}" for m in range(1, 13)]
+CONTRACT = {
+    "seer_cancer": ["PATIENT_ID", "SEQUENCE_NUMBER", "YEAR_OF_DIAGNOSIS", "MONTH_OF_DIAGNOSIS", "PRIMARY_SITE",
+                    "HISTOLOGIC_TYPE_ICD_O_3", "BEHAVIOR_CODE_ICD_O_3", "SEER_HISTORIC_STAGE_A",
+                    "TYPE_OF_REPORTING_SOURCE", "SEER_DOD_YEAR", "SEER_DOD_MONTH"],
+    "mbsf": ["PATIENT_ID", "BENE_ENROLLMT_REF_YR", "BENE_BIRTH_DT", "BENE_DEATH_DT", "VALID_DEATH_DT_SW",
+             "SEX_IDENT_CD", "BENE_RACE_CD"]
+    + [f"{p}_{m}" for p in ("MDCR_ENTLMT_BUYIN_IND", "HMO_IND", "PTD_CNTRCT_ID", "RDS_IND", "DUAL_STUS_CD")
+       for m in MONTHS],
+    "medpar": ["PATIENT_ID", "MEDPAR_ID", "ADMSN_DT", "DSCHRG_DT"] + [f"DGNS_{i}_CD" for i in range(1, 26)]
+    + [f"SRGCL_PRCDR_{i}_CD" for i in range(1, 26)] + [f"SRGCL_PRCDR_PRFRM_{i}_DT" for i in range(1, 26)],
+    "nch_base": ["PATIENT_ID", "CLM_ID", "CLM_FROM_DT", "CLM_THRU_DT", "PRNCPAL_DGNS_CD"]
+    + [f"ICD_DGNS_CD{i}" for i in range(1, 13)],
+    "nch_line": ["PATIENT_ID", "CLM_ID", "LINE_NUM", "LINE_1ST_EXPNS_DT", "LINE_LAST_EXPNS_DT", "HCPCS_CD",
+                 "LINE_ICD_DGNS_CD", "LINE_SRVC_CNT"],
+    "outpatient_base": ["PATIENT_ID", "CLM_ID", "CLM_FROM_DT", "CLM_THRU_DT", "PRNCPAL_DGNS_CD"]
+    + [f"ICD_DGNS_CD{i}" for i in range(1, 26)] + [f"ICD_PRCDR_CD{i}" for i in range(1, 26)]
+    + [f"PRCDR_DT{i}" for i in range(1, 26)],
+    "outpatient_revenue": ["PATIENT_ID", "CLM_ID", "CLM_LINE_NUM", "REV_CNTR", "REV_CNTR_DT", "HCPCS_CD"],
+    "pde": ["PATIENT_ID", "PDE_ID", "SRVC_DT", "PROD_SRVC_ID", "QTY_DSPNSD_NUM", "DAYS_SUPLY_NUM", "GNN", "BN"],
+}
+CLAIM_TABLES = ["medpar", "nch_base", "nch_line", "outpatient_base", "outpatient_revenue", "pde"]
+QUANTITY_COLUMNS = {"QTY_DSPNSD_NUM", "DAYS_SUPLY_NUM", "LINE_SRVC_CNT"}
+DATE_COLUMN = re.compile(r"(_DT|_DT\d+|PRCDR_DT\d+)$")
+
+
+def is_date_column(name: str) -> bool:
+    return bool(DATE_COLUMN.search(name))
+
+
+def read_table(out: Path, table: str) -> pd.DataFrame:
+    files = sorted(p for p in out.glob(f"{table}_*.csv") if re.fullmatch(rf"{table}_\d{{4}}\.csv", p.name))
+    return pd.concat([pd.read_csv(p, dtype=str, keep_default_na=False) for p in files], ignore_index=True)
+
+
+def csv_bytes(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+
+
+@pytest.fixture(scope="module")
+def seer(spark, tmp_path_factory):
+    """One 3000-person SEER-Medicare extract with a high dirty rate, so every kind of dirt occurs."""
+    out = tmp_path_factory.mktemp("seer")
+    result = generate(spark, "seer-medicare", str(out), 3000, 11, dirty_rate=0.01)
+    tables = {t: read_table(out, t) for t in CONTRACT if t != "mbsf"}
+    tables["mbsf"] = pd.concat([pd.read_csv(p, dtype=str, keep_default_na=False)
+                                for p in sorted(out.glob("mbsf_*.csv"))], ignore_index=True)
+    truth = json.loads((out / "truth.json").read_text())
+    return {"out": out, "result": result, "tables": tables, "truth": truth}
+
+
+# --------------------------------------------------------------------------- arguments
+@pytest.mark.parametrize("kwargs, message", [
+    ({"patients": 0}, "--patients"),
+    ({"layout": "omop"}, "unknown layout"),
+    ({"seed": -1}, "--seed"),
+    ({"dirty_rate": 0.5}, "dirty rate"),
+])
+def test_bad_arguments_raise_one_clear_user_error(tmp_path, kwargs, message):
+    args = {"layout": "seer-medicare", "out_dir": str(tmp_path / "out"), "patients": 10, "seed": 1, **kwargs}
+    with pytest.raises(UserError, match=message):
+        generate(None, args.pop("layout"), args.pop("out_dir"), **args)
+
+
+def test_out_dir_with_foreign_files_is_refused_untouched(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="notes.txt"):
+        generate(None, "seer-medicare", str(tmp_path), 10, 1)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+# --------------------------------------------------------------------------- determinism
+def test_same_seed_same_bytes_whatever_the_partitioning_other_seed_other_bytes(spark, tmp_path):
+    first, again, other = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    generate(spark, "seer-medicare", str(first), 300, 5)
+    again.mkdir()
+    (again / "medpar_0007.csv").write_bytes(b"stale")  # left by an earlier, bigger run: replaced
+    generate(spark, "seer-medicare", str(again), 300, 5, source_partitions=3)
+    generate(spark, "seer-medicare", str(other), 300, 6)
+    a, b, c = csv_bytes(first), csv_bytes(again), csv_bytes(other)
+    assert a == b
+    assert not any(p.name.startswith(("_", ".")) or "part-" in p.name for p in first.iterdir())
+    data = [n for n in a if n.endswith(".csv")]
+    assert data and all(a[n] != c.get(n) for n in data)
+
+
+# --------------------------------------------------------------------------- seer-medicare layout
+def test_file_names_and_headers_follow_the_contract(seer):
+    out, files = seer["out"], seer["result"]["files"]
+    assert list(files) == list(CONTRACT)
+    for table, info in files.items():
+        assert info["files"], table
+        for name in info["files"]:
+            assert name.startswith(table) and name.endswith(".csv")
+            header = (out / name).open(encoding="utf-8").readline().rstrip("\n")
+            assert header.split(",") == CONTRACT[table], name
+    assert [f"mbsf_{y}.csv" for y in range(2006, 2014)] == files["mbsf"]["files"]
+    for table, df in seer["tables"].items():
+        assert len(df) == files[table]["rows"], table
+
+
+def test_patient_ids_keep_leading_zeros(seer):
+    ids = seer["tables"]["seer_cancer"]["PATIENT_ID"]
+    assert ids.str.fullmatch(r"\d{10}").all()
+    assert ids.str.startswith("000").all() and ids.nunique() == 3000
+
+
+def test_dates_are_empty_or_eight_digits_and_in_the_icd9_era(seer):
+    for table, df in seer["tables"].items():
+        for col in (c for c in df.columns if is_date_column(c)):
+            values = df[col].str.strip()
+            assert values.str.fullmatch(r"(\d{8})?").all(), (table, col)
+            valid = pd.to_datetime(values[values != ""], format="%Y%m%d", errors="coerce").dropna()
+            assert (valid <= pd.Timestamp("2013-12-31")).all() and (valid >= pd.Timestamp("1900-01-01")).all()
+    claims = seer["tables"]["nch_base"]["CLM_FROM_DT"]
+    assert claims[claims.str.fullmatch(r"\d{8}")].min() >= "20060101"
+
+
+def test_tumors_mix_qualifying_and_near_miss_hcc(seer):
+    tumors = seer["tables"]["seer_cancer"]
+    hcc = tumors[tumors.PRIMARY_SITE == "C220"]
+    share = hcc.PATIENT_ID.nunique() / tumors.PATIENT_ID.nunique()
+    assert 0.30 < share < 0.40
+    assert {"8160", "8180"} & set(hcc.HISTOLOGIC_TYPE_ICD_O_3) and "2" in set(hcc.BEHAVIOR_CODE_ICD_O_3)
+    assert "02" in set(hcc.SEQUENCE_NUMBER)  # HCC as a second primary fails the first-primary rule
+    assert {"00", "01", "02"} == set(tumors.SEQUENCE_NUMBER)
+    assert "99" in set(tumors.MONTH_OF_DIAGNOSIS) and {"6", "7"} & set(tumors.TYPE_OF_REPORTING_SOURCE)
+    assert set(hcc.SEER_HISTORIC_STAGE_A) == {"1", "2", "4", "9"}
+
+
+def test_sorafenib_is_found_by_ndc_and_by_generic_name_only(seer):
+    pde = seer["tables"]["pde"]
+    by_ndc = pde.PROD_SRVC_ID.str.strip() == "50419048858"
+    by_name_only = ~by_ndc & pde.GNN.str.contains("sorafenib", case=False)
+    assert by_ndc.sum() > 0 and by_name_only.sum() > 0
+    assert not pde.loc[by_name_only, "GNN"].str.contains("SORAFENIB").any()  # only a case-insensitive match finds them
+    assert pde.PROD_SRVC_ID.str.strip().str.fullmatch(r"\d{11}").all()
+
+
+def test_injected_dirt_in_the_files_matches_truth(seer):
+    truth, tables = seer["truth"]["dirty_counts"], seer["tables"]
+    seen = {"duplicate_row": 0, "trailing_blank_code": 0, "impossible_date": 0, "non_numeric_quantity": 0}
+    for table in CLAIM_TABLES:
+        df = tables[table]
+        dates = [c for c in df.columns if is_date_column(c)]
+        bad_date = pd.Series(False, index=df.index)
+        for col in dates:
+            filled = df[col] != ""
+            bad_date |= filled & pd.to_datetime(df[col].where(filled), format="%Y%m%d", errors="coerce").isna()
+        quantities = [c for c in df.columns if c in QUANTITY_COLUMNS]
+        found = {
+            "duplicate_row": int(df.duplicated().sum()),
+            "trailing_blank_code": int(df.apply(lambda col: col.str.endswith(" ")).any(axis=1).sum()),
+            "impossible_date": int(bad_date.sum()),
+            "non_numeric_quantity": int(sum(((df[c] != "") & ~df[c].str.fullmatch(r"\d+")) for c in quantities).astype(bool).sum())
+            if quantities else 0,
+        }
+        assert found == truth[table], table
+        for kind, n in found.items():
+            seen[kind] += n
+    assert all(n > 0 for n in seen.values()), seen
+
+
+def test_enrollment_dirt_matches_truth(seer):
+    truth, tables = seer["truth"]["dirty_counts"]["mbsf"], seer["tables"]
+    mbsf, tumors = tables["mbsf"], tables["seer_cancer"]
+    not_in_mbsf = set(tumors.PATIENT_ID) - set(mbsf.PATIENT_ID)
+    assert len(not_in_mbsf) == truth["person_not_in_mbsf"] > 0
+    assert not_in_mbsf <= set(tables["nch_base"].PATIENT_ID) | set(tables["outpatient_base"].PATIENT_ID) \
+        | set(tables["medpar"].PATIENT_ID)
+    years = mbsf.assign(year=mbsf.BENE_ENROLLMT_REF_YR.astype(int)).groupby("PATIENT_ID").year
+    holes = int((years.max() - years.min() + 1 - years.count()).sum())
+    assert holes == truth["missing_mbsf_year"] > 0
+    deaths = mbsf[mbsf.BENE_DEATH_DT != ""].assign(year=lambda d: d.BENE_ENROLLMT_REF_YR.astype(int))
+    latest = deaths.sort_values("year").groupby("PATIENT_ID").BENE_DEATH_DT.last()
+    differing = int((deaths.BENE_DEATH_DT != deaths.PATIENT_ID.map(latest)).sum())
+    assert differing == truth["differing_death_date"] > 0
+
+
+def test_hcc_directed_therapy_straddles_the_study_window(seer):
+    tables = seer["tables"]
+    tumors = tables["seer_cancer"]
+    hcc = tumors[(tumors.PRIMARY_SITE == "C220") & (tumors.MONTH_OF_DIAGNOSIS != "99")]
+    dx = pd.to_datetime(hcc.YEAR_OF_DIAGNOSIS + hcc.MONTH_OF_DIAGNOSIS.str.zfill(2) + "15", format="%Y%m%d")
+    dx = pd.Series(dx.values, index=hcc.PATIENT_ID)
+    lines = tables["nch_line"]
+    surgery = lines[lines.HCPCS_CD.str.strip().isin({"47120", "47135", "47380", "37243", "77412"})]
+    days = (pd.to_datetime(surgery.LINE_1ST_EXPNS_DT, format="%Y%m%d", errors="coerce")
+            - surgery.PATIENT_ID.map(dx)).dt.days.dropna()
+    assert days.between(-30, 60).any() and days.isin([-31, 61]).any()
+
+
+def test_treatment_is_confounded_as_the_truth_says(seer):
+    """Among advanced HCC with Part D alive at day 60, distant stage is treated more often (or less, if the truth says so)."""
+    tables, truth = seer["tables"], seer["truth"]
+    tumors, mbsf, pde = tables["seer_cancer"], tables["mbsf"], tables["pde"]
+    hcc = tumors[(tumors.PRIMARY_SITE == "C220") & tumors.HISTOLOGIC_TYPE_ICD_O_3.between("8170", "8175")
+                 & (tumors.BEHAVIOR_CODE_ICD_O_3 == "3") & tumors.SEER_HISTORIC_STAGE_A.isin(["2", "4"])
+                 & (tumors.MONTH_OF_DIAGNOSIS != "99")].drop_duplicates("PATIENT_ID").copy()
+    hcc["dx"] = pd.to_datetime(hcc.YEAR_OF_DIAGNOSIS + hcc.MONTH_OF_DIAGNOSIS.str.zfill(2) + "15", format="%Y%m%d")
+    # Part D contract in the diagnosis month
+    rows = hcc.merge(mbsf, left_on=["PATIENT_ID", "YEAR_OF_DIAGNOSIS"], right_on=["PATIENT_ID", "BENE_ENROLLMT_REF_YR"])
+    contract = rows.apply(lambda r: r[f"PTD_CNTRCT_ID_{int(r.MONTH_OF_DIAGNOSIS):02d}"], axis=1)
+    with_part_d = set(rows.loc[contract.str[:1].isin(list("HRSE")) & (rows.RDS_IND_01 != "Y"), "PATIENT_ID"])
+    death = pd.to_datetime(mbsf.loc[mbsf.BENE_DEATH_DT.str.fullmatch(r"\d{8}"), ["PATIENT_ID", "BENE_DEATH_DT"]]
+                           .drop_duplicates("PATIENT_ID", keep="last").set_index("PATIENT_ID").BENE_DEATH_DT,
+                           format="%Y%m%d", errors="coerce")
+    hcc["death"] = hcc.PATIENT_ID.map(death)
+    cohort = hcc[hcc.PATIENT_ID.isin(with_part_d) & ~((hcc.death - hcc.dx).dt.days <= 60)]
+    sor = pde[(pde.PROD_SRVC_ID.str.strip() == "50419048858") | pde.GNN.str.contains("sorafenib", case=False)]
+    fills = sor.merge(cohort[["PATIENT_ID", "dx"]], on="PATIENT_ID")
+    fill_day = (pd.to_datetime(fills.SRVC_DT, format="%Y%m%d", errors="coerce") - fills.dx).dt.days
+    treated = set(fills.loc[fill_day.between(0, 60), "PATIENT_ID"])
+    share = cohort.assign(treated=cohort.PATIENT_ID.isin(treated)).groupby("SEER_HISTORIC_STAGE_A").treated.mean()
+    intercepts = truth["treatment_model"]["intercept_by_stage"]
+    assert len(cohort) > 150 and 0.15 < cohort.PATIENT_ID.isin(treated).mean() < 0.45
+    assert (share["4"] > share["2"]) == (intercepts["4"] > intercepts["2"])
+
+
+def test_truth_json_holds_the_true_parameters(seer):
+    truth = seer["truth"]
+    assert truth["sorafenib_hazard_ratio"] == 0.8 and truth["seed"] == 11 and truth["patients"] == 3000
+    assert truth["dirty_rate"] == 0.01
+    assert set(truth["survival_model"]["log_hazard_ratios"]) >= {"age_per_10_years", "ascites", "comorbidity_count"}
+    assert truth["survival_model"]["median_days_at_reference"]["hcc"]["4"] < 100  # untreated advanced HCC: months
+    assert truth["files"] == seer["result"]["files"]
+
+
+# --------------------------------------------------------------------------- desynpuf layout
+def test_desynpuf_files_have_exactly_the_original_headers(spark, tmp_path, desynpuf_fixture_dir):
+    out = tmp_path / "de"
+    result = generate(spark, "desynpuf", str(out), 200, 3)
+    written = {name for info in result["files"].values() for name in info["files"]}
+    assert len(written) == 8
+    for fixture in sorted(desynpuf_fixture_dir.glob("*.csv")):
+        name = fixture.name.replace("_Sample_0", "_Sample_1")
+        assert name in written
+        with fixture.open("rb") as a, (out / name).open("rb") as b:
+            original = a.readline()
+            assert b.readline() == original, name
+            n_fields = original.count(b",") + 1
+            assert all(line.count(b",") + 1 == n_fields for line in b), name
