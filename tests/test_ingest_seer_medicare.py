@@ -13,34 +13,14 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from helpers import delta_rows
+from helpers import CONTRACT, delta_rows
 
 from cohortlake.errors import MissingInputError
 from cohortlake.lake.delta import Lakehouse
 from cohortlake.sources.ingest import ingest
-from cohortlake.sources.mapping import expand
 
 A, B, C = "0000000001", "0000000002", "0000000003"
 D = dt.date
-
-HEADERS = {
-    "seer_cancer": ["PATIENT_ID", "SEQUENCE_NUMBER", "YEAR_OF_DIAGNOSIS", "MONTH_OF_DIAGNOSIS", "PRIMARY_SITE",
-                    "HISTOLOGIC_TYPE_ICD_O_3", "BEHAVIOR_CODE_ICD_O_3", "SEER_HISTORIC_STAGE_A",
-                    "TYPE_OF_REPORTING_SOURCE", "SEER_DOD_YEAR", "SEER_DOD_MONTH"],
-    "mbsf": ["PATIENT_ID", "BENE_ENROLLMT_REF_YR", "BENE_BIRTH_DT", "BENE_DEATH_DT", "VALID_DEATH_DT_SW",
-             "SEX_IDENT_CD", "BENE_RACE_CD"]
-            + [c for t in ("MDCR_ENTLMT_BUYIN_IND_{01..12}", "HMO_IND_{01..12}", "PTD_CNTRCT_ID_{01..12}",
-                           "RDS_IND_{01..12}", "DUAL_STUS_CD_{01..12}") for c in expand(t)],
-    "medpar": ["PATIENT_ID", "MEDPAR_ID", "ADMSN_DT", "DSCHRG_DT", *expand("DGNS_{1..25}_CD"),
-               *expand("SRGCL_PRCDR_{1..25}_CD"), *expand("SRGCL_PRCDR_PRFRM_{1..25}_DT")],
-    "nch_base": ["PATIENT_ID", "CLM_ID", "CLM_FROM_DT", "CLM_THRU_DT", "PRNCPAL_DGNS_CD", *expand("ICD_DGNS_CD{1..12}")],
-    "nch_line": ["PATIENT_ID", "CLM_ID", "LINE_NUM", "LINE_1ST_EXPNS_DT", "LINE_LAST_EXPNS_DT", "HCPCS_CD",
-                 "LINE_ICD_DGNS_CD", "LINE_SRVC_CNT"],
-    "outpatient_base": ["PATIENT_ID", "CLM_ID", "CLM_FROM_DT", "CLM_THRU_DT", "PRNCPAL_DGNS_CD",
-                        *expand("ICD_DGNS_CD{1..25}"), *expand("ICD_PRCDR_CD{1..25}"), *expand("PRCDR_DT{1..25}")],
-    "outpatient_revenue": ["PATIENT_ID", "CLM_ID", "CLM_LINE_NUM", "REV_CNTR", "REV_CNTR_DT", "HCPCS_CD"],
-    "pde": ["PATIENT_ID", "PDE_ID", "SRVC_DT", "PROD_SRVC_ID", "QTY_DSPNSD_NUM", "DAYS_SUPLY_NUM", "GNN", "BN"],
-}
 
 
 def monthly(prefix: str, values: list[str]) -> dict[str, str]:
@@ -138,7 +118,7 @@ def write_raw(folder: Path, rows=ROWS) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for table, table_rows in rows.items():
         with open(folder / f"{table}_2009.csv", "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=HEADERS[table], restval="")
+            writer = csv.DictWriter(handle, fieldnames=CONTRACT[table], restval="")
             writer.writeheader()
             writer.writerows(table_rows)
             if table == "pde":

@@ -11,30 +11,8 @@ import pytest
 
 from cohortlake.errors import UserError
 from cohortlake.synth import generate
+from helpers import CONTRACT
 
-# The contract's column lists (data-contracts/seer-medicare.md), expanded here by hand
-# rather than taken from the generator, so a drift on either side fails.
-MONTHS = [f"{m:02d}" for m in range(1, 13)]
-CONTRACT = {
-    "seer_cancer": ["PATIENT_ID", "SEQUENCE_NUMBER", "YEAR_OF_DIAGNOSIS", "MONTH_OF_DIAGNOSIS", "PRIMARY_SITE",
-                    "HISTOLOGIC_TYPE_ICD_O_3", "BEHAVIOR_CODE_ICD_O_3", "SEER_HISTORIC_STAGE_A",
-                    "TYPE_OF_REPORTING_SOURCE", "SEER_DOD_YEAR", "SEER_DOD_MONTH"],
-    "mbsf": ["PATIENT_ID", "BENE_ENROLLMT_REF_YR", "BENE_BIRTH_DT", "BENE_DEATH_DT", "VALID_DEATH_DT_SW",
-             "SEX_IDENT_CD", "BENE_RACE_CD"]
-    + [f"{p}_{m}" for p in ("MDCR_ENTLMT_BUYIN_IND", "HMO_IND", "PTD_CNTRCT_ID", "RDS_IND", "DUAL_STUS_CD")
-       for m in MONTHS],
-    "medpar": ["PATIENT_ID", "MEDPAR_ID", "ADMSN_DT", "DSCHRG_DT"] + [f"DGNS_{i}_CD" for i in range(1, 26)]
-    + [f"SRGCL_PRCDR_{i}_CD" for i in range(1, 26)] + [f"SRGCL_PRCDR_PRFRM_{i}_DT" for i in range(1, 26)],
-    "nch_base": ["PATIENT_ID", "CLM_ID", "CLM_FROM_DT", "CLM_THRU_DT", "PRNCPAL_DGNS_CD"]
-    + [f"ICD_DGNS_CD{i}" for i in range(1, 13)],
-    "nch_line": ["PATIENT_ID", "CLM_ID", "LINE_NUM", "LINE_1ST_EXPNS_DT", "LINE_LAST_EXPNS_DT", "HCPCS_CD",
-                 "LINE_ICD_DGNS_CD", "LINE_SRVC_CNT"],
-    "outpatient_base": ["PATIENT_ID", "CLM_ID", "CLM_FROM_DT", "CLM_THRU_DT", "PRNCPAL_DGNS_CD"]
-    + [f"ICD_DGNS_CD{i}" for i in range(1, 26)] + [f"ICD_PRCDR_CD{i}" for i in range(1, 26)]
-    + [f"PRCDR_DT{i}" for i in range(1, 26)],
-    "outpatient_revenue": ["PATIENT_ID", "CLM_ID", "CLM_LINE_NUM", "REV_CNTR", "REV_CNTR_DT", "HCPCS_CD"],
-    "pde": ["PATIENT_ID", "PDE_ID", "SRVC_DT", "PROD_SRVC_ID", "QTY_DSPNSD_NUM", "DAYS_SUPLY_NUM", "GNN", "BN"],
-}
 CLAIM_TABLES = ["medpar", "nch_base", "nch_line", "outpatient_base", "outpatient_revenue", "pde"]
 QUANTITY_COLUMNS = {"QTY_DSPNSD_NUM", "DAYS_SUPLY_NUM", "LINE_SRVC_CNT"}
 DATE_COLUMN = re.compile(r"(_DT|_DT\d+|PRCDR_DT\d+)$")
