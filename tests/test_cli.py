@@ -16,7 +16,18 @@ def test_demo_runs_end_to_end_and_says_where_outputs_are(spark, tmp_path, capsys
     assert str(lake / "_runs" / "ingest" / "manifest.json") in err
     assert "silver/diagnosis" in err
     assert (lake / "silver" / "diagnosis" / "_delta_log").is_dir()
-    assert (lake / "_raw" / "seer-medicare" / "truth.json").is_file()
+
+    # every dirty row the generator injected is accounted for by ingest, none more
+    import json
+
+    truth = json.loads((lake / "_raw" / "seer-medicare" / "truth.json").read_text())
+    manifest = json.loads((lake / "_runs" / "ingest" / "manifest.json").read_text())
+    for table, dirt in truth["dirty_counts"].items():
+        if table == "mbsf":
+            continue  # structural gaps, not row defects
+        counts = manifest["extra"]["raw_tables"][table]
+        assert counts["duplicates"] == dirt["duplicate_row"], table
+        assert counts["quarantined"] == dirt["impossible_date"] + dirt["non_numeric_quantity"], table
 
 
 def test_tables_lists_versions_and_rows(spark, tmp_path, capsys):
