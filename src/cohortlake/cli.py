@@ -90,7 +90,7 @@ def cmd_demo(args, progress) -> int:
 
     spark = _spark(args)
     lake = _lake(args, spark)
-    raw = Path(args.lake) / "_raw" / "seer-medicare"
+    raw = Path(args.lake).resolve() / "_raw" / "seer-medicare"
     with progress.step("synth seer-medicare") as step:
         generate(spark, "seer-medicare", str(raw), args.patients, args.seed)
         step["detail"] = f"{args.patients:,} synthetic patients → {raw}"
@@ -99,7 +99,7 @@ def cmd_demo(args, progress) -> int:
     progress.info("")
     progress.info("outputs:")
     progress.info(f"  raw files (seer-medicare layout) and truth.json  {raw}")
-    progress.info(f"  lakehouse (Delta tables)                          {Path(args.lake)}")
+    progress.info(f"  lakehouse (Delta tables)                          {Path(args.lake).resolve()}")
     progress.info(f"    bronze/<raw table>, quarantine/<raw table>, silver/<canonical table>")
     progress.info(f"  ingest manifest                                   {report.manifest_path}")
     return 0
