@@ -136,18 +136,18 @@ def test_injected_dirt_in_the_files_matches_truth(seer):
     seen = {"duplicate_row": 0, "trailing_blank_code": 0, "impossible_date": 0, "non_numeric_quantity": 0}
     for table in CLAIM_TABLES:
         df = tables[table]
-        dates = [c for c in df.columns if is_date_column(c)]
         bad_date = pd.Series(False, index=df.index)
-        for col in dates:
+        for col in (c for c in df.columns if is_date_column(c)):
             filled = df[col] != ""
             bad_date |= filled & pd.to_datetime(df[col].where(filled), format="%Y%m%d", errors="coerce").isna()
-        quantities = [c for c in df.columns if c in QUANTITY_COLUMNS]
+        not_a_number = pd.Series(False, index=df.index)
+        for col in (c for c in df.columns if c in QUANTITY_COLUMNS):
+            not_a_number |= (df[col] != "") & ~df[col].str.fullmatch(r"\d+")
         found = {
             "duplicate_row": int(df.duplicated().sum()),
             "trailing_blank_code": int(df.apply(lambda col: col.str.endswith(" ")).any(axis=1).sum()),
             "impossible_date": int(bad_date.sum()),
-            "non_numeric_quantity": int(sum(((df[c] != "") & ~df[c].str.fullmatch(r"\d+")) for c in quantities).astype(bool).sum())
-            if quantities else 0,
+            "non_numeric_quantity": int(not_a_number.sum()),
         }
         assert found == truth[table], table
         for kind, n in found.items():
@@ -185,7 +185,7 @@ def test_hcc_directed_therapy_straddles_the_study_window(seer):
 
 
 def test_treatment_is_confounded_as_the_truth_says(seer):
-    """Among advanced HCC with Part D alive at day 60, distant stage is treated more often (or less, if the truth says so)."""
+    """Advanced HCC with Part D, alive at day 60: the stage treated more often is the one the truth favours."""
     tables, truth = seer["tables"], seer["truth"]
     tumors, mbsf, pde = tables["seer_cancer"], tables["mbsf"], tables["pde"]
     hcc = tumors[(tumors.PRIMARY_SITE == "C220") & tumors.HISTOLOGIC_TYPE_ICD_O_3.between("8170", "8175")

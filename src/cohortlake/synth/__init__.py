@@ -25,9 +25,14 @@ def _owned(module, name: str) -> bool:
     return name in (TRUTH_FILE, TMP_DIR_NAME) or module.owned_file(name)
 
 
-# Adaptive execution only re-plans our fixed partitioning (costly for plans this large);
-# switched off while generating, then restored.
+# Session settings while generating (restored afterwards). Adaptive execution would
+# only re-plan our fixed partitioning, at a real cost for plans this large.
 GENERATOR_CONF = {"spark.sql.adaptive.enabled": "false"}
+# Small runs: compiling the generated code for a model this size costs more than the
+# compiled code saves (measured about a third of the time at a few thousand persons),
+# so they are evaluated interpreted. Same results either way.
+SMALL_RUN_PATIENTS = 5_000
+SMALL_RUN_CONF = {"spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN"}
 
 
 @contextmanager
@@ -92,7 +97,8 @@ def generate(spark, layout: str, out_dir: str, patients: int, seed: int, dirty_r
 
     started = time.monotonic()
     try:
-        with _session_conf(spark, GENERATOR_CONF):
+        conf = {**GENERATOR_CONF, **(SMALL_RUN_CONF if patients <= SMALL_RUN_PATIENTS else {})}
+        with _session_conf(spark, conf):
             result = module.generate(spark, out_dir, patients, seed, dirty_rate, **options)
     finally:
         remove_tmp(out_dir)

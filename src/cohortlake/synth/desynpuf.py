@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import re
 
-from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 
 from cohortlake.synth import seer_medicare as model
 from cohortlake.synth.random import RandomSource, Sql, lit, uniform_int
-from cohortlake.synth.seer_medicare import add_days, case, project, stage, ymd
+from cohortlake.synth.seer_medicare import case, project, stage, ymd
 from cohortlake.synth.writer import parts_for
 
 LAYOUT = "desynpuf"

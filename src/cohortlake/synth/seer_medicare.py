@@ -7,8 +7,11 @@ DE-SynPUF generator reuses it with its own calendar and file layout.
 Every value is a Spark SQL expression over ``spark.range(patients)`` with draws seeded per
 (seed, person, stream, index) via ``synth.random``: no Python per row, nothing
 patient-sized on the driver. Expressions are SQL text applied with ``selectExpr`` in
-stages (one JVM call per stage); draws used by several branches are stored as columns
-first so each hash is computed once.
+stages (one JVM call per stage, where the Column API would make one per operator).
+
+Flow: ``build_persons`` (one row per person, the true model) -> ``claim_events`` /
+``finish_events`` (one row per claim) and ``fills`` (one row per Part D fill) -> one
+frame per raw table -> ``inject_dirty`` -> ``write_tables`` (all tables in one job).
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, Observation
 from pyspark.sql import functions as F
 
-from cohortlake.synth.random import RandomSource, Sql, choice, geometric, indices, lit, pick, uniform_int
-from cohortlake.synth.writer import parts_for
+from cohortlake.synth.random import RandomSource, Sql, choice, indices, lit, pick, uniform_int
+from cohortlake.synth.writer import csv_line, header_line, parts_for, write_files
 
 LAYOUT = "seer-medicare"
 
@@ -339,11 +342,13 @@ def build_persons(spark, patients: int, seed: int, calendar: Calendar, dirty_rat
         "behavior": f"CASE WHEN is_hcc THEN (CASE WHEN {u('behavior')} < 0.02D THEN '2' ELSE '3' END) "
                     "WHEN stage = '0' THEN '2' ELSE '3' END",
         "age": "datediff(dx_date, birth_date) / 365.25D",
-        "f_cirrhosis": f"{u('condition', 0)} < CASE WHEN is_hcc THEN {CONDITIONS[0][4]!r}D ELSE {CONDITIONS[0][3]!r}D END",
+        "f_cirrhosis": f"{u('condition', 0)} < "
+                       f"CASE WHEN is_hcc THEN {CONDITIONS[0][4]!r}D ELSE {CONDITIONS[0][3]!r}D END",
     })
     flags = {}
     for i, (name, _kind, _codes, p_other, p_hcc, p_cirr) in enumerate(CONDITIONS[1:], start=1):
-        prob = f"(CASE WHEN is_hcc THEN {p_hcc!r}D ELSE {p_other!r}D END + CASE WHEN f_cirrhosis THEN {p_cirr!r}D ELSE 0.0D END)"
+        prob = (f"(CASE WHEN is_hcc THEN {p_hcc!r}D ELSE {p_other!r}D END"
+                f" + CASE WHEN f_cirrhosis THEN {p_cirr!r}D ELSE 0.0D END)")
         flags[f"f_{name}"] = f"{u('condition', i)} < {prob}"
     p = stage(p, flags)
     cond_codes = ", ".join(f"CASE WHEN f_{name} THEN {pick(u('pool_code', i), codes)} END"
@@ -351,14 +356,16 @@ def build_persons(spark, patients: int, seed: int, calendar: Calendar, dirty_rat
     flag_array = ", ".join(f"f_{n}" for n in CONDITION_NAMES)
     p = stage(p, {
         "comorbidity_count": " + ".join(f"CAST(f_{n} AS INT)" for n in NCI_CONDITIONS),
-        "active_conditions": f"filter(sequence(0, {len(CONDITIONS) - 1}), xc -> element_at(array({flag_array}), xc + 1))",
+        "active_conditions": f"filter(sequence(0, {len(CONDITIONS) - 1}), "
+                             f"xc -> element_at(array({flag_array}), xc + 1))",
         # the codes a person's claims may carry as secondary diagnoses
         "pool": f"concat({str_array(BACKGROUND_DX)}, array(cancer_dx), array_compact(array({cond_codes})))",
     })
 
     # sorafenib treatment model (confounding by indication) and survival
     c = TREATMENT_COEF
-    logit = (f"({case('stage', TREATMENT_INTERCEPT, -9.0)} + {c['age_per_10_years']!r}D * (age - {AGE_CENTRE!r}D) / 10.0D"
+    logit = (f"({case('stage', TREATMENT_INTERCEPT, -9.0)}"
+             f" + {c['age_per_10_years']!r}D * (age - {AGE_CENTRE!r}D) / 10.0D"
              f" + {c['ascites']!r}D * CAST(f_ascites AS DOUBLE)"
              f" + {c['hepatic_encephalopathy']!r}D * CAST(f_hepatic_encephalopathy AS DOUBLE)"
              f" + {c['dual']!r}D * CAST(dual AS DOUBLE))")
@@ -408,8 +415,9 @@ def build_persons(spark, patients: int, seed: int, calendar: Calendar, dirty_rat
         "stale_death_date": add_days("death_true", f"-{rng.uniform_int('stale_days', 30, 400)}"),
         # second tumor (15%); for HCC persons it is sometimes the earlier one
         "b_first": f"is_hcc AND {u('b_first')} < 0.3D",
-        "b_site": f"CASE WHEN sex = '1' THEN {rng.choice('b_site', [('lung', 0.4), ('colon', 0.35), ('prostate', 0.25)])}"
-                  f" ELSE {rng.choice('b_site', [('lung', 0.35), ('colon', 0.35), ('breast', 0.30)])} END",
+        "b_site": f"CASE WHEN sex = '1' "
+                  f"THEN {rng.choice('b_site', [('lung', 0.4), ('colon', 0.35), ('prostate', 0.25)])} "
+                  f"ELSE {rng.choice('b_site', [('lung', 0.35), ('colon', 0.35), ('breast', 0.30)])} END",
         "b_months": rng.uniform_int("b_months", 6, 60),
     })
     p = stage(p, {"b_idx": f"CASE WHEN b_first THEN greatest(dx_idx - b_months, {first_idx}) "
@@ -444,12 +452,21 @@ def build_persons(spark, patients: int, seed: int, calendar: Calendar, dirty_rat
     last_expr = str(last) if isinstance(last, int) else rng.uniform_int("therapy_day", 62, 180)
     p = stage(p, {"u_therapy_day_kind": u("therapy_day_kind")})
     p = stage(p, {
-        "therapy_raw": f"CASE WHEN is_hcc AND NOT dco AND {u('therapy')} < {therapy_p} THEN CASE {therapy_type} END END",
+        "therapy_raw": f"CASE WHEN is_hcc AND NOT dco AND {u('therapy')} < {therapy_p} "
+                       f"THEN CASE {therapy_type} END END",
         "therapy_day": f"CASE {day_branches} ELSE {last_expr} END",
     })
     p = stage(p, {"therapy": f"CASE WHEN therapy_day < death_day AND {add_days('dx_date', 'therapy_day')} <= {end} "
                              f"AND {add_days('dx_date', 'therapy_day')} >= obs_start THEN therapy_raw END"})
-    return _sorafenib_course(p, rng, calendar)
+    p = _sorafenib_course(p, rng, calendar)
+    return p.drop(*[c for c in p.columns if c in _INTERMEDIATE or c.startswith("u_")])
+
+
+# person columns only the model itself needs: dropped before the persons are stored
+_INTERMEDIATE = {"other_site", "dx_month", "age_group", "has_partd_draw", "partd_late", "hmo_kind", "hmo_value_draw",
+                 "parta_only", "gap", "gap_offset", "site_group", "t_untreated", "treat_prob", "planned", "b_months",
+                 "b_idx", "b_site", "therapy_raw", "sor_n", "sor_all", "era1", "era1_last", "era1_end",
+                 "tki_offset", "tki_candidate", "ici_candidate"}
 
 
 def _sorafenib_course(p: DataFrame, rng: RandomSource, calendar: Calendar) -> DataFrame:
@@ -470,7 +487,8 @@ def _sorafenib_course(p: DataFrame, rng: RandomSource, calendar: Calendar) -> Da
         return f"({supply(i)} + {gap(i)})"
 
     # day of fill i = first fill day + the (supply + gap) of every fill before it
-    day = f"first_fill_day + aggregate(transform(sequence(0, xi), xj -> {step('xj')}), 0, (acc, xv) -> acc + xv) - {step('xi')}"
+    day = (f"first_fill_day + aggregate(transform(sequence(0, xi), xj -> {step('xj')}), 0, (acc, xv) -> acc + xv)"
+           f" - {step('xi')}")
     fill = f"named_struct('i', xi, 'day', {day}, 'supply', {supply('xi')}, 'gap', {gap('xi')})"
     p = stage(p, {"sor_n": f"1 + {rng.geometric('sor_n', cfg['extra_fills_geometric_p'], max_k=cfg['max_fills'] - 1)}"})
     p = stage(p, {"sor_all": f"CASE WHEN treated THEN filter(transform(sequence(0, sor_n - 1), xi -> {fill}), "
@@ -480,7 +498,8 @@ def _sorafenib_course(p: DataFrame, rng: RandomSource, calendar: Calendar) -> Da
                                f"{cfg['max_fills']})"})
     p = stage(p, {"era1": "filter(sor_all, xf -> xf.i <= era1_last)"})
     p = stage(p, {"era1_end": "aggregate(era1, -100000, (acc, xf) -> greatest(acc, xf.day + xf.supply - 1))",
-                  "u_tki": u("tki"), "tki_offset": rng.uniform_int("tki_day", *SECOND_LINE["tki_start_days_after_era"])})
+                  "u_tki": u("tki"),
+                  "tki_offset": rng.uniform_int("tki_day", *SECOND_LINE["tki_start_days_after_era"])})
     p = stage(p, {"tki_candidate": "era1_end + tki_offset"})
     p = stage(p, {"tki_day": f"CASE WHEN treated AND u_tki < {SECOND_LINE['tki_probability']!r}D "
                              f"AND tki_candidate < death_day AND {add_days('dx_date', 'tki_candidate')} <= {end} "
@@ -689,7 +708,8 @@ def finish_events(events: DataFrame, seed: int) -> DataFrame:
               f"WHEN setting = 'outpatient' AND u_proc < 0.03D THEN {rng.uniform_int('n_proc', 1, 3, *key)} "
               f"ELSE 0 END")
     e = stage(e, {"n_extra": n_extra, "n_lines": n_lines, "n_proc": n_proc})
-    extras = f"transform({indices('n_extra')}, xe -> element_at(pool, {uniform_int(u('dx_extra', *key, 'xe'), 1, 'size(pool)')}))"
+    extra_code = f"element_at(pool, {uniform_int(u('dx_extra', *key, 'xe'), 1, 'size(pool)')})"
+    extras = f"transform({indices('n_extra')}, xe -> {extra_code})"
     carrier_line = (f"named_struct('hcpcs', CASE WHEN xl = 0 THEN {rng.choice('em', CARRIER_EM, *key)} "
                     f"ELSE {rng.pick('line_code', CARRIER_OTHER, *key, 'xl')} END, "
                     f"'rev', CAST(NULL AS STRING), 'units', '1')")
@@ -714,7 +734,8 @@ def finish_events(events: DataFrame, seed: int) -> DataFrame:
 
 
 def events_columns(e: DataFrame) -> DataFrame:
-    return e.select(*EVENT_PERSON_COLS, "src", "k", "setting", "clm_date", "principal", "admit_shift", "los", "dx",
+    """What the claim tables read of an event (the person's code pool is no longer needed)."""
+    return e.select("id", "pid", "obs_end", "src", "k", "setting", "clm_date", "principal", "admit_shift", "los", "dx",
                     "line_list", "proc_list", "claim_no")
 
 
@@ -744,7 +765,8 @@ def medpar(events: DataFrame) -> DataFrame:
     for i in range(25):
         proc = f"(get(proc_list, {i}))"
         performed = f"least({add_days('clm_date', proc + '.shift_days')}, discharge)"
-        cols[f"SRGCL_PRCDR_PRFRM_{i + 1}_DT"] = f"CASE WHEN {proc} IS NOT NULL AND NOT {proc}.no_date THEN {ymd(performed)} END"
+        cols[f"SRGCL_PRCDR_PRFRM_{i + 1}_DT"] = (f"CASE WHEN {proc} IS NOT NULL AND NOT {proc}.no_date "
+                                                f"THEN {ymd(performed)} END")
     return project(e, {**cols, **_internal()})
 
 
@@ -842,7 +864,8 @@ def fills(p: DataFrame, seed: int) -> DataFrame:
     sor = _fill(sor, 2, "fill.i", add_days("dx_date", "fill.day"), ndc, gnn, bn, "fill.supply * sor_tabs_per_day",
                 "fill.supply")
     prior = p.filter("prior_sorafenib_day IS NOT NULL").selectExpr(*sor_cols, "prior_sorafenib_day")
-    prior = _fill(prior, 3, "0", add_days("dx_date", "prior_sorafenib_day"), ndc, gnn, bn, "30 * sor_tabs_per_day", "30")
+    prior = _fill(prior, 3, "0", add_days("dx_date", "prior_sorafenib_day"), ndc, gnn, bn,
+                  "30 * sor_tabs_per_day", "30")
 
     tki = p.filter("tki_day IS NOT NULL").selectExpr(*FILL_PERSON_COLS, "tki_day", "tki_drug", "tki_gap",
                                                      f"explode({indices('tki_n')}) AS j")
@@ -911,14 +934,16 @@ def inject_dirty(df: DataFrame, spec: DirtySpec, rate: float, seed: int, table: 
                       f"THEN concat(`{c}`, '  ') ELSE `{c}` END")
     bad_date = f"concat(CAST(__year AS STRING), {rng.pick(f'dirty/{table}/date/value', BAD_MONTH_DAYS)})"
     for i, c in enumerate(spec.date_cols):
-        updates[c] = f"CASE WHEN __bad_date AND {which('date', len(spec.date_cols))} = {i} THEN {bad_date} ELSE `{c}` END"
+        updates[c] = (f"CASE WHEN __bad_date AND {which('date', len(spec.date_cols))} = {i} "
+                      f"THEN {bad_date} ELSE `{c}` END")
     bad_qty = rng.pick(f"dirty/{table}/quantity/value", NON_NUMERIC)
     for i, c in enumerate(spec.quantity_cols):
         updates[c] = (f"CASE WHEN __non_numeric AND {which('quantity', len(spec.quantity_cols))} = {i} "
                       f"THEN {bad_qty} ELSE `{c}` END")
     if updates:
         df = df.withColumns({c: F.expr(e) for c, e in updates.items()})
-    copies = (f"CASE WHEN {u(f'dirty/{table}/duplicate')} < {float(rate)!r}D THEN array(FALSE, TRUE) ELSE array(FALSE) END"
+    copies = (f"CASE WHEN {u(f'dirty/{table}/duplicate')} < {float(rate)!r}D "
+              f"THEN array(FALSE, TRUE) ELSE array(FALSE) END"
               if spec.duplicates and rate > 0 else "array(FALSE)")
     return df.selectExpr("*", f"explode({copies}) AS __dup")
 
@@ -928,7 +953,8 @@ SEER_DIRTY = {
     "nch_base": DirtySpec(code_cols=("PRNCPAL_DGNS_CD",), date_cols=("CLM_FROM_DT", "CLM_THRU_DT")),
     "nch_line": DirtySpec(code_cols=("LINE_ICD_DGNS_CD", "HCPCS_CD"),
                           date_cols=("LINE_1ST_EXPNS_DT", "LINE_LAST_EXPNS_DT"), quantity_cols=("LINE_SRVC_CNT",)),
-    "outpatient_base": DirtySpec(code_cols=("PRNCPAL_DGNS_CD", "ICD_DGNS_CD1"), date_cols=("CLM_FROM_DT", "CLM_THRU_DT")),
+    "outpatient_base": DirtySpec(code_cols=("PRNCPAL_DGNS_CD", "ICD_DGNS_CD1"),
+                                 date_cols=("CLM_FROM_DT", "CLM_THRU_DT")),
     "outpatient_revenue": DirtySpec(code_cols=("REV_CNTR",), date_cols=("REV_CNTR_DT",)),
     "pde": DirtySpec(code_cols=("PROD_SRVC_ID",), date_cols=("SRVC_DT",),
                      quantity_cols=("QTY_DSPNSD_NUM", "DAYS_SUPLY_NUM")),
@@ -1025,31 +1051,25 @@ def numbered_file(table: str, n: int, person_col: str = "PATIENT_ID") -> tuple[s
 def write_tables(out_dir: str, tables: Sequence[OutputTable], partitions: int, quoted_header: bool = False
                  ) -> tuple[dict, dict]:
     """Write all tables in one Spark job; return ``files`` (names, rows) and injected-dirt counts."""
-    from cohortlake.synth.writer import csv_line, header_line, write_files
-
-    branches = []
+    branches, observations = [], {}
     for t in tables:
         flags = {f: (f if f in t.rows.columns else "FALSE") for f in DIRTY_FLAGS}
-        branches.append(t.rows.selectExpr(
+        rows = t.rows.selectExpr("*", *[f"{expr} AS {flag}" for flag, expr in flags.items() if expr == "FALSE"])
+        # counters that fill in while the files are written: no second pass over the data
+        observations[t.name] = Observation(f"{t.name}-{uuid.uuid4().hex[:8]}")
+        rows = rows.observe(observations[t.name], F.count(F.lit(1)).alias("rows"),
+                            *[F.count_if(F.col(flag)).alias(kind) for kind, flag in zip(DIRTY_KINDS, DIRTY_FLAGS)])
+        branches.append(rows.selectExpr(
             f"{lit(t.name)} AS __table", f"{t.file} AS __file", f"CAST({t.bucket} AS INT) AS __bucket",
-            f"{t.sort} AS __sort", f"{csv_line(t.columns, t.text_columns)} AS line",
-            *[f"{expr} AS {flag}" for flag, expr in flags.items()]))
+            f"{t.sort} AS __sort", f"{csv_line(t.columns, t.text_columns)} AS line"))
     lines = branches[0]
     for branch in branches[1:]:
         lines = lines.unionByName(branch)
-    # counters that fill in while the files are written: no second pass over the data
-    obs = Observation(f"synth-{uuid.uuid4().hex[:8]}")
-    metrics = []
-    for t in tables:
-        metrics.append(F.expr(f"count_if(__table = {lit(t.name)})").alias(f"{t.name}:rows"))
-        for kind, flag in zip(DIRTY_KINDS, DIRTY_FLAGS):
-            metrics.append(F.expr(f"count_if(__table = {lit(t.name)} AND {flag})").alias(f"{t.name}:{kind}"))
-    lines = lines.observe(obs, *metrics)
     names = write_files(lines, out_dir, {t.name: header_line(t.columns, quoted_header) for t in tables},
                         {t.name: t.expected_files for t in tables}, partitions)
-    counts = obs.get
-    files = {t.name: {"files": names[t.name], "rows": int(counts[f"{t.name}:rows"])} for t in tables}
-    dirty = {t.name: {kind: int(counts[f"{t.name}:{kind}"]) for kind in DIRTY_KINDS}
+    counts = {name: obs.get for name, obs in observations.items()}
+    files = {t.name: {"files": names[t.name], "rows": int(counts[t.name]["rows"])} for t in tables}
+    dirty = {t.name: {kind: int(counts[t.name][kind]) for kind in DIRTY_KINDS}
              for t in tables if any(f in t.rows.columns for f in DIRTY_FLAGS)}
     return files, dirty
 
