@@ -22,7 +22,6 @@ import os
 import re
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from urllib.parse import unquote, urlparse
 
@@ -174,6 +173,10 @@ class Lakehouse:
         self.reads: dict[str, int] = {}
         self.writes: dict[str, int] = {}
         self._fs = None
+        # Set once for the session rather than around each write: writes run from
+        # several threads, and restoring a setting mid-way would race another write.
+        for key, value in _PARQUET_WRITE_CONF.items():
+            spark.conf.set(key, value)
 
     def __repr__(self) -> str:
         return f"Lakehouse({self.root!r}, backend={self.backend!r})"
@@ -473,12 +476,11 @@ class Lakehouse:
         writer = df.write.mode("errorifexists")
         if partition_by:
             writer = writer.partitionBy(*partition_by)
-        with _session_conf(self.spark, _PARQUET_WRITE_CONF):
-            try:
-                writer.parquet(folder)
-            except BaseException:
-                self._remove_folder(folder)
-                raise
+        try:
+            writer.parquet(folder)
+        except BaseException:
+            self._remove_folder(folder)
+            raise
         actions = self._add_actions(path, write_id, partition_by)
         rows = sum(json.loads(a.stats)["numRecords"] for a in actions)
         commit = CommitProperties(
@@ -593,19 +595,3 @@ def _history_entry(commit: dict) -> dict:
         "mode": mode,
         "rows_written": int(rows) if rows is not None else None,
     }
-
-
-@contextmanager
-def _session_conf(spark, settings: dict[str, str]):
-    """Apply session settings for one block, then put back what was there."""
-    previous = {key: spark.conf.get(key, None) for key in settings}
-    for key, value in settings.items():
-        spark.conf.set(key, value)
-    try:
-        yield
-    finally:
-        for key, value in previous.items():
-            if value is None:
-                spark.conf.unset(key)
-            else:
-                spark.conf.set(key, value)

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+from contextlib import contextmanager
 from functools import lru_cache
 
 from cohortlake.errors import EnvironmentProblem
@@ -116,3 +117,19 @@ def get_spark(app_name: str = "cohortlake", master: str | None = None, conf: dic
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(os.environ.get("COHORTLAKE_SPARK_LOG_LEVEL", "WARN"))
     return spark
+
+
+@contextmanager
+def session_conf(spark, settings: dict[str, str]):
+    """Apply session settings for one block, then put back what was there."""
+    previous = {key: spark.conf.get(key, None) for key in settings}
+    for key, value in settings.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)

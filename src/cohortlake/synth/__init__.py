@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import os
 import time
-from contextlib import contextmanager
 
 from cohortlake.errors import UserError
+from cohortlake.lake.session import session_conf
 from cohortlake.synth import desynpuf, seer_medicare
 from cohortlake.synth.writer import TMP_DIR_NAME, remove_tmp
 
@@ -33,21 +33,6 @@ GENERATOR_CONF = {"spark.sql.adaptive.enabled": "false"}
 # so they are evaluated interpreted. Same results either way.
 SMALL_RUN_PATIENTS = 5_000
 SMALL_RUN_CONF = {"spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN"}
-
-
-@contextmanager
-def _session_conf(spark, settings: dict[str, str]):
-    saved = {key: spark.conf.get(key, None) for key in settings}
-    for key, value in settings.items():
-        spark.conf.set(key, value)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                spark.conf.unset(key)
-            else:
-                spark.conf.set(key, value)
 
 
 def check_arguments(layout: str, out_dir: str, patients: int, seed: int, dirty_rate: float) -> None:
@@ -98,7 +83,7 @@ def generate(spark, layout: str, out_dir: str, patients: int, seed: int, dirty_r
     started = time.monotonic()
     try:
         conf = {**GENERATOR_CONF, **(SMALL_RUN_CONF if patients <= SMALL_RUN_PATIENTS else {})}
-        with _session_conf(spark, conf):
+        with session_conf(spark, conf):
             result = module.generate(spark, out_dir, patients, seed, dirty_rate, **options)
     finally:
         remove_tmp(out_dir)
