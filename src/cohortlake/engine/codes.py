@@ -166,4 +166,5 @@ def tag_events(spark: SparkSession, frame: DataFrame, need: TableNeed) -> DataFr
         *[c for c in ("person_id", "date", "table", "setting", "claim_key", "row_key", "days_supply")],
         F.explode(sets).alias("codeset"),
     )
-    return tagged.dropDuplicates(["person_id", "row_key", "codeset"]).select(*EVENT_COLUMNS)
+    # One row per (claims row, set): several keys of one set can match the same code.
+    return tagged.select(*EVENT_COLUMNS).distinct()

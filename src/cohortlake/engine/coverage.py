@@ -43,85 +43,74 @@ def _spans(enrollment: DataFrame, coverage: str) -> DataFrame:
     )
 
 
-def _clipped(episodes: DataFrame, spans: DataFrame) -> DataFrame:
-    """Episodes (with _lo, _hi) left-joined to the spans overlapping [_lo, _hi], clipped."""
-    joined = episodes.join(
-        spans.withColumnRenamed("person_id", "_pid"),
-        (F.col("person_id") == F.col("_pid")) & (F.col("_s") <= F.col("_hi")) & (F.col("_e") >= F.col("_lo")),
+def _window_checks(checks: list[CoverageCheck], episodes: DataFrame, enrollment: DataFrame) -> DataFrame:
+    """All window checks in one join of episodes with enrollment and one window pass.
+
+    Per (episode, check): the spans of the check's type (hmo for fee_for_service)
+    overlapping [lo, hi], clipped; from them the longest uncovered stretch, the number
+    of overlapping spans and the longest run of consecutive covered days.
+    """
+    specs = F.array(*[
+        F.struct(
+            F.lit(check.column).alias("check"),
+            F.lit("hmo" if check.coverage is Coverage.fee_for_service else check.coverage.value).alias("type"),
+            check.lo.alias("lo"), check.hi.alias("hi"),
+        )
+        for check in checks
+    ])
+    windows = episodes.select(*EPISODE, F.explode(specs).alias("_c")).select(
+        *EPISODE, "_c.check", "_c.type", F.col("_c.lo").alias("_lo"), F.col("_c.hi").alias("_hi")
+    ).where(F.col("_lo").isNotNull() & F.col("_hi").isNotNull())
+    spans = enrollment.select(
+        F.col("person_id").alias("_pid"), F.col("coverage").alias("_type"),
+        F.col("start_date").alias("_s"), F.col("end_date").alias("_e"),
+    )
+    rows = windows.join(
+        spans,
+        (F.col("person_id") == F.col("_pid")) & (F.col("type") == F.col("_type"))
+        & (F.col("_s") <= F.col("_hi")) & (F.col("_e") >= F.col("_lo")),
         "left",
     )
     # greatest/least skip nulls: keep the no-span row's clipped bounds null.
     matched = F.col("_s").isNotNull()
-    return joined.withColumn("_cs", F.when(matched, F.greatest("_s", "_lo"))).withColumn(
+    rows = rows.withColumn("_cs", F.when(matched, F.greatest("_s", "_lo"))).withColumn(
         "_ce", F.when(matched, F.least("_e", "_hi"))
     )
-
-
-def _longest_uncovered(episodes: DataFrame, spans: DataFrame) -> DataFrame:
-    """Per episode: the longest stretch of [_lo, _hi] no span covers (_uncovered)."""
-    rows = _clipped(episodes, spans)
-    order = Window.partitionBy(*EPISODE).orderBy("_cs", "_ce").rowsBetween(Window.unboundedPreceding, -1)
-    rows = rows.withColumn("_before", F.datediff("_cs", F.coalesce(F.max("_ce").over(order), F.date_sub("_lo", 1))) - 1)
-    per_episode = rows.groupBy(*EPISODE, "_lo", "_hi").agg(
-        F.max("_before").alias("_inner"), F.max("_ce").alias("_last"), F.count("_cs").alias("_n")
+    key = [*EPISODE, "check", "_lo", "_hi"]
+    order = Window.partitionBy(*EPISODE, "check").orderBy("_cs", "_ce")
+    rows = rows.withColumn("_prev", F.max("_ce").over(order.rowsBetween(Window.unboundedPreceding, -1)))
+    rows = rows.withColumn("_before", F.datediff("_cs", F.coalesce("_prev", F.date_sub("_lo", 1))) - 1)
+    opens = (F.col("_prev").isNull() | (F.col("_cs") > F.date_add("_prev", 1))).cast("int")
+    rows = rows.withColumn("_run_id", F.sum(opens).over(order.rowsBetween(Window.unboundedPreceding, 0)))
+    runs = rows.groupBy(*key, "_run_id").agg(
+        (F.datediff(F.max("_ce"), F.min("_cs")) + 1).alias("_length"), F.max("_before").alias("_before"),
+        F.max("_ce").alias("_last"), F.count("_cs").alias("_n"),
+    )
+    summary = runs.groupBy(*key).agg(
+        F.max("_length").alias("_run"), F.max("_before").alias("_inner"),
+        F.max("_last").alias("_last"), F.sum("_n").alias("_n"),
     )
     uncovered = F.when(F.col("_n") == 0, F.datediff("_hi", "_lo") + 1).otherwise(
         F.greatest("_inner", F.datediff("_hi", "_last"))
     )
-    return per_episode.select(*EPISODE, "_lo", "_hi", uncovered.alias("_uncovered"))
-
-
-def _longest_run(episodes: DataFrame, spans: DataFrame) -> DataFrame:
-    """Per episode: the longest run of consecutive covered days inside [_lo, _hi] (_run)."""
-    rows = _clipped(episodes, spans)
-    order = Window.partitionBy(*EPISODE).orderBy("_cs", "_ce")
-    rows = rows.withColumn("_prev", F.max("_ce").over(order.rowsBetween(Window.unboundedPreceding, -1)))
-    opens = (F.col("_prev").isNull() | (F.col("_cs") > F.date_add("_prev", 1))).cast("int")
-    rows = rows.withColumn("_run_id", F.sum(opens).over(order.rowsBetween(Window.unboundedPreceding, 0)))
-    runs = rows.groupBy(*EPISODE, "_lo", "_hi", "_run_id").agg(
-        (F.datediff(F.max("_ce"), F.min("_cs")) + 1).alias("_length")
+    summary = summary.select(
+        *EPISODE, "check", (F.col("_hi") < F.col("_lo")).alias("_empty"), uncovered.alias("_uncovered"),
+        F.coalesce("_run", F.lit(0)).alias("_run"), F.col("_n"),
     )
-    return runs.groupBy(*EPISODE, "_lo", "_hi").agg(F.max("_length").alias("_run"))
-
-
-def _overlaps(episodes: DataFrame, spans: DataFrame) -> DataFrame:
-    rows = _clipped(episodes, spans)
-    return rows.groupBy(*EPISODE, "_lo", "_hi").agg(F.count("_cs").alias("_n"))
-
-
-def _window_answer(check: CoverageCheck, episodes: DataFrame, enrollment: DataFrame) -> DataFrame:
-    window = episodes.select(*EPISODE, check.lo.alias("_lo"), check.hi.alias("_hi")).where(
-        F.col("_lo").isNotNull() & F.col("_hi").isNotNull()
-    )
-    empty = F.col("_hi") < F.col("_lo")
-    ffs = check.coverage is Coverage.fee_for_service
-    spans = _spans(enrollment, "hmo" if ffs else check.coverage.value)
-    if check.mode == "require":
-        if ffs:
-            answer = _longest_run(window, spans).select(
-                *EPISODE, (empty | (F.coalesce("_run", F.lit(0)) <= check.gap)).alias(check.column)
-            )
+    answers = []
+    for check in checks:
+        empty, uncovered, run, n = F.col("_empty"), F.col("_uncovered"), F.col("_run"), F.col("_n")
+        ffs = check.coverage is Coverage.fee_for_service
+        if check.mode == "require":
+            answer = empty | ((run <= check.gap) if ffs else (uncovered <= check.gap))
+        elif check.mode == "exclude":  # fee_for_service excluded: every day is an hmo day
+            answer = empty | ((uncovered <= 0) if ffs else (n == 0))
+        elif check.mode == "any":  # fee_for_service: some day outside hmo
+            answer = F.when(empty, 0).when((uncovered > 0) if ffs else (n > 0), 1).otherwise(0)
         else:
-            answer = _longest_uncovered(window, spans).select(
-                *EPISODE, (empty | (F.col("_uncovered") <= check.gap)).alias(check.column)
-            )
-    elif check.mode == "exclude":
-        if ffs:  # every day must be an hmo day
-            answer = _longest_uncovered(window, spans).select(*EPISODE, (empty | (F.col("_uncovered") <= 0)).alias(check.column))
-        else:
-            answer = _overlaps(window, spans).select(*EPISODE, (empty | (F.col("_n") == 0)).alias(check.column))
-    elif check.mode == "any":
-        if ffs:  # some day outside hmo
-            answer = _longest_uncovered(window, spans).select(
-                *EPISODE, F.when(empty, 0).when(F.col("_uncovered") > 0, 1).otherwise(0).alias(check.column)
-            )
-        else:
-            answer = _overlaps(window, spans).select(
-                *EPISODE, F.when(~empty & (F.col("_n") > 0), 1).otherwise(0).alias(check.column)
-            )
-    else:
-        raise ValueError(f"unknown coverage mode {check.mode}")
-    return answer
+            raise ValueError(f"unknown coverage mode {check.mode}")
+        answers.append(F.max(F.when(F.col("check") == check.column, answer)).alias(check.column))
+    return summary.groupBy(*EPISODE).agg(*answers)
 
 
 def _run_end(check: CoverageCheck, episodes: DataFrame, enrollment: DataFrame) -> DataFrame:
@@ -160,8 +149,10 @@ def answer_checks(episodes: DataFrame, enrollment: DataFrame, checks: list[Cover
     """One row per episode with index, one column per check (left to be joined back)."""
     if not checks:
         return None
-    result = None
+    window_checks = [c for c in checks if c.mode != "run_end"]
+    result = _window_checks(window_checks, episodes, enrollment) if window_checks else None
     for check in checks:
-        frame = _run_end(check, episodes, enrollment) if check.mode == "run_end" else _window_answer(check, episodes, enrollment)
-        result = frame if result is None else result.join(frame, EPISODE, "full")
+        if check.mode == "run_end":
+            frame = _run_end(check, episodes, enrollment)
+            result = frame if result is None else result.join(frame, EPISODE, "full")
     return result

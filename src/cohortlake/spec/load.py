@@ -423,6 +423,30 @@ class _Checker:
         self.check_index_kind()
         self.check_arms()
         self.check_covariate_order()
+        self.check_output_columns()
+
+    def check_output_columns(self) -> None:
+        """Covariates, landmarks and outcomes become cohort columns: their names must not clash."""
+        fixed = ("person_id", "index_date", "arm", "landmark_date", "first_exposure_date",
+                 "followup_start", "followup_end", "event", "time_days")
+        owners: dict[str, str] = {column: "a fixed cohort column" for column in fixed}
+        landmarks = [lm for lm in (self.d.landmarks or ()) if lm is not None]
+        produced: list[tuple[Loc, str, str]] = []
+        for i, covariate in enumerate(self.d.covariates or ()):
+            if covariate is not None:
+                produced.append((("covariates", i, "name"), covariate.name, f"covariate '{covariate.name}'"))
+        for i, landmark in enumerate(landmarks):
+            columns = [f"in_{landmark.name}"] + ([f"{landmark.name}_date"] if len(landmarks) > 1 else [])
+            for column in columns:
+                produced.append((("landmarks", i, "name"), column, f"landmark '{landmark.name}'"))
+        for i, outcome in enumerate(self.d.outcomes or ()):
+            if outcome is not None:
+                for suffix in ("date", "event", "time_days"):
+                    produced.append((("outcomes", i, "name"), f"{outcome.name}_{suffix}", f"outcome '{outcome.name}'"))
+        for loc, column, owner in produced:
+            if column in owners and owners[column] != owner:
+                self.add(loc, f"{owner} makes cohort column '{column}', already {owners[column]}; rename it")
+            owners.setdefault(column, owner)
 
     def check_model(self, loc: Loc, model: BaseModel) -> None:
         if isinstance(model, EventSpec):
