@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cohortlake.engine.compile import BuildResult, build_cohort
+from cohortlake.engine.plan import table_scans
 from cohortlake.errors import UserError
 from cohortlake.lake.manifest import RunManifest
 from cohortlake.sources.canonical import SILVER_TABLES, silver_name
@@ -76,6 +77,7 @@ def build(definition: Definition, lake, out: str | None = None, progress=None) -
     try:
         with progress.step(f"build {definition.cohort}") as step, manifest.phase("build"):
             result = build_cohort(definition, frames)
+            manifest.extra["table_scans"] = dict(sorted(table_scans(result.cohort, lake.root).items()))
             lake.write(cohort_table(definition, "attrition"), attrition_frame(lake.spark, result.attrition))
             lake.write(cohort_table(definition, "cohort"), result.cohort)
             event_rows = None

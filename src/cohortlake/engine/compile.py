@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Callable
 
+from pydantic import BaseModel
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -337,7 +338,7 @@ class Compiler:
             elif isinstance(value, (list, tuple)):
                 for item in value:
                     visit(item)
-            elif hasattr(value, "model_fields"):
+            elif isinstance(value, BaseModel):
                 for name in type(value).model_fields:
                     visit(getattr(value, name))
 

@@ -1,0 +1,52 @@
+"""Which stored tables a built plan reads, and how often, from Spark's physical plan.
+
+Persisted frames are followed into their cached plans once each (they are computed once
+per build), so the count is the number of times each table's files are scanned.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+
+def _leaves(plan):
+    leaves = plan.collectLeaves()
+    return [leaves.apply(i) for i in range(leaves.length())]
+
+
+def table_scans(frame, root: str | None = None) -> Counter:
+    """Counter of scanned table folders (relative to ``root`` when given) for a DataFrame's plan."""
+    counts: Counter = Counter()
+    seen_caches: set[int] = set()
+
+    def visit(plan) -> None:
+        for leaf in _leaves(plan):
+            kind = leaf.getClass().getSimpleName()
+            if kind == "InMemoryTableScanExec":
+                relation = leaf.relation()
+                key = relation.cacheBuilder().hashCode()
+                if key not in seen_caches:
+                    seen_caches.add(key)
+                    visit(relation.cachedPlan())
+            elif kind == "AdaptiveSparkPlanExec":  # adaptive execution wraps cached plans
+                visit(leaf.initialPlan())
+            elif kind == "FileSourceScanExec":
+                counts[_table_of(str(leaf.relation().location().rootPaths().apply(0)), root)] += 1
+            elif kind not in ("RDDScanExec", "LocalTableScanExec"):
+                counts[kind] += 1
+
+    visit(frame._jdf.queryExecution().sparkPlan())
+    return counts
+
+
+def _table_of(path: str, root: str | None) -> str:
+    path = path.removeprefix("file:")
+    if root:
+        root = root.removeprefix("file:").rstrip("/")
+        if path.startswith(root + "/"):
+            path = path[len(root) + 1:]
+    # A table's files sit in write folders (w-<time>-<id>/) or directly in the table.
+    parts = [p for p in path.split("/") if p]
+    while parts and (parts[-1].startswith("w-") or parts[-1].endswith(".parquet") or "=" in parts[-1]):
+        parts.pop()
+    return "/".join(parts)
