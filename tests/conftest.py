@@ -31,3 +31,23 @@ def desynpuf_fixture_dir() -> Path:
     if not DESYNPUF_FIXTURES.is_dir():
         pytest.fail(f"shared fixtures not found at {DESYNPUF_FIXTURES}; clone with ../shared beside the repo")
     return DESYNPUF_FIXTURES
+
+
+DEMO_PATIENTS = 1500
+DEMO_SEED = 11
+
+
+@pytest.fixture(scope="session")
+def demo_run(spark, tmp_path_factory):
+    """`cohortlake demo` once for the session (synth → ingest → reference cohort); its lake and stderr."""
+    import contextlib
+    import io
+
+    from cohortlake.cli import main
+
+    lake = tmp_path_factory.mktemp("demo") / "lakehouse"
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(["demo", "--lake", str(lake), "--patients", str(DEMO_PATIENTS), "--seed", str(DEMO_SEED)])
+    assert code == 0, err.getvalue()
+    return lake, err.getvalue()

@@ -8,14 +8,17 @@ import sys
 from cohortlake.cli import main
 
 
-def test_demo_runs_end_to_end_and_says_where_outputs_are(spark, tmp_path, capsys):
-    lake = tmp_path / "lakehouse"
-    assert main(["demo", "--lake", str(lake), "--patients", "150", "--seed", "3"]) == 0
-    err = capsys.readouterr().err
+def test_demo_runs_end_to_end_and_says_where_outputs_are(demo_run):
+    lake, err = demo_run
     assert str(lake / "_raw" / "seer-medicare") in err
     assert str(lake / "_runs" / "ingest" / "manifest.json") in err
     assert "silver/diagnosis" in err
     assert (lake / "silver" / "diagnosis" / "_delta_log").is_dir()
+    # the reference cohort is built and its attrition printed, rule by rule
+    assert str(lake / "cohorts" / "hcc_sorafenib_landmark") in err
+    assert (lake / "cohorts" / "hcc_sorafenib_landmark" / "cohort" / "_delta_log").is_dir()
+    for rule in ("HCC tumor", "Parts A and B, fee-for-service", "Alive at landmark"):
+        assert rule in err
 
     # every dirty row the generator injected is accounted for by ingest, none more
     import json

@@ -15,6 +15,8 @@ from cohortlake.errors import UserError
 
 DEFAULT_LAKE = "./lakehouse"
 LAYOUTS = ("seer-medicare", "desynpuf")
+# The reference study's definition, shipped with the package's source tree.
+REFERENCE_DEFINITION = str(Path(__file__).resolve().parents[2] / "cohort_defs" / "hcc_sorafenib_landmark.yaml")
 
 
 def _spark(args):
@@ -97,11 +99,40 @@ def cmd_demo(args, progress) -> int:
     report = ingest(spark, lake, "seer-medicare", raw, progress=progress)
     print_ingest_report(report, progress)
     progress.info("")
+    built = run_build(REFERENCE_DEFINITION, lake, None, progress)
+    progress.info("")
     progress.info("outputs:")
     progress.info(f"  raw files (seer-medicare layout) and truth.json  {raw}")
     progress.info(f"  lakehouse (Delta tables)                          {Path(args.lake).resolve()}")
     progress.info(f"    bronze/<raw table>, quarantine/<raw table>, silver/<canonical table>")
     progress.info(f"  ingest manifest                                   {report.manifest_path}")
+    progress.info(f"  reference cohort                                  {Path(built.manifest_path).parent}")
+    return 0
+
+
+def run_build(definition_path, lake, out, progress):
+    """Build one definition and print its attrition; returns the BuildReport."""
+    from cohortlake.engine.build import build, render_attrition
+    from cohortlake.spec import load_definition
+
+    definition = load_definition(definition_path)
+    report = build(definition, lake, out=out, progress=progress)
+    for line in render_attrition(report.attrition):
+        progress.info(line)
+    progress.info(f"cohort tables: {lake.root}/cohorts/{definition.cohort}/ (cohort, attrition"
+                  f"{', events' if report.event_rows is not None else ''}); manifest {report.manifest_path}")
+    for path in report.exported:
+        progress.info(f"exported {path}")
+    return report
+
+
+def cmd_build(args, progress) -> int:
+    from cohortlake.spec import load_definition
+
+    load_definition(args.definition)  # a bad definition fails before Spark starts
+    spark = _spark(args)
+    lake = _lake(args, spark)
+    run_build(args.definition, lake, args.out, progress)
     return 0
 
 
@@ -129,6 +160,24 @@ def cmd_schema(args, progress) -> int:
 
     print(json.dumps(json_schema(), indent=2, sort_keys=True))
     return 0
+
+
+def cmd_assure(args, progress) -> int:
+    from cohortlake.engine.assure import default_tests_path, load_suite, run_suite
+    from cohortlake.spec import load_definition
+
+    # Read and check both files before starting Spark: a typo fails in a second.
+    definition = load_definition(args.definition)
+    tests = args.tests or default_tests_path(args.definition)
+    if not Path(tests).is_file():
+        raise UserError(f"{tests}: no test patients for {args.definition} (write them there, or give --tests FILE)")
+    suite = load_suite(tests, definition, definition_path=args.definition)
+    spark = _spark(args)
+    with progress.step(f"assure {definition.cohort}") as step:
+        report = run_suite(spark, suite)
+        step["detail"] = f"{len(report.results)} test patients, {len(report.failures)} failed"
+    print(report.render())
+    return 0 if report.passed else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -178,6 +227,17 @@ def build_parser() -> argparse.ArgumentParser:
     spark_options(p)
     p.set_defaults(handler=cmd_history)
 
+    p = commands.add_parser("build", help="build a cohort from the lakehouse's canonical tables",
+                            description="Apply a cohort definition to the silver tables of a lakehouse and write "
+                                        "cohorts/<cohort>/cohort, attrition (and events for time-varying designs) as "
+                                        "Delta tables plus manifest.json; print the attrition. --out also exports "
+                                        "cohort.parquet and attrition.csv.")
+    p.add_argument("definition", metavar="DEF.yaml")
+    p.add_argument("--lake", default=DEFAULT_LAKE, help=f"lakehouse root (default {DEFAULT_LAKE})")
+    p.add_argument("--out", metavar="DIR", help="also export cohort.parquet and attrition.csv here")
+    spark_options(p)
+    p.set_defaults(handler=cmd_build)
+
     p = commands.add_parser("check", help="validate cohort definitions (no Spark; about a second)",
                             description="Validate cohort YAML files: every problem is reported as "
                                         "file:line: field: what is allowed. Exit 1 when any file has a problem.")
@@ -191,8 +251,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("schema", help="print the JSON Schema of cohort YAML (for editor completion)")
     p.set_defaults(handler=cmd_schema)
 
+    p = commands.add_parser("assure", help="run a definition's test patients and compare with their expected results",
+                            description="Build the cohort over the test patients of a definition (default: "
+                                        "tests/<definition file name> beside it) and print one line per patient: "
+                                        "PASS or FAIL, its id and description, and for a failure the expected and "
+                                        "actual values. Exit 0 when all pass, 1 when any fails or a file has a problem.")
+    p.add_argument("definition", metavar="DEF.yaml")
+    p.add_argument("--tests", metavar="FILE", help="the test-patient file (default: tests/<DEF file name> beside DEF)")
+    spark_options(p)
+    p.set_defaults(handler=cmd_assure)
+
     p = commands.add_parser("demo", help="run the pipeline end to end on synthetic data",
-                            description="Generate synthetic SEER-Medicare files, ingest them into a local lakehouse "
+                            description="Generate synthetic SEER-Medicare files, ingest them into a local lakehouse, "
+                                        "build the reference cohort (cohort_defs/hcc_sorafenib_landmark.yaml) "
                                         "and print where each output is.")
     p.add_argument("--lake", default=DEFAULT_LAKE, help=f"lakehouse root (default {DEFAULT_LAKE})")
     p.add_argument("--patients", type=int, default=3000, help="synthetic persons (default 3000)")

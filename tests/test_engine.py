@@ -1,0 +1,242 @@
+"""The reference cohort on synthetic data, checked rule by rule with plain pandas.
+
+The check below is written from ../shared/study/REFERENCE_STUDY.md alone (not from the
+engine or cohort_defs/README.md): for every person with a liver tumor it decides each of
+the twelve rules, the arm and the follow-up, and the engine's cohort and attrition must
+be exactly that.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import date, timedelta
+
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.spark
+
+REFERENCE = "hcc_sorafenib_landmark"
+STUDY_END = date(2013, 12, 31)
+
+# The study's code-set table, as plain predicates on stored codes (no dots).
+THERAPY_HCPCS = {"47120", "47122", "47125", "47130", "47135", "47370", "47371", "47380", "47381", "47382",
+                 "37204", "37243", "75894", "S2095", "77371", "77372", "77373", "77418",
+                 *(str(c) for c in range(77401, 77417))}
+THERAPY_ICD9PCS = {"5022", "503", "5051", "5059", "5023", "5024", "5025", "5026"}
+
+
+def is_therapy(code: str, system: str) -> bool:
+    if system == "hcpcs":
+        return code in THERAPY_HCPCS
+    if system == "icd9pcs":
+        return code in THERAPY_ICD9PCS or code.startswith("922")
+    if system == "icd9cm":
+        return code == "V580"
+    return False
+
+
+def is_sorafenib(ndc, generic) -> bool:
+    return ndc == "50419048858" or (isinstance(generic, str) and "sorafenib" in generic.lower())
+
+
+def month_shift(day: date, months: int) -> tuple[int, int]:
+    index = day.year * 12 + day.month - 1 + months
+    return index // 12, index % 12 + 1
+
+
+def month_days(year: int, month: int) -> tuple[date, date]:
+    first = date(year, month, 1)
+    nxt = date(year + (month == 12), month % 12 + 1, 1)
+    return first, nxt - timedelta(days=1)
+
+
+def covered(spans, first: date, last: date) -> bool:
+    return any(s <= first and e >= last for s, e in spans)
+
+
+def touches(spans, first: date, last: date) -> bool:
+    return any(s <= last and e >= first for s, e in spans)
+
+
+def reference_rules(tables: dict[str, pd.DataFrame]):
+    """(steps passed per person, included persons' expected values) from the study text."""
+    by_person = {name: dict(tuple(frame.groupby("person_id"))) for name, frame in tables.items()}
+    persons = set(tables["person"]["person_id"]) | set(tables["tumor"]["person_id"])
+    depth, expected = {}, {}
+    for pid in sorted(persons):
+        def rows(table):
+            return by_person[table].get(pid, tables[table].iloc[0:0])
+
+        tumors = rows("tumor")
+        hcc = tumors[(tumors.primary_site == "C220") & tumors.histology.isin([str(h) for h in range(8170, 8176)])
+                     & (tumors.behavior == "3")].sort_values("sequence_number")
+        passed = 0
+        checks = []
+        if len(hcc):
+            t = hcc.iloc[0]
+            person = rows("person")
+            birth = person.iloc[0].birth_date if len(person) else None
+            deaths = rows("death")
+            death = deaths.iloc[0].death_date if len(deaths) else None
+            month_known = pd.notna(t.diagnosis_month) and 1 <= t.diagnosis_month <= 12 and pd.notna(t.diagnosis_year)
+            dx = date(int(t.diagnosis_year), int(t.diagnosis_month), 15) if month_known else None
+            enrollment = rows("enrollment")
+            spans = {c: list(zip(g.start_date, g.end_date)) for c, g in enrollment.groupby("coverage")}
+
+            def months_ok(lo, hi, need, forbid):
+                for m in range(lo, hi + 1):
+                    y, mo = month_shift(dx, m)
+                    if death is not None and (y, mo) > (death.year, death.month):
+                        continue
+                    first, last = month_days(y, mo)
+                    if not all(covered(spans.get(c, []), first, last) for c in need):
+                        return False
+                    if any(touches(spans.get(c, []), first, last) for c in forbid):
+                        return False
+                return True
+
+            def age():
+                years = dx.year - birth.year - ((dx.month, dx.day) < (birth.month, birth.day))
+                return years
+
+            events = pd.concat([rows("procedure"), rows("diagnosis")])
+            fills = rows("dispensing")
+            sorafenib = sorted(d for d, n, g in zip(fills.date, fills.ndc, fills.generic_name) if is_sorafenib(n, g))
+            checks = [
+                lambda: True,
+                lambda: t.sequence_number in ("00", "01"),
+                lambda: month_known and 2008 <= t.diagnosis_year <= 2011,
+                lambda: pd.notna(t.reporting_source) and t.reporting_source not in ("6", "7"),
+                lambda: t.historic_stage in ("2", "4"),
+                lambda: birth is not None and pd.notna(birth) and age() >= 66,
+                lambda: death is None or death >= dx,
+                lambda: months_ok(-12, 2, ["part_a", "part_b"], ["hmo"]),
+                lambda: months_ok(0, 2, ["part_d"], ["retiree_drug_subsidy"]),
+                lambda: not any(
+                    dx - timedelta(30) <= d <= dx + timedelta(60) and is_therapy(c, s)
+                    for d, c, s in zip(events.date, events.code, events.code_system)
+                ),
+                lambda: not any(dx - timedelta(365) <= d <= dx - timedelta(1) for d in sorafenib),
+                lambda: death is None or death > dx + timedelta(60),
+            ]
+            for check in checks:
+                if not check():
+                    break
+                passed += 1
+            if passed == len(checks):
+                first = next((d for d in sorafenib if dx <= d <= dx + timedelta(60)), None)
+                landmark = dx + timedelta(60)
+                end = min(death, STUDY_END) if death is not None else STUDY_END
+                expected[pid] = {
+                    "index_date": dx, "arm": "sorafenib" if first else "untreated", "first_exposure_date": first,
+                    "landmark_date": landmark, "followup_start": landmark, "followup_end": end,
+                    "event": int(death is not None and death <= STUDY_END), "time_days": (end - landmark).days,
+                    "age": age(),
+                }
+        depth[pid] = passed
+    return depth, expected
+
+
+@pytest.fixture(scope="module")
+def reference_build(demo_run, spark):
+    from cohortlake.lake.delta import Lakehouse
+
+    lake_dir, _ = demo_run
+    lake = Lakehouse(str(lake_dir), spark)
+    tables = {
+        name: lake.read(f"silver/{name}").toPandas()
+        for name in ("person", "death", "enrollment", "tumor", "procedure", "diagnosis", "dispensing")
+    }
+    cohort = lake.read(f"cohorts/{REFERENCE}/cohort").toPandas()
+    attrition = lake.read(f"cohorts/{REFERENCE}/attrition").toPandas().sort_values("step")
+    return lake_dir, tables, cohort, attrition
+
+
+def test_reference_cohort_is_exactly_what_the_study_rules_select(reference_build):
+    _, tables, cohort, attrition = reference_build
+    depth, expected = reference_rules(tables)
+    assert len(expected) >= 20, "too few persons pass to test anything; raise the demo's patients"
+    assert sorted(cohort.person_id) == sorted(expected)
+    both = {row.person_id: row for row in cohort.itertuples()}
+    arms = {"sorafenib": 0, "untreated": 0}
+    for pid, want in expected.items():
+        got = both[pid]
+        for column, value in want.items():
+            actual = getattr(got, column)
+            actual = None if pd.isna(actual) else actual
+            assert actual == value, f"{pid} {column}: engine {actual}, study rules {value}"
+        arms[want["arm"]] += 1
+    assert arms["sorafenib"] > 0 and arms["untreated"] > 0
+
+    # attrition: persons remaining after each rule, step 0 = everyone in the data
+    remaining = [sum(1 for d in depth.values() if d >= k) for k in range(1, 13)]
+    assert list(attrition.persons_remaining)[1:] == remaining
+    # the population: everyone in the person table plus anyone the index rule finds
+    population = set(tables["person"].person_id) | {pid for pid, d in depth.items() if d >= 1}
+    assert attrition.persons_remaining.iloc[0] == len(population)
+    assert list(attrition.step) == list(range(13))
+    assert (attrition.persons_excluded.iloc[1:].values
+            == attrition.persons_remaining.iloc[:-1].values - attrition.persons_remaining.iloc[1:].values).all()
+
+
+def test_every_rule_excludes_someone_on_synthetic_data(reference_build):
+    """Otherwise the comparison above could not tell a broken rule from a passing one."""
+    _, _, _, attrition = reference_build
+    excluded = dict(zip(attrition.name, attrition.persons_excluded))
+    silent = [name for name, n in excluded.items() if n == 0 and name not in ("Persons in the data", "Alive at diagnosis date")]
+    assert not silent, f"rules that excluded nobody: {silent}"
+
+
+def test_build_command_writes_tables_manifest_and_exports(demo_run, spark, tmp_path, capsys):
+    import pyarrow.parquet as pq
+
+    from cohortlake.cli import main
+    from conftest import REPO
+
+    lake, _ = demo_run
+    out = tmp_path / "out"
+    assert main(["build", str(REPO / "cohort_defs" / f"{REFERENCE}.yaml"), "--lake", str(lake), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "No other HCC-directed therapy in [-30, +60]" in err and "exported" in err
+
+    manifest = json.loads((lake / "cohorts" / REFERENCE / "manifest.json").read_text())
+    assert manifest["step"] == "build"
+    assert set(manifest["tables_read"]) >= {"silver/tumor", "silver/diagnosis", "silver/enrollment"}
+    assert set(manifest["tables_written"]) == {f"cohorts/{REFERENCE}/cohort", f"cohorts/{REFERENCE}/attrition"}
+    # the second build is a new version of each table, not a second copy of the rows
+    assert manifest["tables_written"][f"cohorts/{REFERENCE}/cohort"] == 1
+
+    table = pq.read_table(out / "cohort.parquet")
+    assert str(table.schema.field("index_date").type) == "date32[day]"
+    frame = table.to_pandas()
+    assert frame.columns[:9].tolist() == ["person_id", "index_date", "arm", "landmark_date", "first_exposure_date",
+                                          "followup_start", "followup_end", "event", "time_days"]
+    assert frame.person_id.is_unique and (frame.time_days >= 0).all() and set(frame.event) <= {0, 1}
+    with open(out / "attrition.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["step"]) for r in rows] == list(range(13))
+    assert int(rows[-1]["persons_remaining"]) == len(frame) == manifest["row_counts"][f"cohorts/{REFERENCE}/cohort"]
+    remaining = [int(r["persons_remaining"]) for r in rows]
+    assert remaining == sorted(remaining, reverse=True)
+
+
+def test_build_without_ingest_says_what_to_run(spark, tmp_path, capsys):
+    from cohortlake.cli import main
+    from conftest import REPO
+
+    assert main(["build", str(REPO / "cohort_defs" / f"{REFERENCE}.yaml"), "--lake", str(tmp_path / "empty")]) == 1
+    err = capsys.readouterr().err
+    assert "no canonical tables" in err and "cohortlake ingest" in err
+
+
+def test_plan_scans_each_claims_table_once(demo_run):
+    """Claims are tagged in one scan per table and every rule reads the tagged rows."""
+    lake, _ = demo_run
+    manifest = json.loads((lake / "cohorts" / REFERENCE / "manifest.json").read_text())
+    scans = manifest["extra"]["table_scans"]
+    for table in ("diagnosis", "procedure", "dispensing", "enrollment", "death"):
+        assert scans[f"silver/{table}"] == 1, scans
+    assert set(scans) <= {f"silver/{t}" for t in ("person", "tumor", "diagnosis", "procedure", "dispensing",
+                                                   "enrollment", "death")}, scans
