@@ -467,3 +467,26 @@ def test_problems_in_a_shared_file_name_that_file(tmp_path):
         f"{path}:6: codesets.sorafenib.include.0: drugs.yaml has errors (reported separately)",
         f"{shared}:4: sorafenib.ndc.1: a 10-digit NDC needs its dashes (4-4-2, 5-3-2 or 5-4-1) to be converted to 11 digits",
     ]
+
+
+def test_unknown_code_system(tmp_path):
+    path = _write(tmp_path, BASE.replace('    hcpcs: ["77401-77416"]', '    icd11: ["2C12"]'))
+    assert _errors(path) == [
+        f"{path}:8: codesets.radiation.icd11: unknown field; allowed: description, icd9cm, icd10cm, icd9pcs, "
+        "icd10pcs, hcpcs, ndc, icdo3_site, icdo3_histology, generic_name, include, weight, supersedes"
+    ]
+
+
+def test_wrong_type_names_the_expected_type(tmp_path):
+    path = _write(tmp_path, BASE.replace("window: {from: 0, to: 60}", "window: {from: zero, to: 60}"))
+    assert _errors(path) == [
+        f"{path}:18: arms.0.exposure_start.window.from: Input should be a valid integer, unable to parse string as an integer"
+    ]
+
+
+def test_output_column_clash(tmp_path):
+    path = _write(tmp_path, BASE + "covariates:\n  - {name: arm, sex: {}}\n")
+    line = len(textwrap.dedent(BASE).splitlines()) + 2
+    assert _errors(path) == [
+        f"{path}:{line}: covariates.0.name: covariate 'arm' makes cohort column 'arm', already a fixed cohort column; rename it"
+    ]
