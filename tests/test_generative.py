@@ -1,0 +1,877 @@
+"""Generative tests: random patient histories × random definitions, Spark engine vs reference.
+
+Hypothesis draws small patient histories (dates clustered around a per-person base date
+at window-boundary offsets, same-day duplicates, nulls, deaths) and definitions
+assembled from the language's features, validated with the model and loaded with the
+shipped code-set files. Each example is built by the Spark engine and evaluated by the
+plain reference evaluator (``reference_evaluator.py``); cohort rows, attrition and the
+time-varying rows must agree. A failure prints the definition as YAML and, for every
+person that differs, their input rows and both sides' rows.
+
+``COHORTLAKE_GENERATIVE_EXAMPLES`` sets the examples per test (default 3, see SETTINGS);
+``COHORTLAKE_GENERATIVE_SHRINK=1`` lets Hypothesis shrink a failure (slow: one Spark build
+per step).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from cohortlake.spec import Definition, load_definition
+from reference_evaluator import TABLES, cohort_columns, event_columns, evaluate, frames_from_rows
+
+pytestmark = pytest.mark.spark
+
+REPO = Path(__file__).resolve().parents[1]
+CODESETS_DIR = REPO / "cohort_defs" / "codesets"
+
+# Shrinking re-runs a Spark build per step and can take many minutes; the failure report
+# already narrows down to the differing persons, so it is off unless asked for.
+PHASES = tuple(Phase) if os.environ.get("COHORTLAKE_GENERATIVE_SHRINK") else (
+    Phase.explicit, Phase.reuse, Phase.generate)
+
+# An engine build takes 8-40 s on the 2-core machine, so the default run is small: per
+# test the simplest example (Hypothesis always tries it first) plus one random one. Set
+# COHORTLAKE_GENERATIVE_EXAMPLES=15 or more for a real search (about 3 minutes per 15 builds).
+SETTINGS = settings(
+    max_examples=int(os.environ.get("COHORTLAKE_GENERATIVE_EXAMPLES", "3")),
+    deadline=None,
+    phases=PHASES,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large,
+        HealthCheck.large_base_example,
+    ],
+)
+
+# ---------------------------------------------------------------------------------------
+# The fixed vocabulary: codes in the data, code sets in the definitions
+# ---------------------------------------------------------------------------------------
+
+DX_CODES = [
+    ("5715", "icd9cm"), ("K7460", "icd10cm"),           # liver (index)
+    ("1550", "icd9cm"), ("C220", "icd10cm"),            # hcc
+    ("5780", "icd9cm"), ("5789", "icd9cm"),             # bleed
+    ("4101", "icd9cm"), ("412", "icd9cm"),              # MI (NCI: acute supersedes history)
+    ("5722", "icd9cm"), ("5716", "icd9cm"),             # NCI: moderate/severe liver supersedes mild
+    ("2500", "icd9cm"), ("2504", "icd9cm"),             # NCI: diabetes, with complications
+    ("4280", "icd9cm"), ("V580", "icd9cm"), ("5715", "icd10cm"),
+]
+PX_CODES = [
+    ("47120", "hcpcs"), ("J9299", "hcpcs"), ("77401", "hcpcs"), ("77416", "hcpcs"), ("77417", "hcpcs"),
+    ("5022", "icd9pcs"), ("0FT00ZZ", "icd10pcs"), ("4101", "icd9pcs"),
+]
+DRUGS = [  # (ndc, generic name)
+    ("50419048858", "SORAFENIB"), ("50419048858", None), ("99999999999", "sorafenib tosylate"),
+    ("50419017103", "regorafenib"), ("62856071030", "Lenvatinib"), ("11111111111", "metformin"),
+]
+
+CODESETS = {
+    "liver": {"icd9cm": ["571.5"], "icd10cm": ["K74x"]},
+    "hcc": {"icd9cm": ["155.0"], "icd10cm": ["C22.0"]},
+    "bleed": {"icd9cm": ["578x"]},
+    "mi": {"icd9cm": ["410x", "412"]},
+    "resection": {"hcpcs": ["47120"], "icd9pcs": ["50.22"]},
+    "radiation": {"hcpcs": ["77401-77416"], "icd9cm": ["V58.0"]},
+    "sorafenib": {"ndc": ["50419-488-58"], "generic_name": ["sorafenib"]},
+    "tki": {"generic_name": ["regorafenib", "lenvatinib"]},
+    "ici": {"hcpcs": ["J9299"]},
+    "liver_site": {"icdo3_site": ["C22.0"]},
+    "hcc_histology": {"icdo3_histology": ["8170-8175"]},
+}
+DX_SETS = ["liver", "hcc", "bleed", "mi", "radiation"]
+PX_SETS = ["resection", "radiation", "ici"]
+DRUG_SETS = ["sorafenib", "tki"]
+EXPOSURES = ["sor", "tki", "ici"]
+COVERAGES = ["part_a", "part_b", "part_d", "hmo", "dual", "retiree_drug_subsidy"]
+
+FIRST, LAST = date(2007, 1, 1), date(2014, 12, 31)
+BOUNDARY_OFFSETS = [-400, -366, -365, -364, -183, -91, -90, -61, -60, -59, -31, -30, -29, -2, -1,
+                    0, 0, 0, 1, 2, 10, 29, 30, 31, 59, 60, 61, 89, 90, 91, 120, 180, 364, 365, 366]
+
+
+def chance(draw, percent: int) -> bool:
+    return draw(st.integers(0, 99)) < percent
+
+
+def clamp(day: date) -> date:
+    return min(max(day, FIRST), LAST)
+
+
+# ---------------------------------------------------------------------------------------
+# Patient histories
+# ---------------------------------------------------------------------------------------
+
+BASES = st.one_of(
+    st.builds(lambda y, m: date(y, m, 15), st.integers(2008, 2012), st.integers(1, 12)),
+    st.dates(date(2008, 3, 1), date(2012, 12, 31)),
+    st.sampled_from([date(2010, 1, 31), date(2012, 2, 29), date(2009, 12, 31), date(2011, 3, 1)]),
+)
+OFFSETS = st.one_of(st.sampled_from(BOUNDARY_OFFSETS), st.integers(-420, 420))
+
+
+@st.composite
+def patient(draw, pid: str) -> dict[str, list[dict]]:
+    """One person's rows in every table, dates around a base date."""
+    base = draw(BASES)
+
+    def day(offset=None) -> date:
+        return clamp(base + timedelta(days=draw(OFFSETS) if offset is None else offset))
+
+    rows: dict[str, list[dict]] = {t: [] for t in TABLES}
+    if chance(draw, 90):
+        birth = draw(st.one_of(
+            st.dates(date(1925, 1, 1), date(1950, 12, 31)),
+            # a 66th (or 65th) birthday near the base date, and 29 February
+            st.builds(lambda y, o: date(base.year - y, base.month, 1) + timedelta(days=o),
+                      st.sampled_from([65, 66, 75]), st.sampled_from([-1, 0, 14, 15, 16])),
+            st.just(date(1944, 2, 29)),
+            st.none(),
+        ))
+        rows["person"].append({
+            "person_id": pid, "birth_date": birth,
+            "sex": draw(st.sampled_from(["male", "female", "unknown"])),
+            "race": draw(st.sampled_from(["white", "black", "other", "asian", "hispanic", "native_american", "unknown"])),
+        })
+    if chance(draw, 35):
+        rows["death"].append({"person_id": pid, "death_date": day(), "source": "mbsf", "precision": "day"})
+
+    for coverage in COVERAGES:
+        main = coverage in ("part_a", "part_b", "part_d")
+        mode = draw(st.sampled_from(["full", "full", "pieces", "none"] if main else ["none", "none", "pieces"]))
+        if mode == "full":
+            rows["enrollment"].append({"person_id": pid, "coverage": coverage,
+                                       "start_date": date(2005, 1, 1), "end_date": date(2015, 12, 31)})
+        elif mode == "pieces":
+            start = day()
+            if chance(draw, 40):
+                start = start.replace(day=1)
+            for _ in range(draw(st.integers(1, 3))):
+                end = start + timedelta(days=draw(st.one_of(st.integers(0, 500), st.sampled_from([29, 30, 60, 365]))))
+                rows["enrollment"].append({"person_id": pid, "coverage": coverage, "start_date": start, "end_date": end})
+                start = end + timedelta(days=1 + draw(st.sampled_from([-5, 0, 0, 1, 2, 3, 4, 30, 100])))
+
+    seqs = draw(st.lists(st.sampled_from(["00", "01", "02", "03"]), min_size=1 if chance(draw, 80) else 0,
+                         max_size=2, unique=True))
+    for i, seq in enumerate(seqs):
+        typical = i == 0 and chance(draw, 70)  # most first tumors are HCC diagnosed in the base month
+        rows["tumor"].append({
+            "person_id": pid, "sequence_number": seq,
+            "diagnosis_year": base.year if typical else draw(st.sampled_from([base.year, base.year - 1, 2012, None])),
+            "diagnosis_month": base.month if typical else draw(st.sampled_from([base.month, 1, 12, None, 99])),
+            "primary_site": "C220" if typical else draw(st.sampled_from(["C220", "C221", "C340", None])),
+            "histology": draw(st.sampled_from(["8170", "8170", "8175"] if typical else ["8170", "8175", "8140", None])),
+            "behavior": "3" if typical else draw(st.sampled_from(["3", "2", None])),
+            "historic_stage": draw(st.sampled_from(["0", "1", "2", "4", "4", "8", "9", None])),
+            "reporting_source": draw(st.sampled_from(["1", "1", "4", "6", "7", None])),
+            "death_year": None, "death_month": None,
+        })
+
+    def claim_fields(table: str) -> dict:
+        setting = draw(st.sampled_from(["inpatient", "outpatient", "carrier"]))
+        source = {"inpatient": "medpar", "outpatient": "outpatient_base", "carrier": "nch_line"}[setting]
+        return {"setting": setting, "source_table": source,
+                "claim_id": draw(st.sampled_from(["k1", "k2", "k3", "k4", None])),
+                "source_column": "DGNS_1_CD" if table == "diagnosis" else "HCPCS_CD"}
+
+    # Index-like events at the base date, often.
+    if chance(draw, 85):
+        rows["diagnosis"].append({"person_id": pid, "date": base, "code": "5715", "code_system": "icd9cm",
+                                  **claim_fields("diagnosis")})
+
+    def add_fill(day_, drug, days_supply):
+        ndc, generic = drug
+        rows["dispensing"].append({
+            "person_id": pid, "date": clamp(day_), "ndc": ndc, "generic_name": generic, "brand_name": None,
+            "quantity": draw(st.sampled_from([30.0, 60.0, None])), "days_supply": days_supply,
+            "source_table": "pde", "claim_id": draw(st.sampled_from(["d1", "d2", "d3", None])),
+        })
+
+    # A treatment course: sorafenib from about the base date, later a TKI, ICI infusions near it.
+    gaps = st.sampled_from([20, 25, 29, 30, 31, 45, 59, 60, 61, 90])
+    supplies = st.sampled_from([None, 0, 7, 30, 30, 30, 60, 90, 400])
+    course = base + timedelta(days=draw(st.sampled_from([0, 0, 1, 10, 30, -1, -30, -365])))
+    first_sorafenib = course
+    if chance(draw, 60):
+        day_ = course
+        for _ in range(draw(st.integers(1, 4))):
+            add_fill(day_, draw(st.sampled_from(DRUGS[:3])), draw(supplies))
+            day_ += timedelta(days=draw(gaps))
+        course = day_ + timedelta(days=draw(st.sampled_from([0, 10, 30, 59, 60, 61, 90])))
+    with_tki = chance(draw, 45)
+    if with_tki:
+        if chance(draw, 30):  # together with sorafenib (regimens anchored on either)
+            course = first_sorafenib + timedelta(days=draw(st.sampled_from([0, 7, 8, 30, 31])))
+        day_ = course
+        for _ in range(draw(st.integers(1, 3))):
+            add_fill(day_, draw(st.sampled_from(DRUGS[3:5])), draw(supplies))
+            day_ += timedelta(days=draw(gaps))
+    if chance(draw, 60 if with_tki else 20):
+        day_ = course + timedelta(days=draw(st.sampled_from([-31, -30, -7, 0, 0, 7, 30, 31, 61])))
+        for _ in range(draw(st.integers(1, 3))):
+            rows["procedure"].append({"person_id": pid, "date": clamp(day_), "code": "J9299", "code_system": "hcpcs",
+                                      **claim_fields("procedure")})
+            day_ += timedelta(days=draw(st.sampled_from([14, 21, 22, 30, 60])))
+
+    for _ in range(draw(st.integers(0, 9))):
+        code, system = draw(st.sampled_from(DX_CODES))
+        rows["diagnosis"].append({"person_id": pid, "date": day(), "code": code, "code_system": system,
+                                  **claim_fields("diagnosis")})
+    for _ in range(draw(st.integers(0, 4))):
+        code, system = draw(st.sampled_from(PX_CODES))
+        rows["procedure"].append({"person_id": pid, "date": day(), "code": code, "code_system": system,
+                                  **claim_fields("procedure")})
+    fill_offsets = st.sampled_from([0, 0, 10, 20, 29, 30, 31, 45, 59, 60, 61, 75, 89, 90, 91, 120, -30, -300, -366])
+    for _ in range(draw(st.integers(0, 3))):
+        add_fill(base + timedelta(days=draw(fill_offsets)), draw(st.sampled_from(DRUGS)),
+                 draw(st.sampled_from([None, 0, 1, 7, 30, 30, 30, 60, 90, 400])))
+    # Exact same-day duplicates.
+    for table in ("diagnosis", "procedure", "dispensing"):
+        if rows[table] and chance(draw, 20):
+            rows[table].append(dict(draw(st.sampled_from(rows[table]))))
+    return rows
+
+
+@st.composite
+def histories(draw, min_persons: int = 10, max_persons: int = 25) -> dict[str, list[dict]]:
+    n = draw(st.integers(min_persons, max_persons))
+    tables: dict[str, list[dict]] = {t: [] for t in TABLES}
+    for i in range(n):
+        for table, rows in draw(patient(f"p{i:02d}")).items():
+            tables[table].extend(rows)
+    return tables
+
+
+# ---------------------------------------------------------------------------------------
+# Definitions
+# ---------------------------------------------------------------------------------------
+
+
+class Draft:
+    """A definition being drawn: knows which names exist so references stay valid."""
+
+    def __init__(self, draw, index_kind: str):
+        self.draw = draw
+        self.index_kind = index_kind
+        self.landmarks: list[str] = []
+
+    def pick(self, options):
+        return self.draw(st.sampled_from(list(options)))
+
+    def chance(self, percent: int) -> bool:
+        return chance(self.draw, percent)
+
+    def some(self, options, min_size=1, max_size=None):
+        options = list(options)
+        return self.draw(st.lists(st.sampled_from(options), min_size=min_size, max_size=max_size or len(options),
+                                  unique=True))
+
+    # --- pieces
+
+    def anchor(self, allow_landmarks: bool = True):
+        choices = ["index", "index", "index", "point"] + (["landmark"] if allow_landmarks and self.landmarks else [])
+        kind = self.pick(choices)
+        if kind == "index":
+            return "index"
+        if kind == "landmark":
+            return self.pick(self.landmarks)
+        return {"exposure": self.pick(EXPOSURES), "at": self.pick(["start", "end"])}
+
+    def window(self, relative: bool = True) -> dict:
+        if self.chance(25):
+            lo, hi = self.pick([(-12, 2), (0, 2), (-12, -1), (0, 0), (-6, 0), (-1, 1), (-2, -1)])
+            w = {"from": lo, "to": hi, "unit": "months"}
+        else:
+            lo, hi = self.pick([(-365, 0), (-30, 60), (-60, -1), (0, 90), (0, 0), (-365, -1), (-60, 0), (1, 60),
+                                (-90, 30), (0, 30)])
+            w = {"from": lo, "to": hi}
+        if relative and self.chance(25):
+            w["relative_to"] = self.anchor()
+        return w
+
+    def event_spec(self, sets=None) -> dict:
+        tables = self.some(["diagnosis", "procedure", "dispensing"], max_size=2)
+        usable = ([s for s in DX_SETS if "diagnosis" in tables] + [s for s in PX_SETS if "procedure" in tables]
+                  + [s for s in DRUG_SETS if "dispensing" in tables])
+        spec = {"codesets": self.some(sets or usable, max_size=2), "tables": tables}
+        if self.chance(25):
+            spec["settings"] = self.some(["inpatient", "outpatient", "carrier"], max_size=2)
+        return spec
+
+    def diagnosis_spec(self) -> dict:
+        spec = {"codesets": self.some(["bleed", "mi", "hcc", "liver"], max_size=2), "tables": ["diagnosis"]}
+        if self.chance(25):
+            spec["settings"] = self.some(["inpatient", "outpatient", "carrier"], max_size=2)
+        return spec
+
+    def coverage_rule(self, window=None) -> dict:
+        rule = {"window": window or self.window()}
+        # Mostly satisfiable rules (the usual Parts A, B, D and fee-for-service), now and then anything.
+        pool = ["part_a", "part_b", "part_d", "fee_for_service", "hmo", "dual", "retiree_drug_subsidy"]
+        usual = pool[:4] if self.chance(80) else pool
+        require = self.some(usual, min_size=0, max_size=3)
+        rare = ["hmo", "dual", "retiree_drug_subsidy"] if self.chance(80) else pool
+        candidates = [c for c in rare if c not in require]
+        exclude = self.some(candidates, min_size=0 if require else 1, max_size=1) if candidates else []
+        if require:
+            rule["require"] = require
+        if exclude:
+            rule["exclude"] = exclude
+        if self.chance(40):
+            rule["allowed_gap_days"] = self.pick([0, 1, 3, 30])
+        if self.chance(40):
+            rule["truncate_at_death"] = self.pick([True, False])
+        return rule
+
+    # --- sections
+
+    def index(self) -> dict:
+        kind = self.index_kind
+        if kind == "tumor":
+            rule: dict = {}
+            if self.chance(70):
+                rule["primary_site"] = self.pick([["liver_site"], ["C22.0"], ["C22x"], ["liver_site", "C34.0"]])
+            if self.chance(60):
+                rule["histology"] = self.pick([["hcc_histology"], ["8170"], ["8170-8175", "8140"]])
+            if self.chance(50):
+                rule["behavior"] = self.pick([["malignant"], ["malignant", "in_situ"], ["in_situ"]])
+            rule["choose"] = self.pick(["lowest_sequence_number", "earliest_diagnosis"])
+            if self.chance(50):
+                rule["date"] = {"day_of_month": self.pick([1, 15, 28])}
+            return {"tumor": rule}
+        if kind == "event":
+            spec = self.event_spec(sets=None)
+            if self.chance(60):
+                spec = {"codesets": ["liver"] + self.some(["hcc"], min_size=0), "tables": ["diagnosis"]}
+            spec["occurrence"] = self.pick(["first", "first", "each"])
+            return {"event": spec}
+        if kind == "exposure":
+            return {"exposure": {"name": self.pick(["sor", "sor", "tki", "ici"]), "at": self.pick(["start", "start", "end"]),
+                                 "occurrence": self.pick(["first", "first", "each"])}}
+        return {"regimen": {"name": "combo", "at": self.pick(["start", "start", "end"]),
+                            "occurrence": self.pick(["first", "each"])}}
+
+    def exposures(self) -> dict:
+        def dispensing(codeset):
+            e = {"codesets": [codeset], "source": "dispensing", "grace_days": self.pick([0, 1, 15, 30]),
+                 "stockpiling": self.pick([True, False])}
+            if self.chance(50):
+                default = self.pick([10, 30])
+                e["days_supply"] = {"default": default, "min": self.pick([1, 5, 10]), "max": self.pick([30, 60, 365])}
+            return e
+
+        ici = {"codesets": ["ici"], "source": "administration", "administration_days": self.pick([1, 14, 21]),
+               "grace_days": self.pick([0, 7, 30])}
+        if self.chance(30):
+            ici["settings"] = self.some(["inpatient", "outpatient", "carrier"])
+        return {"sor": dispensing("sorafenib"), "tki": dispensing("tki"), "ici": ici}
+
+    def regimens(self) -> dict:
+        anchor = self.pick(["sor", "tki"])
+        others = [e for e in EXPOSURES if e != anchor]
+        return {"combo": {"anchor": anchor, "with": self.some(others), "within_days": self.pick([0, 7, 30, 60])}}
+
+    def landmark_list(self, count: int) -> list[dict]:
+        out = []
+        for name in ["lm_a", "lm_b"][:count]:
+            lm: dict = {"name": name, "days": self.pick([0, 30, 60, 90])}
+            if self.chance(30):
+                lm["from"] = {"exposure": self.pick(EXPOSURES), "at": self.pick(["start", "end"])}
+            if self.chance(40):
+                lm["require_alive"] = self.pick([True, False])
+            if self.chance(35):
+                window = self.pick([{"from": -30, "to": 0}, {"from": 0, "to": 30}, {"from": -1, "to": 0, "unit": "months"},
+                                    {"from": 0, "to": 0, "relative_to": "index"}])
+                lm["require_coverage"] = self.coverage_rule(dict(window))
+            out.append(lm)
+        self.landmarks = [lm["name"] for lm in out]
+        return out
+
+    def criterion(self, kind: str) -> dict:
+        if kind == "index_exists":
+            return {"index_exists": {}}
+        if kind == "tumor":
+            rule = {}
+            for field in self.some(["sequence_number", "diagnosis_year", "diagnosis_month_known", "reporting_source",
+                                    "stage", "behavior"], max_size=3):
+                rule[field] = {
+                    "sequence_number": lambda: self.some(["00", "01"]),
+                    "diagnosis_year": lambda: self.pick([{"min": 2008, "max": 2011}, {"min": 2010}, {"max": 2009}]),
+                    "diagnosis_month_known": lambda: self.pick([True, True, False]),
+                    "reporting_source": lambda: self.pick([{"exclude": ["autopsy_only", "death_certificate_only"]},
+                                                           {"include": ["hospital_inpatient"]}]),
+                    "stage": lambda: self.some(["regional", "distant", "localized"], max_size=2),
+                    "behavior": lambda: self.pick([["malignant"], ["malignant"], ["in_situ"]]),
+                }[field]()
+            return {"tumor": rule}
+        if kind == "age":
+            rule = self.pick([{"min": 66}, {"min": 75}, {"max": 70}, {"min": 66, "max": 80}])
+            if self.landmarks and self.chance(25):
+                rule = dict(rule, at=self.pick(self.landmarks))
+            return {"age": rule}
+        if kind == "sex":
+            return {"sex": self.some(["male", "female", "unknown"], max_size=2)}
+        if kind == "alive":
+            if self.landmarks and self.chance(50):
+                return {"alive": {"through": self.pick(self.landmarks)}}
+            return {"alive": {"through": {"days": self.pick([-1, 0, 30, 60])}}}
+        if kind == "index_period":
+            return {"index_period": self.pick([{"start": "2009-01-01", "end": "2011-12-31"}, {"start": "2010-06-15"},
+                                               {"end": "2010-06-15"}])}
+        if kind == "coverage":
+            return {"coverage": self.coverage_rule()}
+        if kind == "occurrence":
+            if self.chance(25):
+                rule = {"exposure": {"name": self.pick(EXPOSURES), "at": self.pick(["start", "end"])}}
+            else:
+                rule = self.event_spec()
+                if self.chance(40):
+                    rule["count"] = self.pick(["distinct_dates", "claims", "events"])
+            rule["window"] = self.window()
+            bound = self.pick(["at_least", "at_most", "exactly"])
+            rule[bound] = self.pick([0, 1, 1, 2])
+            return {"occurrence": rule}
+        if kind == "washout":
+            spec = self.event_spec()
+            return {"washout": dict(spec, days=self.pick([30, 180, 365]))}
+        raise AssertionError(kind)
+
+    def criteria(self, rich: bool) -> list[dict]:
+        kinds = ["age", "sex", "alive", "index_period", "coverage", "occurrence", "washout"]
+        if self.index_kind == "tumor":
+            kinds += ["tumor", "tumor"]
+        chosen = self.draw(st.lists(st.sampled_from(kinds), min_size=0, max_size=5 if rich else 2))
+        position = self.draw(st.integers(0, len(chosen))) if rich and self.chance(30) else 0
+        chosen.insert(position, "index_exists")
+        return [dict(self.criterion(kind), name=f"Step {i + 1} {kind}") for i, kind in enumerate(chosen)]
+
+    def arms(self) -> list[dict]:
+        kinds = ["exposure_start", "era_duration", "regimen"] + (["era_on_at"] if self.landmarks else [])
+        arms = []
+        for i, kind in enumerate(self.draw(st.lists(st.sampled_from(kinds), min_size=1, max_size=3))):
+            if kind == "exposure_start":
+                rule = {"exposure": self.pick(EXPOSURES), "window": self.window()}
+            elif kind == "era_duration":
+                rule = {"exposure": self.pick(EXPOSURES)}
+                rule.update(self.pick([{"min_days": 60}, {"max_days": 30}, {"min_days": 30, "max_days": 90}]))
+            elif kind == "era_on_at":
+                rule = {"exposure": self.pick(EXPOSURES), "landmark": self.pick(self.landmarks)}
+            else:
+                rule = {"name": "combo", "window": self.window()}
+            arms.append({"name": f"arm_{i}", kind: rule})
+        return arms + [{"name": "rest", "otherwise": True}]
+
+    def followup(self, rich: bool) -> dict:
+        start = "index"
+        if rich:
+            choices = ["index", "index", "point"] + (["landmark", "landmark"] if self.landmarks else [])
+            kind = self.pick(choices)
+            if kind == "landmark":
+                start = self.pick(self.landmarks)
+            elif kind == "point":
+                start = {"exposure": self.pick(EXPOSURES), "at": "start"}
+        ends: list = ["study_end"]
+        if self.chance(80):
+            ends.append("death")
+        if rich and self.chance(40):
+            ends.append({"coverage_end": {"require": self.some(["part_a", "part_b", "part_d"], max_size=2),
+                                          "allowed_gap_days": self.pick([0, 1, 3, 30])}})
+        if rich and self.chance(40):
+            ends.append({"exposure_end": {"exposure": self.pick(EXPOSURES), "grace_days": self.pick([0, 10, 30])}})
+        return {"start": start, "end": self.draw(st.permutations(ends))}
+
+    def outcomes(self) -> list[dict]:
+        names = self.some(["death", "bleed_o", "mi_o", "liver_o"], min_size=0, max_size=3)
+        out = []
+        for name in names:
+            outcome: dict = {"name": name}
+            if name == "death":
+                outcome["death"] = {}
+            else:
+                outcome["event"] = self.diagnosis_spec() if self.chance(30) else {
+                    "codesets": [{"bleed_o": "bleed", "mi_o": "mi", "liver_o": "liver"}[name]], "tables": ["diagnosis"]}
+            others = [n for n in names if n != name]
+            if others and self.chance(50):
+                outcome["competing"] = self.some(others)
+            out.append(outcome)
+        return out
+
+    def time_varying(self) -> list[dict]:
+        out = []
+        for i in range(self.draw(st.integers(1, 2))):
+            if self.chance(50):
+                out.append({"name": f"tv_{i}", "exposure": {"name": self.pick(EXPOSURES), "at": self.pick(["start", "end"])}})
+            else:
+                out.append({"name": f"tv_{i}", "event": self.diagnosis_spec()})
+        return out
+
+    def covariates(self, kinds_pool: list[str], max_size: int) -> list[dict]:
+        if self.index_kind != "tumor":
+            kinds_pool = [k for k in kinds_pool if k != "tumor_field"]
+        kinds = self.draw(st.lists(st.sampled_from(kinds_pool), min_size=1, max_size=max_size))
+        out: list[dict] = []
+        for i, kind in enumerate(kinds):
+            name = f"cv_{i}_{kind}"
+            if kind == "age":
+                rule = {"at": self.pick(self.landmarks)} if self.landmarks and self.chance(30) else {}
+            elif kind in ("sex", "index_year"):
+                rule = {}
+            elif kind == "race":
+                rule = self.pick([{}, {"groups": {"white": ["white"], "black": ["black"],
+                                                  "other": ["other", "asian", "hispanic"]}}])
+            elif kind == "tumor_field":
+                rule = {"field": self.pick(["stage", "sequence_number", "reporting_source", "histology", "behavior",
+                                            "primary_site"])}
+            elif kind == "coverage_flag":
+                rule = {"coverage": self.pick(["dual", "hmo", "part_d", "fee_for_service"]), "window": self.window()}
+            elif kind == "nci_comorbidity":
+                rule = {"window": self.window(relative=False), "rule_out": self.pick([True, False])}
+            elif kind == "flag":
+                rule = dict(self.event_spec(), window=self.window())
+                if self.chance(30):
+                    rule["at_least"] = 2
+            elif kind == "count":
+                rule = dict(self.event_spec(), window=self.window(),
+                            count=self.pick(["distinct_dates", "claims", "events"]))
+            elif kind == "exposure_duration":
+                rule = {"exposure": self.pick(EXPOSURES), "era": self.pick(["first_from_index", "last_before_index"])}
+            elif kind == "score":
+                terms = []
+                for earlier in out:
+                    earlier_kind = next(k for k in earlier if k != "name")
+                    if earlier_kind == "score" and earlier["score"].get("groups"):
+                        continue
+                    if not self.chance(70):
+                        continue
+                    if earlier_kind in ("sex", "race", "tumor_field"):
+                        value = {"sex": "male", "race": self.pick(["white", "black", "other"]),
+                                 "tumor_field": self.pick(["distant", "00", "malignant", "C220"])}[earlier_kind]
+                        term = {"covariate": earlier["name"], "equals": value}
+                    elif earlier_kind in ("flag", "coverage_flag") and self.chance(70):
+                        term = {"covariate": earlier["name"]}
+                    else:
+                        term = {"covariate": earlier["name"], "at_least": self.pick([1, 2, 66, 75, 30])}
+                    if self.chance(40):
+                        term["points"] = self.pick([0.5, 2, 3])
+                    terms.append(term)
+                if not terms:
+                    continue
+                rule = {"terms": terms}
+                if self.chance(50):
+                    rule["groups"] = self.pick([
+                        [{"name": "low", "max": 0}, {"name": "mid", "min": 0.5, "max": 2}, {"name": "high", "min": 3}],
+                        [{"name": "some", "min": 1}],
+                    ])
+            else:
+                raise AssertionError(kind)
+            out.append({"name": name, kind: rule})
+        return out
+
+
+ALL_COVARIATES = ["age", "sex", "race", "index_year", "tumor_field", "coverage_flag", "nci_comorbidity", "flag",
+                  "count", "score", "exposure_duration"]
+
+
+@st.composite
+def definitions(draw, focus: str) -> dict:
+    """A definition dict exercising one feature group richly and the others lightly."""
+    index_kind = draw(st.sampled_from({
+        "criteria": ["tumor", "tumor", "event", "exposure", "regimen"],
+        "exposures": ["exposure", "exposure", "regimen", "event", "tumor"],
+        "followup": ["event", "exposure", "tumor", "regimen"],
+        "covariates": ["tumor", "event", "exposure"],
+    }[focus]))
+    draft = Draft(draw, index_kind)
+    d: dict = {
+        "cohort": "generated",
+        "title": f"Generated ({focus})",
+        "study_period": {"start": "2008-01-01", "end": draw(st.sampled_from(["2012-12-31", "2013-12-31"]))},
+        "codesets": CODESETS,
+        "exposures": draft.exposures(),
+        "regimens": draft.regimens(),
+    }
+    landmark_count = draw(st.integers(0, 2)) if focus in ("exposures", "followup", "criteria") else draw(st.integers(0, 1))
+    landmarks = draft.landmark_list(landmark_count)
+    if landmarks:
+        d["landmarks"] = landmarks
+    d["index"] = draft.index()
+    d["criteria"] = draft.criteria(rich=focus == "criteria")
+    if focus == "exposures" or draft.chance(20):
+        d["arms"] = draft.arms()
+    d["followup"] = draft.followup(rich=focus in ("followup", "exposures"))
+    if focus == "followup" or draft.chance(20):
+        outcomes = draft.outcomes()
+        if outcomes:
+            d["outcomes"] = outcomes
+    if focus == "followup" and draft.chance(70):
+        d["time_varying"] = draft.time_varying()
+    pool = {
+        "criteria": ["age", "sex", "flag", "coverage_flag"],
+        "exposures": ["exposure_duration", "exposure_duration", "age", "flag"],
+        "followup": ["age", "count"],
+        "covariates": ALL_COVARIATES + ["score", "score", "nci_comorbidity", "flag"],
+    }[focus]
+    covariates = draft.covariates(pool, max_size=8 if focus == "covariates" else 2)
+    if covariates:
+        d["covariates"] = covariates
+    return d
+
+
+def load(d: dict) -> Definition:
+    """Validate the dict with the model, then load it as a file (code-set files, cross-checks)."""
+    Definition.model_validate(d)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "generated.yaml"
+        path.write_text(yaml.safe_dump(d, sort_keys=False))
+        return load_definition(path, codesets_dir=CODESETS_DIR)
+
+
+def definition_yaml(definition: Definition) -> str:
+    d = definition.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    d.pop("codesets", None)  # the fixed CODESETS of this module
+    return yaml.safe_dump(d, sort_keys=False, width=120)
+
+
+# ---------------------------------------------------------------------------------------
+# Engine vs reference
+# ---------------------------------------------------------------------------------------
+
+
+def _value(value):
+    if isinstance(value, float):
+        return None if math.isnan(value) else round(value, 6)
+    return value
+
+
+def _key(row: dict):
+    return (row["person_id"], row["index_date"] or date.min, row.get("start_day", 0))
+
+
+def _rows(frame) -> list[dict]:
+    return sorted(({k: _value(v) for k, v in row.asDict().items()} for row in frame.collect()), key=_key)
+
+
+def _persons_rows(data: dict[str, list[dict]], pid: str) -> str:
+    lines = []
+    for table in TABLES:
+        for row in data.get(table, []):
+            if row["person_id"] == pid:
+                lines.append(f"    {table}: " + ", ".join(f"{k}={v}" for k, v in row.items() if k != "person_id"))
+    return "\n".join(lines) or "    (no rows)"
+
+
+def compare(spark, definition: Definition, data: dict[str, list[dict]]) -> str | None:
+    """Build with the engine and the reference; None when they agree, else a readable report."""
+    from cohortlake.engine import build_cohort
+
+    expected = evaluate(definition, data)
+    built = build_cohort(definition, frames_from_rows(spark, data))
+    try:
+        columns = list(built.cohort.columns)
+        cohort = _rows(built.cohort)
+        attrition = [(int(a), str(b), int(c), int(e)) for a, b, c, e in built.attrition]
+        events = _rows(built.events) if built.events is not None else None
+        # The engine's per-episode step flags (not part of the API contract) name the
+        # persons behind an attrition difference; collected only then.
+        flags = None
+        if attrition != expected.attrition and getattr(built, "flags", None) is not None:
+            flags = _rows(built.flags)
+    finally:
+        if hasattr(built, "release"):
+            built.release()
+
+    want_cohort = sorted(({k: _value(v) for k, v in row.items()} for row in expected.cohort), key=_key)
+    want_events = sorted(expected.events, key=_key) if expected.events is not None else None
+    # The README does not say what time-varying rows a follow-up that ends before it
+    # starts (time_days < 0, e.g. death before index) has: those episodes' rows are not
+    # compared (the reference gives none).
+    backwards = {(r["person_id"], r["index_date"]) for r in want_cohort if (r["time_days"] or 0) < 0}
+    if events is not None:
+        events = [r for r in events if (r["person_id"], r["index_date"]) not in backwards]
+    if want_events is not None:
+        want_events = [r for r in want_events if (r["person_id"], r["index_date"]) not in backwards]
+    problems: list[str] = []
+    persons: set[str] = set()
+    if columns != cohort_columns(definition):
+        problems.append(f"cohort columns differ:\n  engine:    {columns}\n  reference: {cohort_columns(definition)}")
+    if attrition != expected.attrition:
+        problems.append("attrition differs:\n  engine:    " + "\n             ".join(map(str, attrition))
+                        + "\n  reference: " + "\n             ".join(map(str, expected.attrition)))
+        if flags is not None:
+            persons |= _flag_differences(definition, data, flags)
+    if cohort != want_cohort:
+        problems.append("cohort rows differ")
+        persons |= _differing_persons(cohort, want_cohort)
+    if (events is None) != (want_events is None):
+        problems.append(f"events table: engine {'none' if events is None else 'present'}, "
+                        f"reference {'none' if want_events is None else 'present'}")
+    elif events is not None and events != want_events:
+        expected_columns = event_columns(definition)
+        if events and list(events[0]) != expected_columns:
+            problems.append(f"events columns differ: engine {list(events[0])}, reference {expected_columns}")
+        problems.append("time-varying rows differ")
+        persons |= _differing_persons(events, want_events)
+    if not problems:
+        return None
+
+    report = ["ENGINE AND REFERENCE DISAGREE", *problems, "", "definition (codesets are the module's CODESETS):",
+              definition_yaml(definition)]
+    for pid in sorted(persons)[:6]:
+        report.append(f"--- person {pid}; input rows:")
+        report.append(_persons_rows(data, pid))
+        for label, rows in (("engine", cohort), ("reference", want_cohort)):
+            report.append(f"  {label} cohort rows:")
+            report += [f"    {r}" for r in rows if r["person_id"] == pid] or ["    (none)"]
+        if events is not None or want_events is not None:
+            for label, rows in (("engine", events or []), ("reference", want_events or [])):
+                report.append(f"  {label} time-varying rows:")
+                report += [f"    {r}" for r in rows if r["person_id"] == pid] or ["    (none)"]
+        if flags is not None:
+            report.append("  engine flags: " + str([r for r in flags if r["person_id"] == pid]))
+            report.append("  reference flags: " + str(_reference_flags(definition, data, pid)))
+    if len(persons) > 6:
+        report.append(f"... and {len(persons) - 6} more persons differ: {sorted(persons)[6:]}")
+    return "\n".join(report)
+
+
+def _differing_persons(got: list[dict], want: list[dict]) -> set[str]:
+    pids = {r["person_id"] for r in got} | {r["person_id"] for r in want}
+    return {p for p in pids if [r for r in got if r["person_id"] == p] != [r for r in want if r["person_id"] == p]}
+
+
+def _reference_flags(definition: Definition, data, pid: str) -> list[tuple]:
+    """(index_date, step flags) per episode of the person in the reference; [] outside the population."""
+    from reference_evaluator import Episode, Evaluator, group_by_person
+
+    ev = Evaluator(definition)
+    rows = group_by_person(data).get(pid)
+    if rows is None:
+        return []
+    episodes = ev.episodes(rows)
+    if not episodes and rows.person is None:
+        return []
+    extra = ev.landmark_step()
+    out = []
+    for ep in episodes or [Episode(rows, False, None)]:
+        flags = [ev.criterion_holds(ep, c) for c in definition.criteria]
+        if extra is not None:
+            flags.append(ev.in_landmark(ep, extra))
+        out.append((ep.index_date, flags))
+    return out
+
+
+def _flag_differences(definition: Definition, data, engine_flags: list[dict]) -> set[str]:
+    """Persons whose per-episode step flags differ (engine's `flags` frame vs reference)."""
+    pids = {r["person_id"] for r in engine_flags} | {r["person_id"] for t in TABLES for r in data.get(t, [])}
+    differing = set()
+    for pid in pids:
+        mine = sorted((d or date.min, flags) for d, flags in _reference_flags(definition, data, pid))
+        theirs = sorted((r["index_date"] or date.min, [bool(v) for k, v in r.items() if k.startswith("step_")])
+                        for r in engine_flags if r["person_id"] == pid)
+        if mine != theirs:
+            differing.add(pid)
+    return differing
+
+
+def check(spark, d: dict, data: dict[str, list[dict]]) -> None:
+    definition = load(d)
+    report = compare(spark, definition, data)
+    assert report is None, report
+
+
+# ---------------------------------------------------------------------------------------
+# The tests: one per feature group
+# ---------------------------------------------------------------------------------------
+
+
+@SETTINGS
+@given(d=definitions("criteria"), data=histories())
+def test_criteria_and_coverage(spark, d, data):
+    check(spark, d, data)
+
+
+@SETTINGS
+@given(d=definitions("exposures"), data=histories())
+def test_exposures_eras_arms_regimens(spark, d, data):
+    check(spark, d, data)
+
+
+@SETTINGS
+@given(d=definitions("followup"), data=histories())
+def test_followup_outcomes_time_varying(spark, d, data):
+    check(spark, d, data)
+
+
+@SETTINGS
+@given(d=definitions("covariates"), data=histories())
+def test_covariates(spark, d, data):
+    check(spark, d, data)
+
+
+def test_frames_from_rows_keeps_schemas_and_values(spark):
+    from cohortlake.sources.canonical import SCHEMAS
+
+    data = {"person": [{"person_id": "a", "birth_date": date(1944, 2, 29), "sex": "male", "race": "white"}],
+            "dispensing": [{"person_id": "a", "date": date(2010, 1, 1), "ndc": "50419048858", "generic_name": None,
+                            "brand_name": None, "quantity": None, "days_supply": 30, "source_table": "pde",
+                            "claim_id": "d1"}]}
+    frames = frames_from_rows(spark, data)
+    assert set(frames) == set(SCHEMAS)
+    for name, frame in frames.items():
+        assert frame.schema == SCHEMAS[name]
+    assert frames["tumor"].count() == 0
+    assert [r.asDict() for r in frames["dispensing"].collect()] == data["dispensing"]
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "cohort_defs").glob("*.yaml")), ids=lambda p: p.stem)
+def test_shipped_definitions_agree_on_fixed_patients(spark, path):
+    """Each shipped definition on fixed patients built to enter its cohort."""
+    definition = load_definition(path)
+    report = compare(spark, definition, _fixed_patients())
+    assert report is None, report
+
+
+def _fixed_patients() -> dict[str, list[dict]]:
+    """Deterministic patients that enter the shipped cohorts (sorafenib, TKI, ICI, HCC tumors)."""
+    tables: dict[str, list[dict]] = {t: [] for t in TABLES}
+
+    def add(table, **row):
+        tables[table].append(row)
+
+    for i, start in enumerate([date(2009, 5, 1), date(2010, 3, 15), date(2011, 8, 31), date(2012, 2, 29)]):
+        for variant in range(3):
+            pid = f"s{i}{variant}"
+            add("person", person_id=pid, birth_date=date(1935 + variant * 5, 2 + i, 1), sex="male" if variant else "female",
+                race=["white", "black", "asian"][variant])
+            for cov in ("part_a", "part_b", "part_d"):
+                add("enrollment", person_id=pid, coverage=cov, start_date=date(2006, 1, 1),
+                    end_date=date(2014, 6, 30) if variant == 2 else date(2015, 12, 31))
+            add("tumor", person_id=pid, sequence_number="00", diagnosis_year=start.year, diagnosis_month=start.month,
+                primary_site="C220", histology="8170", behavior="3", historic_stage=["4", "2", "1"][variant],
+                reporting_source="1", death_year=None, death_month=None)
+            for code, offset, setting in (("1550", -20, "inpatient"), ("5715", -100, "outpatient"),
+                                          ("5715", -40, "carrier"), ("4280", -200, "inpatient"), ("5780", 50, "inpatient")):
+                add("diagnosis", person_id=pid, date=start + timedelta(days=offset), code=code, code_system="icd9cm",
+                    setting=setting, source_table="medpar", claim_id=f"{pid}{offset}", source_column="DGNS_1_CD")
+            for k in range(2 + variant):
+                add("dispensing", person_id=pid, date=start + timedelta(days=30 * k + variant * 5), ndc="50419048858",
+                    generic_name="SORAFENIB", brand_name=None, quantity=120.0, days_supply=30, source_table="pde",
+                    claim_id=f"{pid}d{k}")
+            tki_day = start + timedelta(days=30 * (2 + variant) + 40)
+            add("dispensing", person_id=pid, date=tki_day, ndc="50419017103", generic_name="regorafenib",
+                brand_name=None, quantity=84.0, days_supply=28, source_table="pde", claim_id=f"{pid}t")
+            if variant == 1:
+                add("procedure", person_id=pid, date=tki_day + timedelta(days=10), code="J9299", code_system="hcpcs",
+                    setting="carrier", source_table="nch_line", claim_id=f"{pid}i", source_column="HCPCS_CD")
+            if variant != 0:
+                add("death", person_id=pid, death_date=start + timedelta(days=[0, 200, 90][variant]), source="mbsf",
+                    precision="day")
+    return tables
