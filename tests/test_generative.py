@@ -40,7 +40,7 @@ PHASES = tuple(Phase) if os.environ.get("COHORTLAKE_GENERATIVE_SHRINK") else (
     Phase.explicit, Phase.reuse, Phase.generate)
 
 # An engine build takes 8-40 s on the 2-core machine, so the default run is small: per
-# test the simplest example (Hypothesis always tries it first) plus one random one. Set
+# test the simplest example (Hypothesis always tries it first) plus two random ones. Set
 # COHORTLAKE_GENERATIVE_EXAMPLES=15 or more for a real search (about 3 minutes per 15 builds).
 SETTINGS = settings(
     max_examples=int(os.environ.get("COHORTLAKE_GENERATIVE_EXAMPLES", "3")),
@@ -831,9 +831,18 @@ def test_frames_from_rows_keeps_schemas_and_values(spark):
     assert [r.asDict() for r in frames["dispensing"].collect()] == data["dispensing"]
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "cohort_defs").glob("*.yaml")), ids=lambda p: p.stem)
+# Every shipped definition runs through the reference in test_reference_evaluator.py; the
+# engine comparison here is kept to the reference study (each build costs 10-40 s, and
+# the other shipped definitions use only features the generated definitions cover).
+# COHORTLAKE_GENERATIVE_ALL_SHIPPED=1 compares all of them.
+SHIPPED = sorted((REPO / "cohort_defs").glob("*.yaml"))
+if not os.environ.get("COHORTLAKE_GENERATIVE_ALL_SHIPPED"):
+    SHIPPED = [p for p in SHIPPED if p.stem == "hcc_sorafenib_landmark"]
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
 def test_shipped_definitions_agree_on_fixed_patients(spark, path):
-    """Each shipped definition on fixed patients built to enter its cohort."""
+    """A shipped definition on fixed patients built to enter its cohort."""
     definition = load_definition(path)
     report = compare(spark, definition, _fixed_patients())
     assert report is None, report
