@@ -476,9 +476,8 @@ class Compiler:
         start = self.d.followup.start
         if isinstance(start, str) and start != "index":
             landmark = self.d.landmark(start)
-            guaranteed = landmark.require_coverage is None and (
-                not landmark.require_alive
-                or any(c.kind == "alive" and c.alive.through == landmark.name for c in self.d.criteria)
+            guaranteed = landmark.require_coverage is None and any(
+                c.kind == "alive" and c.alive.through == landmark.name for c in self.d.criteria
             )
             if not guaranteed:
                 steps.append(Step(f"In landmark {landmark.name} analysis", F.col(f"_in_{landmark.name}")))
@@ -844,7 +843,8 @@ def _time_varying_rows(cohort: DataFrame, names: list[str]) -> DataFrame:
                F.datediff(F.col(f"_sw_{n}"), F.col("followup_start")))
         for n in names
     ]
-    rows = cohort.select(
+    # Episodes without follow-up (no start, or ending before it starts) have no rows.
+    rows = cohort.where(time.isNotNull() & (time >= 0)).select(
         "person_id", "index_date", "event", "time_days",
         *[day.alias(f"_day_{n}") for n, day in zip(names, switch_days)],
     )
