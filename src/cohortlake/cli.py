@@ -54,14 +54,42 @@ def print_ingest_report(report, progress) -> None:
         progress.info(f"{table:<26}{rows:>12,}")
 
 
+def print_quality(report, progress) -> None:
+    """A gate's result: one line per suite, then every failed expectation, then the docs."""
+    progress.info(f"quality gate '{report.stage}': {'passed' if report.passed else 'FAILED'}"
+                  f" ({len(report.critical_failures)} critical, {len(report.warnings)} warning)")
+    for line in report.lines():
+        progress.info(f"  {line}")
+    progress.info(f"  Data Docs: {report.docs_index}")
+
+
 def cmd_ingest(args, progress) -> int:
     from cohortlake.sources.ingest import ingest
 
     spark = _spark(args)
     lake = _lake(args, spark)
-    report = ingest(spark, lake, args.layout, args.raw, mapping_path=args.mapping, progress=progress)
+    report = ingest(spark, lake, args.layout, args.raw, mapping_path=args.mapping, progress=progress,
+                    validate=not args.no_validate)
     print_ingest_report(report, progress)
+    for gate in report.quality:
+        print_quality(gate, progress)
     progress.info(f"manifest: {report.manifest_path}")
+    return 0
+
+
+def cmd_validate(args, progress) -> int:
+    from cohortlake.quality.gates import validate_lake
+
+    spark = _spark(args)
+    lake = _lake(args, spark)
+    reports = validate_lake(lake, args.suite, progress, counts=args.counts)
+    for report in reports:
+        print_quality(report, progress)
+    failed = [r.stage for r in reports if not r.passed]
+    if failed:
+        print(f"cohortlake validate: critical expectations not met at {', '.join(failed)}; see Data Docs: "
+              f"{reports[0].docs_index}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -98,6 +126,8 @@ def cmd_demo(args, progress) -> int:
         step["detail"] = f"{args.patients:,} synthetic patients → {raw}"
     report = ingest(spark, lake, "seer-medicare", raw, progress=progress)
     print_ingest_report(report, progress)
+    for gate in report.quality:
+        print_quality(gate, progress)
     progress.info("")
     built = run_build(REFERENCE_DEFINITION, lake, None, progress)
     progress.info("")
@@ -107,18 +137,22 @@ def cmd_demo(args, progress) -> int:
     progress.info(f"    bronze/<raw table>, quarantine/<raw table>, silver/<canonical table>")
     progress.info(f"  ingest manifest                                   {report.manifest_path}")
     progress.info(f"  reference cohort                                  {Path(built.manifest_path).parent}")
+    progress.info(f"  data-quality results (Delta) and Data Docs        {Path(args.lake).resolve() / '_quality'}")
+    progress.info(f"Data Docs: {built.quality.docs_index}")
     return 0
 
 
-def run_build(definition_path, lake, out, progress):
+def run_build(definition_path, lake, out, progress, validate: bool = True):
     """Build one definition and print its attrition; returns the BuildReport."""
     from cohortlake.engine.build import build, render_attrition
     from cohortlake.spec import load_definition
 
     definition = load_definition(definition_path)
-    report = build(definition, lake, out=out, progress=progress)
+    report = build(definition, lake, out=out, progress=progress, validate=validate)
     for line in render_attrition(report.attrition):
         progress.info(line)
+    if report.quality is not None:
+        print_quality(report.quality, progress)
     progress.info(f"cohort tables: {lake.root}/cohorts/{definition.cohort}/ (cohort, attrition"
                   f"{', events' if report.event_rows is not None else ''}); manifest {report.manifest_path}")
     for path in report.exported:
@@ -132,7 +166,7 @@ def cmd_build(args, progress) -> int:
     load_definition(args.definition)  # a bad definition fails before Spark starts
     spark = _spark(args)
     lake = _lake(args, spark)
-    run_build(args.definition, lake, args.out, progress)
+    run_build(args.definition, lake, args.out, progress, validate=not args.no_validate)
     return 0
 
 
@@ -213,6 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--raw", required=True, help="folder with the raw files")
     p.add_argument("--lake", default=DEFAULT_LAKE, help=f"lakehouse root (default {DEFAULT_LAKE})")
     p.add_argument("--mapping", help="a mapping YAML to use instead of the shipped one for the layout")
+    p.add_argument("--no-validate", action="store_true",
+                   help="skip the bronze and silver quality gates (not for production runs)")
     spark_options(p)
     p.set_defaults(handler=cmd_ingest)
 
@@ -235,8 +271,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("definition", metavar="DEF.yaml")
     p.add_argument("--lake", default=DEFAULT_LAKE, help=f"lakehouse root (default {DEFAULT_LAKE})")
     p.add_argument("--out", metavar="DIR", help="also export cohort.parquet and attrition.csv here")
+    p.add_argument("--no-validate", action="store_true", help="skip the cohort quality gate")
     spark_options(p)
     p.set_defaults(handler=cmd_build)
+
+    p = commands.add_parser("validate", help="validate the lakehouse's tables with the expectation suites",
+                            description="Run the Great Expectations suites of expectations/ against what the "
+                                        "lakehouse holds: bronze (the ingested layout), silver, and every built "
+                                        "cohort. Results go to _quality/results (Delta, with the table version "
+                                        "validated); Data Docs to _quality/docs/index.html. Exit 1 when a "
+                                        "critical expectation fails; warnings are reported.")
+    p.add_argument("--lake", default=DEFAULT_LAKE, help=f"lakehouse root (default {DEFAULT_LAKE})")
+    p.add_argument("--suite", action="append", metavar="NAME",
+                   help="only this suite (repeatable), e.g. silver.enrollment or cohorts.<cohort>.cohort")
+    p.add_argument("--counts", action="store_true",
+                   help="record counts for every expectation, not only the failing ones (slower)")
+    spark_options(p)
+    p.set_defaults(handler=cmd_validate)
 
     p = commands.add_parser("check", help="validate cohort definitions (no Spark; about a second)",
                             description="Validate cohort YAML files: every problem is reported as "
@@ -281,6 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args, progress)
     except UserError as error:
+        report = getattr(error, "report", None)
+        if report is not None:  # a quality gate: its table first, then the one-line reason
+            print_quality(report, progress)
         print(f"cohortlake {args.command}: error: {error}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:

@@ -40,6 +40,8 @@ class BuildReport:
     event_rows: int | None
     manifest_path: str
     exported: list[str]
+    quality: object | None = None
+    """The cohort gate's report when validation ran."""
 
 
 def read_silver(lake) -> dict:
@@ -63,9 +65,16 @@ def attrition_frame(spark, attrition):
     return spark.createDataFrame([tuple(row) for row in attrition], schema)
 
 
-def build(definition: Definition, lake, out: str | None = None, progress=None) -> BuildReport:
-    """Build one definition against a lakehouse's silver tables and write its tables."""
+def build(definition: Definition, lake, out: str | None = None, progress=None, validate: bool = True,
+          runner=None) -> BuildReport:
+    """Build one definition against a lakehouse's silver tables and write its tables.
+
+    With ``validate`` the cohort suites (and the definition's own expectations) gate the
+    result: on a critical failure the cohort's tables go back to their previous versions
+    and ``QualityGateError`` is raised, so nothing downstream reads an unvalidated cohort.
+    """
     from cohortlake.progress import Progress
+    from cohortlake.quality import gates
 
     progress = progress or Progress(quiet=True)
     text = Path(definition.path).read_text(encoding="utf-8") if definition.path else definition.model_dump_json()
@@ -73,6 +82,8 @@ def build(definition: Definition, lake, out: str | None = None, progress=None) -
     manifest.extra["definition_sha256_with_includes"] = definition.sha256
     with manifest.phase("read"):
         frames = read_silver(lake)
+    parts = ("attrition", "cohort", "events")
+    before = {part: lake.version(cohort_table(definition, part)) for part in parts}
     result: BuildResult | None = None
     try:
         with progress.step(f"build {definition.cohort}") as step, manifest.phase("build"):
@@ -87,8 +98,14 @@ def build(definition: Definition, lake, out: str | None = None, progress=None) -
             arms = {row["arm"]: row["n"] for row in result.cohort.groupBy("arm").count().withColumnRenamed("count", "n").collect()}
             cohort_rows = sum(arms.values())
             step["detail"] = f"{cohort_rows:,} in the cohort ({', '.join(f'{a} {n:,}' for a, n in sorted(arms.items()))})"
+        manifest.extra["quality"] = gates.cohort_quality(definition)
+        gate = None
+        if validate:
+            with manifest.phase("validate"):
+                gate = gates.gate_cohort(lake, definition, progress, runner, raise_on_critical=False)
+            manifest.extra["quality_gate"] = {"passed": gate.passed, "run_id": gate.run_id, "docs": gate.docs_index}
         exported = []
-        if out:
+        if out and (gate is None or gate.passed):
             with manifest.phase("export"):
                 exported = export(lake, definition, result, out)
     finally:
@@ -100,7 +117,12 @@ def build(definition: Definition, lake, out: str | None = None, progress=None) -
     manifest.extra["arms"] = arms
     manifest.finish(lake)
     path = manifest.write(manifest_path(lake, definition))
-    return BuildReport(result.attrition, cohort_rows, arms, event_rows, path, exported)
+    if gate is not None and not gate.passed:
+        for part, version in before.items():
+            if version is not None:
+                lake.restore(cohort_table(definition, part), version)
+        gate.raise_for_critical()
+    return BuildReport(result.attrition, cohort_rows, arms, event_rows, path, exported, gate)
 
 
 def export(lake, definition: Definition, result: BuildResult, out: str) -> list[str]:

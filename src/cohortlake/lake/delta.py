@@ -34,7 +34,8 @@ WRITE_MODES = ("overwrite", "append")
 
 # No leading '_': Hadoop hides such paths and _delta_log is Delta's own folder.
 _SEGMENT = re.compile(r"^[a-z0-9][a-z0-9_]*$")
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_]*(/[a-z0-9][a-z0-9_]*)*$")
+# `_quality/…` is the one reserved area: validation results live beside the data they judge.
+_NAME = re.compile(r"^(_quality/)?[a-z0-9][a-z0-9_]*(/[a-z0-9][a-z0-9_]*)*$")
 _COMMIT_FILE = re.compile(r"^\d{20}\.(json|checkpoint(\.\d+\.\d+)?\.parquet)$")
 # Spark writes a null (or empty-string) partition value as this directory name.
 _HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
@@ -213,7 +214,7 @@ class Lakehouse:
             for folder in folders:
                 # Write folders (w-…) and partition folders (col=value) are not valid
                 # names, so the walk never descends into a table's data.
-                if not _SEGMENT.match(folder):
+                if not (_SEGMENT.match(folder) or (not prefix and folder == "_quality")):
                     continue
                 name = f"{prefix}/{folder}" if prefix else folder
                 if self._has_commit(self.path(name)):
@@ -311,6 +312,20 @@ class Lakehouse:
         self.writes[name] = version
         return version
 
+    def restore(self, name: str, version: int) -> int:
+        """Make ``version`` the latest again (Delta RESTORE: a new commit; nothing is deleted)."""
+        path = self._require_table(name)
+        self._check_version(name, path, version)
+        if self.backend == BACKEND_DELTA_SPARK:
+            self.spark.sql(f"RESTORE TABLE delta.`{path}` TO VERSION AS OF {int(version)}")
+        else:
+            import deltalake
+
+            deltalake.DeltaTable(_rust_uri(path)).restore(int(version))
+        latest = self.version(name)
+        self.writes[name] = latest
+        return latest
+
     # --- internals ---------------------------------------------------------------------
 
     def _filesystem(self):
@@ -365,7 +380,7 @@ class Lakehouse:
         segments = name.split("/")
         for end in range(1, len(segments)):
             outer = "/".join(segments[:end])
-            if self._has_commit(self.path(outer)):
+            if self._has_commit(f"{self.root}/{outer}"):
                 raise UserError(
                     f"cannot create table {name!r}: it would sit inside table {outer!r} at {self.path(outer)}"
                 )

@@ -28,6 +28,7 @@ from cohortlake.errors import MissingInputError, UserError
 from cohortlake.lake.delta import Lakehouse  # noqa: E402
 from cohortlake.lake.manifest import RunManifest
 from cohortlake.progress import Progress
+from cohortlake.quality import gates
 from cohortlake.sources import mapper
 from cohortlake.sources.canonical import SILVER_TABLES, silver_name
 from cohortlake.sources.mapping import Mapping, load_mapping
@@ -54,9 +55,13 @@ class IngestReport:
     raw: list[RawTableCounts] = field(default_factory=list)
     silver: dict[str, int] = field(default_factory=dict)
     manifest_path: str | None = None
+    quality: list = field(default_factory=list)
+    """Gate reports (bronze, silver) when validation ran."""
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        out["quality"] = [{"stage": q.stage, "passed": q.passed, "run_id": q.run_id} for q in self.quality]
+        return out
 
 
 def bronze_name(raw_table: str) -> str:
@@ -167,8 +172,12 @@ def type_bronze(bronze: DataFrame, table: str, mapping: Mapping) -> DataFrame:
 
 
 def ingest(spark, lake: Lakehouse, layout: str, raw_dir: str | Path, mapping_path: str | None = None,
-           progress: Progress | None = None) -> IngestReport:
-    """Load every raw table of a layout into bronze, quarantine and silver; return the counts."""
+           progress: Progress | None = None, validate: bool = True, runner=None) -> IngestReport:
+    """Load every raw table of a layout into bronze, quarantine and silver; return the counts.
+
+    With ``validate`` the bronze suites gate the typing step and the silver suites gate
+    the result (``QualityGateError`` on a critical failure).
+    """
     progress = progress or Progress(quiet=True)
     mapping = load_mapping(mapping_path or layout)
     if mapping_path and mapping.layout != layout:
@@ -185,13 +194,17 @@ def ingest(spark, lake: Lakehouse, layout: str, raw_dir: str | Path, mapping_pat
     clean: dict[str, DataFrame] = {}
     persisted: list[DataFrame] = []
 
-    def load_raw_table(table: str) -> RawTableCounts:
-        """bronze write, typing, quarantine write and counts for one raw table."""
-        counts = RawTableCounts(raw_table=table, files=[p.name for p in files[table]])
+    counts = {table: RawTableCounts(raw_table=table, files=[p.name for p in files[table]]) for table in files}
+
+    def load_bronze(table: str) -> None:
         with progress.step(f"bronze/{table}") as step, manifest.phase(f"bronze/{table}"):
             lake.write(bronze_name(table), read_raw(spark, table, headers[table], mapping))
-            counts.rows_in = lake.row_count(bronze_name(table))
-            step["detail"] = f"{counts.rows_in:,} rows from {len(files[table])} file(s)"
+            counts[table].rows_in = lake.row_count(bronze_name(table))
+            step["detail"] = f"{counts[table].rows_in:,} rows from {len(files[table])} file(s)"
+
+    def type_raw_table(table: str) -> RawTableCounts:
+        """Typing, quarantine write and counts for one raw table."""
+        table_counts = counts[table]
         with progress.step(f"type {table}") as step, manifest.phase(f"type/{table}"):
             typed = type_bronze(lake.read(bronze_name(table)), table, mapping).persist(StorageLevel.MEMORY_AND_DISK)
             persisted.append(typed)
@@ -200,15 +213,15 @@ def ingest(spark, lake: Lakehouse, layout: str, raw_dir: str | Path, mapping_pat
                 F.sum(mapper.COPIES).alias("rows"),
                 F.sum((F.size(mapper.PROBLEMS) > 0).cast("long")).alias("quarantined"),
             ).first()
-            counts.duplicates = int(totals["rows"] or 0) - int(totals["distinct_rows"])
-            counts.quarantined = int(totals["quarantined"] or 0)
-            counts.rows_out = int(totals["distinct_rows"]) - counts.quarantined
+            table_counts.duplicates = int(totals["rows"] or 0) - int(totals["distinct_rows"])
+            table_counts.quarantined = int(totals["quarantined"] or 0)
+            table_counts.rows_out = int(totals["distinct_rows"]) - table_counts.quarantined
             data_columns = [c for c in typed.columns if c not in (mapper.PROBLEMS, mapper.SOURCE_FILE, mapper.COPIES)]
             lake.write(quarantine_name(table), mapper.quarantine_rows(typed, table, mapping.raw[table], data_columns))
             clean[table] = mapper.clean_rows(typed).drop(mapper.COPIES, mapper.SOURCE_FILE)
-            step["detail"] = (f"in {counts.rows_in:,}, duplicates {counts.duplicates:,}, "
-                              f"quarantined {counts.quarantined:,}, out {counts.rows_out:,}")
-        return counts
+            step["detail"] = (f"in {table_counts.rows_in:,}, duplicates {table_counts.duplicates:,}, "
+                              f"quarantined {table_counts.quarantined:,}, out {table_counts.rows_out:,}")
+        return table_counts
 
     def write_silver(table: str, frame: DataFrame) -> int:
         with progress.step(silver_name(table)) as step, manifest.phase(silver_name(table)):
@@ -220,15 +233,32 @@ def ingest(spark, lake: Lakehouse, layout: str, raw_dir: str | Path, mapping_pat
     # Tables are independent: submitting their Spark jobs from a few threads lets one
     # table's driver-side work (planning, code generation, Delta commits) overlap
     # another's tasks, which on small and medium inputs is most of the wall time.
+    # The bronze gate sits between the raw copy and everything typed from it: a delivery
+    # that fails a critical expectation stops here and silver keeps its last version.
     try:
         with ThreadPoolExecutor(max_workers=INGEST_THREADS, thread_name_prefix="ingest") as pool:
-            report.raw = list(pool.map(load_raw_table, files))
+            list(pool.map(load_bronze, files))
+            if validate:
+                with manifest.phase("validate/bronze"):
+                    report.quality.append(gates.gate_bronze(lake, layout, progress, runner))
+            report.raw = list(pool.map(type_raw_table, files))
             canonical = mapper.build_canonical(mapping, clean)
+            silver_before = {t: lake.version(silver_name(t)) for t in SILVER_TABLES}
             rows = pool.map(lambda t: write_silver(t, canonical[t]), SILVER_TABLES)
             report.silver = dict(zip(SILVER_TABLES, rows))
     finally:
         for frame in persisted:
             frame.unpersist()
+    if validate:
+        with manifest.phase("validate/silver"):
+            silver_gate = gates.gate_silver(lake, progress, runner, raise_on_critical=False)
+            report.quality.append(silver_gate)
+            if not silver_gate.passed:
+                # Downstream steps read the latest version: put the last validated one back.
+                for table, version in silver_before.items():
+                    if version is not None:
+                        lake.restore(silver_name(table), version)
+                silver_gate.raise_for_critical()
     manifest.extra["raw_tables"] = {c.raw_table: asdict(c) for c in report.raw}
     manifest.finish(lake)
     report.manifest_path = str(manifest.write(Path(lake.root) / "_runs" / "ingest" / "manifest.json"))

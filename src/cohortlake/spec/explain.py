@@ -342,7 +342,7 @@ def explain(d: Definition) -> str:
                 parts.append(f"mean in [{e.mean_between[0]:g}, {e.mean_between[1]:g}]")
             if e.missing_at_most is not None:
                 parts.append(f"missing ≤ {e.missing_at_most:g}")
-            out.append(f"- {e.covariate}: {', '.join(parts)}")
+            out.append(f"- {e.covariate}: {', '.join(parts)} ({e.severity})")
         out += [""]
     if d.matching:
         out += ["## Matching", ""] + [f"- {key}: {value}" for key, value in d.matching.items()] + [""]

@@ -1064,6 +1064,8 @@ class Expectation(Spec):
     """Mean (share of 1s for a flag) within [low, high]."""
     missing_at_most: float | None = Field(default=None, ge=0, le=1)
     """Largest allowed share of missing values."""
+    severity: Literal["critical", "warning"] = "warning"
+    """critical stops the pipeline when the built cohort breaks the rule; warning reports it."""
 
     @model_validator(mode="after")
     def _something(self) -> Expectation:

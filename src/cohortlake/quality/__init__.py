@@ -1,0 +1,1 @@
+"""Data-quality gates: Great Expectations suites (expectations/), runs stored in the lake, Data Docs."""

@@ -1,0 +1,114 @@
+"""The pipeline's quality gates: which suites validate which lake tables at each stage.
+
+``bronze`` (raw tables as delivered, per layout) runs inside ingest before any typing,
+so a bad delivery never reaches silver; ``silver`` runs after the canonical tables are
+written; ``cohort`` after a build (with the definition's parameters and its own
+expectations). A critical failure raises ``QualityGateError``; warnings are reported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from cohortlake.errors import UserError
+from cohortlake.quality.run import GateReport, QualityRunner, Target
+from cohortlake.quality.suites import (
+    SuiteFile, check_names, cohort_parameters, definition_expectations, load_suites, select,
+)
+
+PERSON_VIEW = {"silver_person": "silver/person"}
+
+
+def _runner(lake, runner, progress) -> QualityRunner:
+    return runner or QualityRunner(lake, progress)
+
+
+def bronze_targets(lake, layout: str, suites: dict[str, SuiteFile], names=None) -> list[Target]:
+    chosen = select(suites, "bronze", layout, names)
+    return [Target(s, s.table) for s in chosen if lake.exists(s.table)]
+
+
+def silver_targets(lake, suites: dict[str, SuiteFile], names=None) -> list[Target]:
+    return [Target(s, s.table, views=dict(PERSON_VIEW)) for s in select(suites, "silver", None, names) if lake.exists(s.table)]
+
+
+def cohort_targets(lake, cohort: str, quality: dict, suites: dict[str, SuiteFile], names=None) -> list[Target]:
+    """Targets for one built cohort; ``quality`` holds its parameters and the definition's expectations.
+
+    A cohort's suites are named ``cohorts.<cohort>.<part>``; ``names`` may give either
+    that or the file's name (``cohort.cohort``).
+    """
+    targets = []
+    for suite in select(suites, "cohort", None, None):
+        table = suite.table.format(cohort=cohort)
+        part = table.rsplit("/", 1)[-1]
+        if names and suite.name not in names and f"cohorts.{cohort}.{part}" not in names:
+            continue
+        if not lake.exists(table):
+            continue
+        extra = quality.get("expectations", []) if part == "cohort" else []
+        bound = suite.for_table(table, name=f"cohorts.{cohort}.{part}", extra=extra)
+        targets.append(Target(bound, table, parameters=quality.get("parameters", {}),
+                              views={"cohort_rows": f"cohorts/{cohort}/cohort"}))
+    return targets
+
+
+def cohort_quality(definition) -> dict:
+    """What the cohort gate needs from a definition, kept in the build manifest for `validate`."""
+    return {"parameters": cohort_parameters(definition), "expectations": definition_expectations(definition)}
+
+
+def gate_bronze(lake, layout: str, progress=None, runner=None, raise_on_critical: bool = True) -> GateReport:
+    targets = bronze_targets(lake, layout, load_suites())
+    return _runner(lake, runner, progress).validate("bronze", targets, gate=raise_on_critical)
+
+
+def gate_silver(lake, progress=None, runner=None, raise_on_critical: bool = True) -> GateReport:
+    return _runner(lake, runner, progress).validate("silver", silver_targets(lake, load_suites()), gate=raise_on_critical)
+
+
+def gate_cohort(lake, definition, progress=None, runner=None, raise_on_critical: bool = True) -> GateReport:
+    targets = cohort_targets(lake, definition.cohort, cohort_quality(definition), load_suites())
+    return _runner(lake, runner, progress).validate("cohort", targets, gate=raise_on_critical)
+
+
+def built_cohorts(lake) -> dict[str, dict]:
+    """Cohorts built in this lake and the quality parameters their build recorded."""
+    found = {}
+    base = Path(lake.root.removeprefix("file://")) / "cohorts"
+    for manifest in sorted(base.glob("*/manifest.json")):
+        extra = json.loads(manifest.read_text(encoding="utf-8")).get("extra", {})
+        if "quality" in extra:
+            found[manifest.parent.name] = extra["quality"]
+    return found
+
+
+def ingested_layout(lake) -> str | None:
+    path = os.path.join(lake.root.removeprefix("file://"), "_runs", "ingest", "manifest.json")
+    if not os.path.exists(path):
+        return None
+    return json.loads(Path(path).read_text(encoding="utf-8")).get("extra", {}).get("layout")
+
+
+def validate_lake(lake, names: list[str] | None = None, progress=None, counts: bool = False) -> list[GateReport]:
+    """Every stage's suites against what the lake holds (``cohortlake validate``); no raising."""
+    suites = load_suites()
+    if names:
+        check_names(suites, [n for n in names if not n.startswith("cohorts.")])
+    runner = QualityRunner(lake, progress, counts=counts)
+    stages: list[tuple[str, list[Target]]] = []
+    layout = ingested_layout(lake)
+    if layout:
+        stages.append(("bronze", bronze_targets(lake, layout, suites, names)))
+    stages.append(("silver", silver_targets(lake, suites, names)))
+    cohort_stage = []
+    for cohort, quality in built_cohorts(lake).items():
+        cohort_stage += cohort_targets(lake, cohort, quality, suites, names)
+    stages.append(("cohort", cohort_stage))
+    reports = [runner.validate(stage, targets, gate=False) for stage, targets in stages if targets]
+    if not reports:
+        raise UserError(f"{lake.root}: no tables to validate" + (f" with suite {', '.join(names)}" if names else "")
+                        + "; run `cohortlake ingest` (or `cohortlake demo`) first")
+    return reports
