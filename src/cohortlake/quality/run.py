@@ -156,11 +156,12 @@ class GateReport:
 class QualityRunner:
     """Runs suites for one lakehouse; one GX file context per runner, reused for every suite."""
 
-    def __init__(self, lake, progress=None, counts: bool = False):
+    def __init__(self, lake, progress=None, counts: bool = False, examples: bool = True):
         from cohortlake.progress import Progress
 
         self.lake = lake
         self.counts = counts
+        self.examples = examples
         self.progress = progress or Progress(quiet=True)
         self.root = Path(lake.root.removeprefix("file://")) / QUALITY_DIR
         self._context = None
@@ -245,7 +246,7 @@ class QualityRunner:
                                 result_format=COUNTS_ONLY if self.counts else PASS_FAIL)
             results = counted.validate_expectation_suite(suite, target.parameters)
             failed = [r for r in results.results if not r.success and not _error(r)]
-            if failed:
+            if failed and (self.examples or not self.counts):
                 # Second pass, failures only: counts and example values for the message and the report.
                 detail_suite = gx.ExpectationSuite(name=suite.name, expectations=[r.expectation_config for r in failed])
                 detailed = Validator(batch_definition=batch, batch_parameters={"dataframe": frame}, result_format=WITH_EXAMPLES)

@@ -110,7 +110,11 @@ def type_rows(raw: DataFrame, spec: RawTable, data_columns: list[str]) -> DataFr
 
 
 def quarantine_rows(typed: DataFrame, raw_table: str, spec: RawTable, data_columns: list[str]) -> DataFrame:
-    """One row per problem of every row that could not be typed, with the whole raw record."""
+    """One row per problem of every row that could not be typed, with the whole raw record.
+
+    ``copies`` says how many identical raw rows arrived (exact duplicates are one row
+    here), so quarantine counts reconcile with row counts of the raw table.
+    """
     key = F.concat_ws(", ", *[F.concat(F.lit(f"{k}="), F.coalesce(F.col(k).cast("string"), F.lit(""))) for k in spec.key])
     record = F.to_json(F.struct(*[F.col(c).cast("string").alias(c) for c in data_columns]))
     return (
@@ -120,9 +124,11 @@ def quarantine_rows(typed: DataFrame, raw_table: str, spec: RawTable, data_colum
             F.col(SOURCE_FILE).alias("source_file"),
             key.alias("row_key"),
             record.alias("record"),
+            F.col(COPIES).cast("int").alias("copies"),
             F.explode(PROBLEMS).alias("problem"),
         )
-        .select("raw_table", "source_file", "row_key", "problem.column", "problem.value", "problem.reason", "record")
+        .select("raw_table", "source_file", "row_key", "problem.column", "problem.value", "problem.reason", "record",
+                "copies")
     )
 
 
