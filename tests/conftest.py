@@ -33,6 +33,17 @@ def desynpuf_fixture_dir() -> Path:
     return DESYNPUF_FIXTURES
 
 
+@pytest.fixture(scope="session")
+def desynpuf_lake(spark, desynpuf_fixture_dir, tmp_path_factory):
+    """The two real DE-SynPUF beneficiaries ingested once, with the quality gates on."""
+    from cohortlake.lake.delta import Lakehouse
+    from cohortlake.sources.ingest import ingest
+
+    lake = Lakehouse(str(tmp_path_factory.mktemp("desynpuf") / "lake"), spark)
+    lake.report = ingest(spark, lake, "desynpuf", desynpuf_fixture_dir)
+    return lake
+
+
 DEMO_PATIENTS = 1500
 DEMO_SEED = 11
 

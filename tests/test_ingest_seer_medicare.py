@@ -131,7 +131,9 @@ def lake(spark, tmp_path_factory):
     base = tmp_path_factory.mktemp("seer")
     lake = Lakehouse(str(base / "lake"), spark)
     lake.raw_dir = write_raw(base / "raw")
-    lake.report = ingest(spark, lake, "seer-medicare", lake.raw_dir)
+    # Hand-written rows with deliberate faults in tables of a few rows: far above the gates'
+    # thresholds by design, so this module tests typing and quarantine with the gates off.
+    lake.report = ingest(spark, lake, "seer-medicare", lake.raw_dir, validate=False)
     return lake
 
 
@@ -247,7 +249,7 @@ def test_dispensing_clean_rows_only(lake):
 
 def test_rerun_replaces_tables_without_duplicates(lake, spark):
     before = {t: lake.version(f"silver/{t}") for t in ("diagnosis", "dispensing")}
-    report = ingest(spark, lake, "seer-medicare", lake.raw_dir)
+    report = ingest(spark, lake, "seer-medicare", lake.raw_dir, validate=False)
     assert report.silver == lake.report.silver
     for table, version in before.items():
         assert lake.version(f"silver/{table}") == version + 1

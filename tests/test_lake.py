@@ -445,3 +445,24 @@ def test_backend_is_delta_spark_only_when_the_session_has_delta(monkeypatch):
     monkeypatch.setenv("COHORTLAKE_DELTA_BACKEND", "parquet")
     with pytest.raises(UserError, match="COHORTLAKE_DELTA_BACKEND"):
         detect_backend(_FakeSession({}))
+
+
+def test_restore_makes_an_earlier_version_current_and_keeps_history(spark, tmp_path):
+    lake = Lakehouse(str(tmp_path), spark)
+    lake.write("cohorts/x/cohort", spark.createDataFrame([(1,), (2,)], "id int"))
+    lake.write("cohorts/x/cohort", spark.createDataFrame([(3,)], "id int"))
+    assert lake.restore("cohorts/x/cohort", 0) == 2
+    assert sorted(r.id for r in lake.read("cohorts/x/cohort").collect()) == [1, 2]
+    assert [r.id for r in lake.read("cohorts/x/cohort", version=1).collect()] == [3]
+    assert lake.history("cohorts/x/cohort")[0]["operation"].upper() == "RESTORE"
+    with pytest.raises(UserError, match="version 7"):
+        lake.restore("cohorts/x/cohort", 7)
+
+
+def test_quality_results_live_in_the_reserved_quality_area(spark, tmp_path):
+    lake = Lakehouse(str(tmp_path), spark)
+    lake.write("_quality/results", spark.createDataFrame([(1,)], "id int"))
+    lake.write("silver/person", spark.createDataFrame([(1,)], "id int"))
+    assert lake.tables() == ["_quality/results", "silver/person"]
+    with pytest.raises(UserError, match="bad table name"):
+        lake.path("_other/results")

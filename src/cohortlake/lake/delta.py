@@ -189,7 +189,7 @@ class Lakehouse:
         if not isinstance(name, str) or not _NAME.match(name):
             raise UserError(
                 f"bad table name {name!r}: use segments of lowercase letters, digits and '_' "
-                "(not starting with '_') separated by '/', e.g. 'silver/diagnosis'"
+                "(not starting with '_'; only '_quality/' is reserved) separated by '/', e.g. 'silver/diagnosis'"
             )
         return f"{self.root}/{name}"
 
@@ -217,7 +217,7 @@ class Lakehouse:
                 if not (_SEGMENT.match(folder) or (not prefix and folder == "_quality")):
                     continue
                 name = f"{prefix}/{folder}" if prefix else folder
-                if self._has_commit(self.path(name)):
+                if self._has_commit(f"{self.root}/{name}"):
                     found.append(name)
                 else:
                     visit(name)

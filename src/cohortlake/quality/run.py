@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from concurrent.futures import ThreadPoolExecutor
+
 from cohortlake.errors import UserError
 from cohortlake.quality.suites import SuiteFile
 
@@ -34,6 +36,7 @@ EXAMPLES = 20
 PASS_FAIL = {"result_format": "BOOLEAN_ONLY"}
 COUNTS_ONLY = {"result_format": "BASIC", "partial_unexpected_count": 0}
 WITH_EXAMPLES = {"result_format": "SUMMARY", "partial_unexpected_count": EXAMPLES}
+VALIDATION_THREADS = int(os.environ.get("COHORTLAKE_VALIDATION_THREADS", "3"))
 
 
 class QualityGateError(UserError):
@@ -165,6 +168,7 @@ class QualityRunner:
         self.progress = progress or Progress(quiet=True)
         self.root = Path(lake.root.removeprefix("file://")) / QUALITY_DIR
         self._context = None
+        self._source = None
 
     @property
     def docs_index(self) -> str:
@@ -195,17 +199,33 @@ class QualityRunner:
         return self._context
 
     def validate(self, stage: str, targets: list[Target], gate: bool = True) -> GateReport:
-        """Run every target, store the results, rebuild the docs; raise when a critical one failed."""
+        """Run every target, store the results, rebuild the docs; raise when a critical one failed.
+
+        Suites are prepared one after the other (GX's project files are not written
+        concurrently), then run from a few threads so one table's driver-side work (GX's
+        metric graph, Spark planning) overlaps another's Spark jobs. Suites with SQL row
+        queries run alone: GX registers every such batch under the same temp view name.
+        """
         run_id = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
-        runs: list[SuiteRun] = []
-        identifiers = []
-        for target in targets:
-            with self.progress.step(f"validate {target.table}") as step:
-                run, identifier = self._run_one(stage, target, run_id)
-                runs.append(run)
-                identifiers.append(identifier)
+        prepared = [self._prepare(stage, target) for target in targets]
+
+        def execute(item) -> tuple[SuiteRun, object]:
+            with self.progress.step(f"validate {item['target'].table}") as step:
+                run, identifier = self._execute(stage, item, run_id)
                 state = "FAIL" if run.critical_failures else ("WARN" if run.warnings else "PASS")
                 step["detail"] = f"{state}: {sum(o.success for o in run.outcomes)}/{len(run.outcomes)} met ({run.suite})"
+            return run, identifier
+
+        done: dict[int, tuple[SuiteRun, object]] = {}
+        alone = [i for i, item in enumerate(prepared) if item["queries"]]
+        shared = [i for i in range(len(prepared)) if i not in alone]
+        with ThreadPoolExecutor(max_workers=VALIDATION_THREADS, thread_name_prefix="validate") as pool:
+            for i, result in zip(shared, pool.map(lambda i: execute(prepared[i]), shared)):
+                done[i] = result
+        for i in alone:
+            done[i] = execute(prepared[i])
+        runs = [done[i][0] for i in range(len(prepared))]
+        identifiers = [done[i][1] for i in range(len(prepared))]
         report = GateReport(stage, run_id, runs, self.docs_index)
         if runs:
             self._store(report)
@@ -216,20 +236,16 @@ class QualityRunner:
 
     # --- one suite ---------------------------------------------------------------------
 
-    def _run_one(self, stage: str, target: Target, run_id: str):
+    def _prepare(self, stage: str, target: Target) -> dict:
+        """Read the table's latest version, register views, put the suite and batch definition in GX."""
         import great_expectations as gx
-        from great_expectations.core.run_identifier import RunIdentifier
-        from great_expectations.data_context.types.resource_identifiers import (
-            ExpectationSuiteIdentifier,
-            ValidationResultIdentifier,
-        )
-        from great_expectations.validator.v1_validator import Validator
 
-        started = time.monotonic()
         lake = self.lake
         version = lake.version(target.table)
         if version is None:
             raise UserError(f"{lake.root}: no table {target.table} to validate with suite {target.suite.name}")
+        # Not cached on purpose: each of GX's jobs reads only the columns it checks from
+        # Parquet, which measured cheaper than materialising a wide text table in memory.
         frame = lake.read(target.table, version)
         for view, table in target.views.items():
             lake.read(table).createOrReplaceTempView(view)
@@ -238,35 +254,85 @@ class QualityRunner:
         suite = context.suites.add_or_update(gx.ExpectationSuite(
             name=target.suite.name, expectations=expectations, notes=target.suite.notes,
             meta={"cohortlake": {"stage": stage, "table": target.table, "file": Path(target.suite.path).name}}))
-        batch = self._batch_definition(target.table)
-        spark = lake.spark
-        spark.sparkContext.setJobDescription(f"validate {target.table} with {target.suite.name}")
+        queries = any(e.type == "unexpected_rows_expectation" for e in suite.expectation_configurations)
+        return {"target": target, "version": version, "frame": frame, "suite": suite, "skipped": skipped,
+                "batch": self._batch_definition(target.table), "queries": queries}
+
+    def _execute(self, stage: str, item: dict, run_id: str):
+        from great_expectations.core.run_identifier import RunIdentifier
+        from great_expectations.data_context.types.resource_identifiers import (
+            ExpectationSuiteIdentifier,
+            ValidationResultIdentifier,
+        )
+
+        started = time.monotonic()
+        target, version, suite = item["target"], item["version"], item["suite"]
+        spark = self.lake.spark
+        spark.sparkContext.setLocalProperty("spark.job.description", f"validate {target.table} with {target.suite.name}")
         try:
-            counted = Validator(batch_definition=batch, batch_parameters={"dataframe": frame},
-                                result_format=COUNTS_ONLY if self.counts else PASS_FAIL)
-            results = counted.validate_expectation_suite(suite, target.parameters)
-            failed = [r for r in results.results if not r.success and not _error(r)]
-            if failed and (self.examples or not self.counts):
-                # Second pass, failures only: counts and example values for the message and the report.
-                detail_suite = gx.ExpectationSuite(name=suite.name, expectations=[r.expectation_config for r in failed])
-                detailed = Validator(batch_definition=batch, batch_parameters={"dataframe": frame}, result_format=WITH_EXAMPLES)
-                by_id = {r.expectation_config.id: r for r in detailed.validate_expectation_suite(detail_suite, target.parameters).results}
-                results.results = [by_id.get(r.expectation_config.id, r) for r in results.results]
+            results, batch_id = self._validate_suite(suite, item["batch"], item["frame"], target.parameters)
         finally:
-            spark.sparkContext.setJobDescription(None)
+            spark.sparkContext.setLocalProperty("spark.job.description", None)
         run_time = datetime.now(timezone.utc)
         run_name = f"{target.table.replace('/', '.')}.v{version}"
         results.meta.update({
             "run_id": RunIdentifier(run_name=run_name, run_time=run_time), "validation_time": run_time,
             "cohortlake": {"run_id": run_id, "stage": stage, "table": target.table, "delta_version": version,
-                           "skipped_missing_optional_columns": skipped},
+                           "skipped_missing_optional_columns": item["skipped"]},
         })
         identifier = ValidationResultIdentifier(
             expectation_suite_identifier=ExpectationSuiteIdentifier(name=suite.name),
-            run_id=results.meta["run_id"], batch_identifier=counted.active_batch_id)
-        context.validation_results_store.set(identifier, results)
+            run_id=results.meta["run_id"], batch_identifier=batch_id)
+        self.context().validation_results_store.set(identifier, results)
         outcomes = [_outcome(r) for r in results.results]
         return SuiteRun(target.suite.name, target.table, version, outcomes, time.monotonic() - started), identifier
+
+    def _validate_suite(self, suite, batch, frame, parameters):
+        """The suite's validation result, computing each metric as few times as possible.
+
+        Row-by-row (map) expectations are asked pass/fail first and, when they failed, again
+        for counts and examples; the others (SQL row queries, aggregates) cost the same
+        whatever the format, so they are asked for their full result once.
+        """
+        import great_expectations as gx
+        from great_expectations.expectations.expectation import (
+            ColumnMapExpectation, ColumnPairMapExpectation, MulticolumnMapExpectation,
+        )
+        from great_expectations.validator.v1_validator import Validator
+        from great_expectations.validator.validation_statistics import calc_validation_statistics
+
+        map_types = (ColumnMapExpectation, ColumnPairMapExpectation, MulticolumnMapExpectation)
+
+        def run(expectations, result_format):
+            if not expectations:
+                return None, []
+            validator = Validator(batch_definition=batch, batch_parameters={"dataframe": frame}, result_format=result_format)
+            configurations = [e if not hasattr(e, "configuration") else e.configuration for e in expectations]
+            part = validator.validate_expectation_suite(gx.ExpectationSuite(name=suite.name, expectations=configurations), parameters)
+            return validator, part
+
+        row_checks = [e for e in suite.expectations if isinstance(e, map_types)]
+        others = [e for e in suite.expectations if not isinstance(e, map_types)]
+        first, row_part = run(row_checks, COUNTS_ONLY if self.counts else PASS_FAIL)
+        second, other_part = run(others, COUNTS_ONLY)
+        by_id = {r.expectation_config.id: r for part in (row_part, other_part) if part for r in part.results}
+        failed = [r.expectation_config for r in (row_part.results if row_part else []) if not r.success and not _error(r)]
+        if failed and (self.examples or not self.counts):
+            # Second pass, failed row checks only: counts and example values for the message and the report.
+            _, detail = run(failed, WITH_EXAMPLES)
+            by_id.update({r.expectation_config.id: r for r in detail.results})
+        ordered = [by_id[e.id] for e in suite.expectations]
+        results = row_part or other_part
+        statistics = calc_validation_statistics(ordered)
+        results.results = ordered
+        results.success = statistics.success
+        results.statistics = {
+            "evaluated_expectations": statistics.evaluated_expectations,
+            "successful_expectations": statistics.successful_expectations,
+            "unsuccessful_expectations": statistics.unsuccessful_expectations,
+            "success_percent": statistics.success_percent,
+        }
+        return results, (first or second).active_batch_id
 
     def _expectations(self, suite: SuiteFile, columns: list[str]):
         """GX expectation objects of a suite file; optional columns absent from the table are skipped."""
@@ -293,7 +359,13 @@ class QualityRunner:
 
     def _batch_definition(self, table: str):
         context = self.context()
-        source = context.data_sources.add_or_update_spark("lakehouse")
+        # One data source per runner: re-adding it would drop the assets other suites are using.
+        if self._source is None:
+            try:
+                self._source = context.data_sources.get("lakehouse")
+            except (KeyError, LookupError, ValueError):
+                self._source = context.data_sources.add_spark("lakehouse")
+        source = self._source
         asset_name = table.replace("/", ".")
         try:
             asset = source.get_asset(asset_name)
