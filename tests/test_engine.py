@@ -204,7 +204,10 @@ def test_build_command_writes_tables_manifest_and_exports(demo_run, spark, tmp_p
     manifest = json.loads((lake / "cohorts" / REFERENCE / "manifest.json").read_text())
     assert manifest["step"] == "build"
     assert set(manifest["tables_read"]) >= {"silver/tumor", "silver/diagnosis", "silver/enrollment"}
-    assert set(manifest["tables_written"]) == {f"cohorts/{REFERENCE}/cohort", f"cohorts/{REFERENCE}/attrition"}
+    # the cohort's tables, and the quality gate's results about them
+    assert set(manifest["tables_written"]) == {f"cohorts/{REFERENCE}/cohort", f"cohorts/{REFERENCE}/attrition",
+                                               "_quality/results"}
+    assert manifest["extra"]["quality_gate"]["passed"] is True
     # the second build is a new version of each table, not a second copy of the rows
     assert manifest["tables_written"][f"cohorts/{REFERENCE}/cohort"] == 1
 
