@@ -83,7 +83,7 @@ def build(definition: Definition, lake, out: str | None = None, progress=None, v
     with manifest.phase("read"):
         frames = read_silver(lake)
     parts = ("attrition", "cohort", "events")
-    before = {part: lake.version(cohort_table(definition, part)) for part in parts}
+    before = {part: lake.version(cohort_table(definition, part)) for part in parts} if validate else {}
     result: BuildResult | None = None
     try:
         with progress.step(f"build {definition.cohort}") as step, manifest.phase("build"):

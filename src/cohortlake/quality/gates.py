@@ -77,7 +77,7 @@ def gate_cohort(lake, definition, progress=None, runner=None, raise_on_critical:
 def built_cohorts(lake) -> dict[str, dict]:
     """Cohorts built in this lake and the quality parameters their build recorded."""
     found = {}
-    base = Path(lake.root.removeprefix("file://")) / "cohorts"
+    base = Path(lake.root) / "cohorts"
     for manifest in sorted(base.glob("*/manifest.json")):
         extra = json.loads(manifest.read_text(encoding="utf-8")).get("extra", {})
         if "quality" in extra:
@@ -86,7 +86,7 @@ def built_cohorts(lake) -> dict[str, dict]:
 
 
 def ingested_layout(lake) -> str | None:
-    path = os.path.join(lake.root.removeprefix("file://"), "_runs", "ingest", "manifest.json")
+    path = os.path.join(lake.root, "_runs", "ingest", "manifest.json")
     if not os.path.exists(path):
         return None
     return json.loads(Path(path).read_text(encoding="utf-8")).get("extra", {}).get("layout")

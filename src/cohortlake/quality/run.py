@@ -166,7 +166,7 @@ class QualityRunner:
         self.counts = counts
         self.examples = examples
         self.progress = progress or Progress(quiet=True)
-        self.root = Path(lake.root.removeprefix("file://")) / QUALITY_DIR
+        self.root = Path(lake.root) / QUALITY_DIR  # the lake normalises file:// roots to paths
         self._context = None
         self._source = None
 
@@ -237,7 +237,7 @@ class QualityRunner:
     # --- one suite ---------------------------------------------------------------------
 
     def _prepare(self, stage: str, target: Target) -> dict:
-        """Read the table's latest version, register views, put the suite and batch definition in GX."""
+        """Read the table's latest version, put the suite and batch definition in GX."""
         import great_expectations as gx
 
         lake = self.lake
@@ -247,8 +247,6 @@ class QualityRunner:
         # Not cached on purpose: each of GX's jobs reads only the columns it checks from
         # Parquet, which measured cheaper than materialising a wide text table in memory.
         frame = lake.read(target.table, version)
-        for view, table in target.views.items():
-            lake.read(table).createOrReplaceTempView(view)
         expectations, skipped = self._expectations(target.suite, frame.columns)
         context = self.context()
         suite = context.suites.add_or_update(gx.ExpectationSuite(
@@ -268,6 +266,10 @@ class QualityRunner:
         started = time.monotonic()
         target, version, suite = item["target"], item["version"], item["suite"]
         spark = self.lake.spark
+        # Only SQL queries read views, and those suites run one at a time: registering here
+        # (not in _prepare) keeps two cohorts' `cohort_rows` from replacing each other.
+        for view, table in (target.views.items() if item["queries"] else ()):
+            self.lake.read(table).createOrReplaceTempView(view)
         spark.sparkContext.setLocalProperty("spark.job.description", f"validate {target.table} with {target.suite.name}")
         try:
             results, batch_id = self._validate_suite(suite, item["batch"], item["frame"], target.parameters)
