@@ -224,6 +224,21 @@ def test_matched_suites_fail_on_crafted_tables(spark, tmp_path):
     assert "quality gate 'matched' failed" in str(error.value)
 
 
+def test_gx_project_parses_no_config_variables_file(tmp_path):
+    # Suites validate from threads; GX re-reads a configured config-variables file through
+    # one shared YAML parser for every validator, which broke a CI run with a parser error.
+    class Lake:
+        root = tmp_path / "lake"
+
+    assert QualityRunner(Lake()).context().variables.config_variables_file_path is None
+    config = Lake.root / "_quality" / "gx" / "great_expectations.yml"
+    config.write_text(config.read_text().replace("config_variables_file_path:", "config_variables_file_path: uncommitted/config_variables.yml", 1))
+    assert "uncommitted/config_variables.yml" in config.read_text()
+    context = QualityRunner(Lake()).context()
+    assert context.variables.config_variables_file_path is None
+    assert "uncommitted/config_variables.yml" not in config.read_text()
+
+
 def test_quarantine_and_validation_counts_agree(demo_run, spark):
     """Every quarantine reason of the demo's dirty synthetic rows equals the count of the
     bronze expectation that checks the same thing (copies of a duplicated row included)."""

@@ -194,7 +194,14 @@ class QualityRunner:
                 context.update_data_docs_site(DOCS_SITE, site)
             else:
                 context.add_data_docs_site(DOCS_SITE, site)
+            # The project uses no config variables. Left configured, GX re-parses that
+            # YAML file through one shared, thread-unsafe parser every time a validator
+            # is made, and suites validate from several threads.
+            reopen = context.variables.config_variables_file_path is not None
+            context.variables.config_variables_file_path = None
             context.variables.save()
+            if reopen:
+                context = gx.get_context(mode="file", project_root_dir=str(self.root))
             self._context = context
         return self._context
 
