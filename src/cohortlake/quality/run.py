@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -43,6 +44,17 @@ WITH_EXAMPLES = {"result_format": "SUMMARY", "partial_unexpected_count": EXAMPLE
 # interpreted aggregation over a wide claims table was the largest part of a gate.
 WIDE_AGGREGATION_CONF = {"spark.sql.codegen.maxFields": "1000"}
 VALIDATION_THREADS = int(os.environ.get("COHORTLAKE_VALIDATION_THREADS", "3"))
+
+
+def preload_great_expectations() -> threading.Thread:
+    """Import GX in a background thread (about 5 s) so a gate later in the run finds it loaded."""
+    def load() -> None:
+        os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+        import great_expectations  # noqa: F401
+
+    thread = threading.Thread(target=load, name="preload-great-expectations", daemon=True)
+    thread.start()
+    return thread
 
 
 class QualityGateError(UserError):
@@ -220,7 +232,8 @@ class QualityRunner:
         Suites are prepared one after the other (GX's project files are not written
         concurrently), then run from a few threads so one table's driver-side work (GX's
         metric graph, Spark planning) overlaps another's Spark jobs. Suites with SQL row
-        queries run alone: GX registers every such batch under the same temp view name.
+        queries run one after another in a single worker: GX registers every such batch
+        under the same temp view name.
         """
         run_id = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
         prepared = [self._prepare(stage, target) for target in targets]
@@ -235,12 +248,18 @@ class QualityRunner:
         done: dict[int, tuple[SuiteRun, object]] = {}
         alone = [i for i, item in enumerate(prepared) if item["queries"]]
         shared = [i for i in range(len(prepared)) if i not in alone]
-        with session_conf(self.lake.spark, WIDE_AGGREGATION_CONF):
-            with ThreadPoolExecutor(max_workers=VALIDATION_THREADS, thread_name_prefix="validate") as pool:
-                for i, result in zip(shared, pool.map(lambda i: execute(prepared[i]), shared)):
-                    done[i] = result
+        def execute_alone() -> None:
             for i in alone:
                 done[i] = execute(prepared[i])
+
+        with session_conf(self.lake.spark, WIDE_AGGREGATION_CONF):
+            with ThreadPoolExecutor(max_workers=VALIDATION_THREADS, thread_name_prefix="validate") as pool:
+                # The suites with SQL queries run one after another in one worker, beside the others.
+                sequence = pool.submit(execute_alone) if alone else None
+                for i, result in zip(shared, pool.map(lambda i: execute(prepared[i]), shared)):
+                    done[i] = result
+                if sequence is not None:
+                    sequence.result()
         runs = [done[i][0] for i in range(len(prepared))]
         identifiers = [done[i][1] for i in range(len(prepared))]
         report = GateReport(stage, run_id, runs, self.docs_index)

@@ -195,6 +195,11 @@ def ingest(spark, lake: Lakehouse, layout: str, raw_dir: str | Path, mapping_pat
     persisted: list[DataFrame] = []
 
     counts = {table: RawTableCounts(raw_table=table, files=[p.name for p in files[table]]) for table in files}
+    if validate:
+        # Importing Great Expectations takes seconds of driver time; do it while Spark writes bronze.
+        from cohortlake.quality.run import preload_great_expectations
+
+        preload_great_expectations()
 
     def load_bronze(table: str) -> None:
         with progress.step(f"bronze/{table}") as step, manifest.phase(f"bronze/{table}"):
