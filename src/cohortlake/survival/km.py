@@ -1,0 +1,124 @@
+"""Kaplan-Meier by group: median and quartiles with 95% CIs, numbers at risk, survival at a
+horizon; the log-rank test across groups.
+
+Times are in days. Quantiles follow lifelines: the q-th quantile of survival time is the
+first time at which S(t) <= 1 - q (R's ``survfit`` instead averages two times when S(t)
+sits exactly on 0.5 over an interval). Its 95% CI comes from the same crossing of the
+pointwise log-log (exponential Greenwood) band, the Brookmeyer-Crowley construction; a
+bound the band never reaches is ``None`` ("not reached").
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from lifelines import KaplanMeierFitter
+from lifelines.exceptions import StatisticalWarning
+from lifelines.statistics import multivariate_logrank_test
+from lifelines.utils import qth_survival_time
+
+from cohortlake.survival.design import DAYS_PER_MONTH, finite_or_none, group_levels
+
+ALPHA = 0.05  # every interval is a 95% CI
+ALL = "all"  # the label of the single curve when there is no group column
+
+
+def fit_km(times, events, weights=None, label: str = "KM_estimate") -> KaplanMeierFitter:
+    """A lifelines Kaplan-Meier fit; case weights (IPTW) are used as given."""
+    with warnings.catch_warnings():
+        # non-integer weights: lifelines warns that the Greenwood CI is naive; results say so once
+        warnings.simplefilter("ignore", StatisticalWarning)
+        return KaplanMeierFitter(alpha=ALPHA).fit(
+            np.asarray(times, dtype=float), np.asarray(events, dtype=int),
+            weights=None if weights is None else np.asarray(weights, dtype=float), label=label)
+
+
+def numbers_at_risk(times, at: Sequence[float]) -> list[int]:
+    """Persons still followed at each time t (time >= t): R's ``n.risk`` at ``times=``; unweighted."""
+    times = np.sort(np.asarray(times, dtype=float))
+    return [int(len(times) - np.searchsorted(times, t, side="left")) for t in at]
+
+
+def _estimate(point, lower, upper, scale: float = 1.0) -> dict:
+    value = lambda x: None if finite_or_none(x) is None else float(x) / scale  # noqa: E731
+    return {"estimate": value(point), "ci_lower": value(lower), "ci_upper": value(upper)}
+
+
+def survival_quantile(fitter: KaplanMeierFitter, q: float) -> tuple[float, float, float]:
+    """The q-th quantile of survival time (q=0.5: median) and its 95% CI, in the fit's time unit."""
+    level = 1.0 - q
+    band = fitter.confidence_interval_
+    lower_column, upper_column = band.columns  # lifelines: lower band first
+    point = qth_survival_time(level, fitter.survival_function_.iloc[:, 0])
+    # the lower survival band crosses first, so it gives the lower time bound
+    return point, qth_survival_time(level, band[lower_column]), qth_survival_time(level, band[upper_column])
+
+
+def survival_at(fitter: KaplanMeierFitter, t: float) -> tuple[float, float, float] | None:
+    """S(t) with its 95% CI; None when t is past the last follow-up and S has not reached 0."""
+    curve = fitter.survival_function_.iloc[:, 0]
+    if t > float(np.max(fitter.durations)) and curve.iloc[-1] > 0:
+        return None
+    position = curve.index.searchsorted(t, side="right") - 1  # the step in force at t
+    band = fitter.confidence_interval_.iloc[position]
+    return float(curve.iloc[position]), float(band.iloc[0]), float(band.iloc[1])
+
+
+def km_summary(times, events, weights=None, horizon: float | None = None,
+               at_risk_times: Sequence[float] = ()) -> dict:
+    """One curve's numbers: n, events, median and quartiles (days and months), at-risk, S(horizon)."""
+    times = np.asarray(times, dtype=float)
+    events = np.asarray(events, dtype=int)
+    fitter = fit_km(times, events, weights)
+    summary: dict = {"n": int(len(times)), "events": int(events.sum())}
+    if weights is not None:
+        weights = np.asarray(weights, dtype=float)
+        summary["weighted_n"] = float(weights.sum())
+        summary["weighted_events"] = float(weights[events == 1].sum())
+    for key, q in (("median", 0.5), ("q25", 0.25), ("q75", 0.75)):
+        point, lower, upper = survival_quantile(fitter, q)
+        summary[key] = {"days": _estimate(point, lower, upper),
+                        "months": _estimate(point, lower, upper, scale=DAYS_PER_MONTH)}
+    summary["at_risk"] = [{"time": float(t), "n": n} for t, n in zip(at_risk_times, numbers_at_risk(times, at_risk_times))]
+    if horizon is not None:
+        at_horizon = survival_at(fitter, horizon)
+        summary["survival_at_horizon"] = (
+            {"horizon_days": float(horizon), "estimate": None, "ci_lower": None, "ci_upper": None,
+             "note": f"follow-up ends at day {times.max():g}, before the horizon"}
+            if at_horizon is None else
+            {"horizon_days": float(horizon), **dict(zip(("estimate", "ci_lower", "ci_upper"), at_horizon))})
+    return summary
+
+
+def km_by_group(data: pd.DataFrame, time: str, event: str, group: str | None = None, *, weights: str | None = None,
+                horizon: float | None = None, at_risk_times: Sequence[float] = (),
+                reference_group=None) -> dict[str, dict]:
+    """:func:`km_summary` per group, keyed by group label (reference first); one ``"all"`` curve without a group."""
+    if group is None:
+        return {ALL: km_summary(data[time], data[event], None if weights is None else data[weights],
+                                horizon, at_risk_times)}
+    labels = data[group].astype(str)
+    results = {}
+    for level in group_levels(data[group], reference_group):
+        rows = data[labels == level]
+        results[level] = km_summary(rows[time], rows[event], None if weights is None else rows[weights],
+                                    horizon, at_risk_times)
+    return results
+
+
+def logrank(data: pd.DataFrame, time: str, event: str, group: str, weights: str | None = None) -> dict | None:
+    """Log-rank test of equal survival across all groups: chi2 on (groups - 1) df; None for one group."""
+    labels = data[group].astype(str)
+    n_groups = labels.nunique()
+    if n_groups < 2:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StatisticalWarning)
+        result = multivariate_logrank_test(
+            data[time].astype(float).to_numpy(), labels.to_numpy(), data[event].astype(int).to_numpy(),
+            weights=None if weights is None else data[weights].astype(float).to_numpy())
+    return {"test": "log-rank" if weights is None else "weighted log-rank (case weights)",
+            "chi2": finite_or_none(result.test_statistic), "df": n_groups - 1, "p": finite_or_none(result.p_value)}

@@ -1,0 +1,111 @@
+"""Kaplan-Meier curves by group with 95% bands and a numbers-at-risk table, as a PNG.
+
+The at-risk table is drawn here rather than by lifelines' ``add_at_risk_counts``, which
+prints every count as an integer: a figure that leaves the lakehouse must show counts
+1-10 as ``<11`` (CMS / NCI cell-size rule), which ``suppress_small=True`` does.
+Numbers at risk are persons (unweighted) still followed at each time, as in R.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from cohortlake.survival.design import group_levels
+from cohortlake.survival.km import ALL, fit_km, numbers_at_risk
+
+SMALL_CELL_MAX = 10  # counts 1..10 are shown as "<11"
+
+
+def small_cell(count: int, suppress: bool = True) -> str:
+    """A count as it may be published: 1-10 become ``<11``; 0 and 11+ stay as they are."""
+    if suppress and 1 <= count <= SMALL_CELL_MAX:
+        return f"<{SMALL_CELL_MAX + 1}"
+    return f"{count:,}"
+
+
+def default_at_risk_times(max_time: float) -> list[float]:
+    """Round times from 0 to the longest follow-up (about six), for the at-risk table."""
+    if not np.isfinite(max_time) or max_time <= 0:
+        return [0.0]
+    ticks = MaxNLocator(nbins=6, steps=[1, 2, 2.5, 3, 5, 10], integer=True).tick_values(0, max_time)
+    return [float(t) for t in ticks if 0 <= t <= max_time]
+
+
+def at_risk_table(data: pd.DataFrame, time: str, at_risk_times: Sequence[float], *, group: str | None = None,
+                  reference_group=None, suppress_small: bool = True) -> dict[str, list[str]]:
+    """The at-risk table as printed under the curves: one row of labels per group (reference first)."""
+    if group is None:
+        return {ALL: [small_cell(n, suppress_small) for n in numbers_at_risk(data[time], at_risk_times)]}
+    labels = data[group].astype(str)
+    return {level: [small_cell(n, suppress_small) for n in numbers_at_risk(data.loc[labels == level, time], at_risk_times)]
+            for level in group_levels(data[group], reference_group)}
+
+
+def plot_km(data: pd.DataFrame, time: str, event: str, path: str | Path, *, group: str | None = None,
+            weights: str | None = None, reference_group=None, at_risk_times: Sequence[float] | None = None,
+            suppress_small: bool = True, time_label: str = "Days since start of follow-up",
+            title: str | None = None) -> Path:
+    """Draw KM curves (one per group, reference first) with 95% bands and an at-risk table; save a PNG."""
+    if at_risk_times is None:
+        at_risk_times = default_at_risk_times(float(data[time].max()))
+    at_risk_times = list(at_risk_times)
+    if group is None:
+        curves = [(ALL, data)]
+    else:
+        labels = data[group].astype(str)
+        curves = [(level, data[labels == level]) for level in group_levels(data[group], reference_group)]
+
+    table_height = 0.35 * (len(curves) + 1)
+    figure = Figure(figsize=(8, 5 + table_height), dpi=120)
+    FigureCanvasAgg(figure)
+    grid = figure.add_gridspec(2, 1, height_ratios=[5, table_height], hspace=0.35)
+    axes = figure.add_subplot(grid[0])
+    table = figure.add_subplot(grid[1], sharex=axes)
+
+    colors = [f"C{i}" for i in range(len(curves))]
+    for (label, rows), color in zip(curves, colors):
+        fitter = fit_km(rows[time], rows[event], None if weights is None else rows[weights], label=label)
+        curve = fitter.survival_function_.iloc[:, 0]
+        band = fitter.confidence_interval_
+        axes.step(curve.index, curve.to_numpy(), where="post", color=color,
+                  label=f"{label} (n={small_cell(len(rows), suppress_small)})")
+        axes.fill_between(band.index, band.iloc[:, 0].to_numpy(), band.iloc[:, 1].to_numpy(), step="post",
+                          color=color, alpha=0.2, linewidth=0)
+    axes.set_ylim(0, 1.02)
+    axes.set_xlim(0, max(at_risk_times[-1], float(data[time].max())) * 1.02 or 1)
+    axes.set_xticks(at_risk_times)
+    axes.set_ylabel("Survival probability")
+    axes.set_xlabel(time_label)
+    axes.grid(alpha=0.3)
+    axes.legend(loc="upper right", frameon=False, title=group)
+    if title:
+        axes.set_title(title)
+
+    table.set_ylim(-0.5, len(curves) - 0.5)
+    table.invert_yaxis()
+    table.set_yticks(range(len(curves)), [label for label, _ in curves])
+    for tick, color in zip(table.get_yticklabels(), colors):
+        tick.set_color(color)
+    # the pad keeps a row's label clear of its count at time 0, which is centred on the axis
+    table.tick_params(axis="both", length=0, labelbottom=False)
+    table.tick_params(axis="y", pad=28)
+    for spine in table.spines.values():
+        spine.set_visible(False)
+    table.set_title("Number at risk", loc="left", fontsize="medium")
+    counts = at_risk_table(data, time, at_risk_times, group=group, reference_group=reference_group,
+                           suppress_small=suppress_small)
+    for row, cells in enumerate(counts.values()):
+        for t, cell in zip(at_risk_times, cells):
+            table.text(t, row, cell, ha="center", va="center", fontsize="small")
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png", bbox_inches="tight")
+    return path
