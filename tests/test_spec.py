@@ -101,7 +101,10 @@ def test_reference_rules_say_what_the_study_says(reference):
     assert str(reference.study_period.end) == "2013-12-31"
     sorafenib = reference.exposures["sorafenib"]
     assert (sorafenib.grace_days, sorafenib.stockpiling) == (30, False)
-    assert reference.matching["caliper"] == 0.2 and reference.matching["smd_threshold"] == 0.1
+    matching = reference.matching
+    assert (matching.caliper, matching.smd_threshold, matching.ratio, matching.replacement) == (0.2, 0.1, 1, False)
+    assert (matching.scale.value, matching.caliper_in_sd) == ("logit", True)
+    assert (matching.treatment.arm, matching.treatment.control) == ("sorafenib", "untreated")
 
 
 def _as_tuples(definition, name):
@@ -490,3 +493,31 @@ def test_output_column_clash(tmp_path):
     assert _errors(path) == [
         f"{path}:{line}: covariates.0.name: covariate 'arm' makes cohort column 'arm', already a fixed cohort column; rename it"
     ]
+
+
+MATCHING = "covariates:\n  - {name: age, age: {at: index}}\n  - {name: sex, sex: {}}\nmatching:\n"
+
+
+def test_matching_names_known_arms_and_covariates(tmp_path):
+    path = _write(tmp_path, BASE + MATCHING + "  treatment: {arm: treatd, control: untreated}\n  ps_covariates: [age, sexx]\n")
+    line = len(textwrap.dedent(BASE).splitlines()) + 5
+    assert _errors(path) == [
+        f"{path}:{line}: matching.treatment.arm: unknown arm 'treatd'; defined: treated, untreated",
+        f"{path}:{line + 1}: matching.ps_covariates.1: unknown covariate 'sexx'; defined: age, sex",
+    ]
+
+
+def test_matching_settings_are_checked_where_written(tmp_path):
+    path = _write(tmp_path, BASE + MATCHING + "  treatment: {arm: treated, control: untreated}\n  ps_covariates: [age]\n"
+                  "  order: random\n  caliper: 0\n")
+    line = len(textwrap.dedent(BASE).splitlines()) + 4
+    errors = _errors(path)
+    assert len(errors) == 1 and errors[0].startswith(f"{path}:{line}: matching: ")
+    assert "caliper must be > 0 (got 0.0); write 'none' for no caliper" in errors[0]
+
+
+def test_matching_needs_the_compared_arms(tmp_path):
+    path = _write(tmp_path, BASE + MATCHING + "  ps_covariates: [age]\n")
+    line = len(textwrap.dedent(BASE).splitlines()) + 4
+    assert _errors(path) == [
+        f"{path}:{line}: matching: say which arms are compared: treatment: {{arm: <treated arm>, control: <arm>}}"]

@@ -345,5 +345,6 @@ def explain(d: Definition) -> str:
             out.append(f"- {e.covariate}: {', '.join(parts)} ({e.severity})")
         out += [""]
     if d.matching:
-        out += ["## Matching", ""] + [f"- {key}: {value}" for key, value in d.matching.items()] + [""]
+        settings = d.matching.model_dump(mode="json", exclude_unset=True)
+        out += ["## Matching", ""] + [f"- {key}: {value}" for key, value in settings.items()] + [""]
     return "\n".join(out)

@@ -424,6 +424,34 @@ class _Checker:
         self.check_arms()
         self.check_covariate_order()
         self.check_output_columns()
+        self.check_matching()
+
+    def check_matching(self) -> None:
+        """The matching section names arms and covariates this definition makes."""
+        matching = self.d.matching
+        if matching is None:
+            return
+        covariates = self.d.covariates
+        if covariates is not None and None not in covariates:
+            names = [c.name for c in covariates]
+            for field in ("ps_covariates", "exact"):
+                for i, name in enumerate(getattr(matching, field)):
+                    if name not in names:
+                        self.add(("matching", field, i), _known("covariate", name, names))
+            if not matching.ps_covariates:
+                self.add(("matching", "ps_covariates"), "name the covariates of the propensity-score model")
+        arms = self.d.arms
+        if arms is not None and None not in arms:
+            names = [a.name for a in arms]
+            if matching.treatment is None:
+                self.add(("matching",), "say which arms are compared: treatment: {arm: <treated arm>, control: <arm>}")
+            elif len(names) < 2:
+                self.add(("matching", "treatment"), "matching compares two arms; define `arms:` first")
+            else:
+                for field in ("arm", "control"):
+                    value = getattr(matching.treatment, field)
+                    if value not in names:
+                        self.add(("matching", "treatment", field), _known("arm", value, names))
 
     def check_output_columns(self) -> None:
         """Covariates, landmarks and outcomes become cohort columns: their names must not clash."""

@@ -29,6 +29,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from cohortlake.spec.matching import MatchingSettings
 from cohortlake.spec.codes import (
     CodeEntry,
     CodeError,
@@ -1116,8 +1117,8 @@ class Definition(Spec):
     time_varying: tuple[TimeVarying, ...] = ()
     covariates: tuple[Covariate, ...] = ()
     expectations: tuple[Expectation, ...] = ()
-    matching: dict[str, Any] | None = None
-    """Propensity-score matching settings (owned by the matching stage)."""
+    matching: MatchingSettings | None = None
+    """Propensity-score estimation, matching or weighting, and balance settings."""
 
     # Set by load_definition: shared sets reachable through `include` (and the NCI
     # conditions), keyed "<file stem>.<set>", and the hash of every file read.
