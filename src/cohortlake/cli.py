@@ -170,6 +170,92 @@ def cmd_build(args, progress) -> int:
     return 0
 
 
+def run_match(definition, lake, out, progress, validate: bool = True):
+    """Match a built cohort into OUT and print what came of it; returns the MatchReport."""
+    from cohortlake.matching.landmark import match_cohort
+    from cohortlake.quality.run import QualityGateError
+
+    try:
+        report = match_cohort(definition, lake, out, progress=progress, validate=validate)
+    except QualityGateError as error:
+        print_quality(error.report, progress)
+        progress.info(f"balance diagnostics written to {out} (balance.csv, love_plot.png); nothing handed off")
+        raise
+    for line in report.psmatch.lines():
+        progress.info(line)
+    if report.quality is not None:
+        print_quality(report.quality, progress)
+    for name, path in report.files.items():
+        progress.info(f"wrote {path}")
+    return report
+
+
+def run_analysis(definition, out, progress, horizon: float):
+    """Survival analysis of OUT's matched dataset, results.json, km.png and report.html."""
+    from cohortlake.report import write_report
+    from cohortlake.survival import render_summary
+    from cohortlake.survival.study import analyze_study
+
+    results = analyze_study(definition, out, horizon=horizon, progress=progress)
+    for line in render_summary(results["survival"]):
+        progress.info(line)
+    with progress.step("report") as step:
+        report = write_report(out)
+        step["detail"] = str(report)
+    return results, report
+
+
+def cmd_match(args, progress) -> int:
+    from cohortlake.spec import load_definition
+
+    definition = load_definition(args.definition)
+    spark = _spark(args)
+    run_match(definition, _lake(args, spark), args.out, progress, validate=not args.no_validate)
+    return 0
+
+
+def cmd_analyze(args, progress) -> int:
+    from cohortlake.spec import load_definition
+
+    definition = load_definition(args.definition)
+    _, report = run_analysis(definition, args.out, progress, args.horizon)
+    progress.info(f"Report: {report}")
+    return 0
+
+
+def cmd_run(args, progress) -> int:
+    """build → validate → match → analyze, every output in OUT and a manifest of the run."""
+    import json
+    import time
+
+    from cohortlake.spec import load_definition
+
+    definition = load_definition(args.definition)
+    spark = _spark(args)
+    lake = _lake(args, spark)
+    started = time.monotonic()
+    steps = {}
+    mark = time.monotonic()
+    built = run_build(args.definition, lake, args.out, progress, validate=not args.no_validate)
+    steps["build"] = time.monotonic() - mark
+    mark = time.monotonic()
+    run_match(definition, lake, args.out, progress, validate=not args.no_validate)
+    steps["match"] = time.monotonic() - mark
+    mark = time.monotonic()
+    _, report = run_analysis(definition, args.out, progress, args.horizon)
+    steps["analyze"] = time.monotonic() - mark
+    manifest = {"step": "run", "cohort": definition.cohort, "definition": definition.path,
+                "definition_sha256_with_includes": definition.sha256, "package_version": __version__,
+                "spark_version": spark.version, "lake": str(lake.root), "seconds": round(time.monotonic() - started, 1),
+                "step_seconds": {k: round(v, 1) for k, v in steps.items()},
+                "manifests": {"build": built.manifest_path,
+                              "match": str(Path(lake.root) / "matched" / definition.cohort / "manifest.json")},
+                "outputs": sorted(p.name for p in Path(args.out).iterdir() if p.is_file())}
+    (Path(args.out) / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    progress.info(f"Report: {report}")
+    return 0
+
+
 def cmd_check(args, progress) -> int:
     from cohortlake.spec import load_definition
 
@@ -212,6 +298,78 @@ def cmd_assure(args, progress) -> int:
         step["detail"] = f"{len(report.results)} test patients, {len(report.failures)} failed"
     print(report.render())
     return 0 if report.passed else 1
+
+
+def cmd_survival(args, progress) -> int:
+    from cohortlake.survival import render_summary, run_survival
+
+    covariates = [c.strip() for c in (args.covariates or "").split(",") if c.strip()]
+    with progress.step("survival") as step:
+        results, results_path, plot_path = run_survival(
+            args.data, args.out, args.time, args.event, args.group, covariates, cluster=args.cluster,
+            weights=args.weights, horizon=args.horizon, event_type=args.event_type, reference_group=args.reference,
+            suppress_small=not args.show_small_counts)
+        step["detail"] = f"{results['n']:,} persons, {results['events']:,} events"
+    for line in render_summary(results):
+        print(line)
+    print(f"wrote {results_path} and {plot_path}")
+    return 0
+
+
+def _column_list(text: str | None) -> list[str]:
+    return [c.strip() for c in (text or "").split(",") if c.strip()]
+
+
+def _caliper(text: str):
+    if text.strip().lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number or 'none'") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0 (got {text}); write 'none' for no caliper")
+    return value
+
+
+def _ratio(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if not 1 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 100 (got {value})")
+    return value
+
+
+def cmd_psmatch(args, progress) -> int:
+    from pydantic import ValidationError
+
+    from cohortlake.matching import MatchingSettings, read_persons, run_psmatch
+
+    covariates = _column_list(args.covariates)
+    if not covariates:
+        raise UserError("--covariates names no column")
+    options = {"scale": args.scale, "caliper": args.caliper, "ratio": args.ratio, "replacement": args.replace,
+               "order": args.order, "seed": args.seed, "exact": tuple(_column_list(args.exact)),
+               "smd_denominator": args.smd_denominator, "l2": args.l2}
+    if args.method != "greedy_nearest_neighbor":  # matching options left at their defaults do not apply
+        defaults = {"caliper": 0.2, "ratio": 1, "replacement": False, "order": "nearest", "exact": ()}
+        options = {k: v for k, v in options.items() if k not in defaults or v != defaults[k]}
+    try:
+        settings = MatchingSettings(method=args.method, ps_covariates=tuple(covariates), **options)
+    except ValidationError as error:
+        raise UserError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" if e["loc"] else e["msg"]
+                                  for e in error.errors())) from None
+    data = read_persons(args.data)
+    with progress.step("psmatch") as step:
+        report = run_psmatch(data, args.treatment, covariates, settings, out=args.out, treated_value=args.treated)
+        step["detail"] = (f"{len(data):,} persons, {report.n_matched_treated:,} treated matched"
+                          if report.matched is not None else f"{len(data):,} persons weighted ({args.method})")
+    for line in report.lines():
+        print(line)
+    print(f"wrote {', '.join(str(path) for path in report.files.values())}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -275,6 +433,39 @@ def build_parser() -> argparse.ArgumentParser:
     spark_options(p)
     p.set_defaults(handler=cmd_build)
 
+    p = commands.add_parser("match", help="propensity-score match a built cohort: the landmark hand-off",
+                            description="Fit the definition's propensity model on a built cohort, match (or weight) "
+                                        "as its matching: section says, check balance (the 'matched' quality gate) "
+                                        "and write matched.parquet, matched.csv, matched_events.parquet (time-varying "
+                                        "designs), balance.csv, love_plot.png, matching.json and data_dictionary.md.")
+    p.add_argument("definition", metavar="DEF.yaml")
+    p.add_argument("--lake", default=DEFAULT_LAKE, help=f"lakehouse root (default {DEFAULT_LAKE})")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the hand-off files")
+    p.add_argument("--no-validate", action="store_true", help="skip the matched quality gate (balance)")
+    spark_options(p)
+    p.set_defaults(handler=cmd_match)
+
+    p = commands.add_parser("analyze", help="survival analysis and report of a matched cohort (no Spark)",
+                            description="Read OUT's cohort.parquet and matched.parquet (from build --out and match) "
+                                        "and write results.json, km.png and report.html.")
+    p.add_argument("definition", metavar="DEF.yaml")
+    p.add_argument("--out", required=True, metavar="DIR", help="the folder build and match wrote")
+    p.add_argument("--horizon", type=float, default=90, metavar="DAYS", help="risk horizon in days (default 90)")
+    p.set_defaults(handler=cmd_analyze)
+
+    p = commands.add_parser("run", help="build, validate, match and analyze one definition",
+                            description="The whole study: build the cohort (with its quality gate), match "
+                                        "(with the balance gate), analyze and write the report. OUT receives "
+                                        "cohort.parquet, attrition.csv, matched.parquet, matched.csv, balance.csv, "
+                                        "results.json, report.html, manifest.json and the plots.")
+    p.add_argument("definition", metavar="DEF.yaml")
+    p.add_argument("--lake", default=DEFAULT_LAKE, help=f"lakehouse root (default {DEFAULT_LAKE})")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--horizon", type=float, default=90, metavar="DAYS", help="risk horizon in days (default 90)")
+    p.add_argument("--no-validate", action="store_true", help="skip the quality gates (not for production runs)")
+    spark_options(p)
+    p.set_defaults(handler=cmd_run)
+
     p = commands.add_parser("validate", help="validate the lakehouse's tables with the expectation suites",
                             description="Run the Great Expectations suites of expectations/ against what the "
                                         "lakehouse holds: bronze (the ingested layout), silver, and every built "
@@ -321,6 +512,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42)
     spark_options(p)
     p.set_defaults(handler=cmd_demo)
+
+    p = commands.add_parser("survival", help="survival analysis of an analysis-ready CSV/Parquet file (no Spark)",
+                            description="Kaplan-Meier by group (median and IQR, days and months), log-rank test, Cox "
+                                        "hazard ratios (crude and adjusted, proportional-hazards check), risk by a "
+                                        "horizon with risk ratios, and competing-risk cumulative incidence. Writes "
+                                        "results.json and km.png (at-risk counts 1-10 shown as <11) to --out.")
+    p.add_argument("--data", required=True, metavar="FILE", help="a .csv (with header) or .parquet file, one row a person")
+    p.add_argument("--time", required=True, metavar="COL", help="follow-up time in days (>= 0)")
+    p.add_argument("--event", required=True, metavar="COL", help="1 event, 0 censored")
+    p.add_argument("--group", metavar="COL", help="the arms to compare (e.g. arm)")
+    p.add_argument("--reference", metavar="LEVEL",
+                   help="the group hazard and risk ratios compare against (default: first in sorted order)")
+    p.add_argument("--covariates", metavar="A,B,C", help="adjust Cox and risk ratio for these columns; text columns "
+                                                         "become indicators against their first level")
+    p.add_argument("--horizon", type=float, metavar="DAYS", help="report risk by this day with risk ratios (e.g. 90)")
+    p.add_argument("--cluster", metavar="COL", help="cluster-robust variance on this column (the matched pair id)")
+    p.add_argument("--weights", metavar="COL", help="case weights (e.g. IPTW); robust variance for Cox and risk ratio")
+    p.add_argument("--event-type", metavar="COL",
+                   help="0 censored, 1, 2, ... kinds of event: Aalen-Johansen cumulative incidence per kind")
+    p.add_argument("--show-small-counts", action="store_true",
+                   help="print at-risk counts 1-10 in km.png instead of <11 (not for anything leaving the lake)")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for results.json and km.png")
+    p.set_defaults(handler=cmd_survival)
+
+    p = commands.add_parser("psmatch", help="propensity-score matching of a person-level CSV/Parquet file (no Spark)",
+                            description="Fit a logistic propensity score of the treatment on the covariates, match "
+                                        "treated to control persons greedily (default, as OHDSI CohortMethod: 1:1, "
+                                        "no replacement, globally nearest pair first, caliper 0.2 SD of the logit) "
+                                        "or weight them, and check balance. Writes matched.csv (every row + ps, "
+                                        "match_id, weight), pairs.csv, balance.csv and love_plot.png to --out.")
+    p.add_argument("--data", required=True, metavar="FILE", help="a .csv (with header) or .parquet file, one row a person")
+    p.add_argument("--treatment", required=True, metavar="COL", help="the arm: 0/1, true/false or two text values")
+    p.add_argument("--treated", metavar="VALUE", help="which value of a text treatment column is the treated arm")
+    p.add_argument("--covariates", required=True, metavar="A,B,C",
+                   help="propensity-model covariates; text columns become one indicator per level")
+    p.add_argument("--method", choices=("greedy_nearest_neighbor", "iptw", "overlap_weights"),
+                   default="greedy_nearest_neighbor", help="match (default) or weight")
+    p.add_argument("--scale", choices=("logit", "probability"), default="logit",
+                   help="match on logit(ps) (default) or ps")
+    p.add_argument("--caliper", type=_caliper, default=0.2, metavar="SD|none",
+                   help="largest distance, in SDs of the matching scale over all persons (default 0.2; inclusive)")
+    p.add_argument("--ratio", type=_ratio, default=1, metavar="K", help="up to K controls per treated person (default 1)")
+    p.add_argument("--replace", action="store_true", help="match with replacement")
+    p.add_argument("--order", choices=("nearest", "largest", "smallest", "random", "data"), default="nearest",
+                   help="who picks first: globally nearest pair (default, CohortMethod), largest/smallest PS, "
+                        "random (needs --seed), data order")
+    p.add_argument("--seed", type=int, metavar="S", help="seed of --order random")
+    p.add_argument("--exact", metavar="A,B", help="match only within equal values of these columns")
+    p.add_argument("--smd-denominator", choices=("pooled", "treated"), default="pooled",
+                   help="SD dividing mean differences, from before matching (default pooled)")
+    p.add_argument("--l2", type=float, default=0.0, metavar="LAMBDA", help="L2 penalty of the PS model (default 0)")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the outputs")
+    p.set_defaults(handler=cmd_psmatch)
     return parser
 
 

@@ -74,6 +74,26 @@ def gate_cohort(lake, definition, progress=None, runner=None, raise_on_critical:
     return _runner(lake, runner, progress).validate("cohort", targets, gate=raise_on_critical)
 
 
+def matched_targets(lake, cohort: str, smd_threshold: float, suites: dict[str, SuiteFile], names=None) -> list[Target]:
+    """Targets for one cohort's matched dataset and balance table (suites named ``matched.<cohort>.<part>``)."""
+    targets = []
+    parameters = {"smd_low": -float(smd_threshold), "smd_high": float(smd_threshold)}
+    for suite in select(suites, "matched", None, None):
+        table = suite.table.format(cohort=cohort)
+        part = table.rsplit("/", 1)[-1]
+        if names and suite.name not in names and f"matched.{cohort}.{part}" not in names:
+            continue
+        if lake.exists(table):
+            targets.append(Target(suite.for_table(table, name=f"matched.{cohort}.{part}"), table, parameters=parameters))
+    return targets
+
+
+def gate_matched(lake, cohort: str, smd_threshold: float, progress=None, runner=None,
+                 raise_on_critical: bool = True) -> GateReport:
+    targets = matched_targets(lake, cohort, smd_threshold, load_suites())
+    return _runner(lake, runner, progress).validate("matched", targets, gate=raise_on_critical)
+
+
 def built_cohorts(lake) -> dict[str, dict]:
     """Cohorts built in this lake and the quality parameters their build recorded."""
     found = {}
