@@ -101,3 +101,45 @@ def test_explain_and_schema(capsys, monkeypatch):
     assert main(["schema"]) == 0
     schema = json.loads(capsys.readouterr().out)
     assert "criteria" in schema["properties"]
+
+
+def test_run_builds_matches_analyzes_and_reports(demo_run, tmp_path):
+    """`cohortlake run` end to end on the demo's lake. Its cohort is small (tens of persons),
+    so this variant of the reference definition matches on four covariates with a ridge
+    penalty and a balance threshold no real study would use (with six treated persons balance
+    is not the point here); the balance gate and the study-size estimate are checked in
+    test_study.py."""
+    import json
+    import re
+    from pathlib import Path
+
+    import pandas as pd
+
+    lake, _ = demo_run
+    shipped = Path(__file__).resolve().parents[1] / "cohort_defs"
+    defs = tmp_path / "defs"
+    defs.mkdir()
+    (defs / "codesets").symlink_to(shipped / "codesets")
+    text = (shipped / "hcc_sorafenib_landmark.yaml").read_text()
+    text = text.replace("cohort: hcc_sorafenib_landmark", "cohort: demo_study", 1)
+    text = re.sub(r"\nmatching:.*", "\nmatching:\n  treatment: {arm: sorafenib, control: untreated}\n"
+                  "  ps_covariates: [age, sex, stage, nci_index]\n  l2: 0.05\n  caliper: none\n  smd_threshold: 10\n",
+                  text, flags=re.S)
+    definition = defs / "demo_study.yaml"
+    definition.write_text(text)
+    out = tmp_path / "out"
+    assert main(["run", str(definition), "--lake", str(lake), "--out", str(out)]) == 0
+    for name in ("cohort.parquet", "attrition.csv", "matched.parquet", "matched.csv", "balance.csv", "results.json",
+                 "report.html", "manifest.json", "km.png", "love_plot.png", "data_dictionary.md", "matching.json"):
+        assert (out / name).is_file(), name
+    cohort = pd.read_parquet(out / "cohort.parquet")
+    matched = pd.read_parquet(out / "matched.parquet")
+    results = json.loads((out / "results.json").read_text())
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert set(matched["person_id"]) <= set(cohort["person_id"])
+    assert results["survival"]["n"] == len(matched)
+    assert results["matching"]["matched_treated"] == (matched["arm"] == "sorafenib").sum()
+    assert manifest["cohort"] == "demo_study" and set(manifest["step_seconds"]) == {"build", "match", "analyze"}
+    assert "report.html" in manifest["outputs"]
+    html = (out / "report.html").read_text()
+    assert "demo_study" in html

@@ -14,6 +14,8 @@ from cohortlake import __version__
 from cohortlake.errors import UserError
 
 DEFAULT_LAKE = "./lakehouse"
+DEFAULT_STUDY_OUT = "./study"
+DEMO_PATIENTS = 50000
 LAYOUTS = ("seer-medicare", "desynpuf")
 # The reference study's definition, shipped with the package's source tree.
 REFERENCE_DEFINITION = str(Path(__file__).resolve().parents[2] / "cohort_defs" / "hcc_sorafenib_landmark.yaml")
@@ -129,7 +131,17 @@ def cmd_demo(args, progress) -> int:
     for gate in report.quality:
         print_quality(gate, progress)
     progress.info("")
-    built = run_build(REFERENCE_DEFINITION, lake, None, progress)
+    study = None if args.no_study else str(Path(args.out).resolve())
+    built = run_build(REFERENCE_DEFINITION, lake, study, progress)
+    report_path = None
+    if study is not None:
+        from cohortlake.spec import load_definition
+
+        definition = load_definition(REFERENCE_DEFINITION)
+        progress.info("")
+        run_match(definition, lake, study, progress)
+        progress.info("")
+        _, report_path = run_analysis(definition, study, progress, horizon=90)
     progress.info("")
     progress.info("outputs:")
     progress.info(f"  raw files (seer-medicare layout) and truth.json  {raw}")
@@ -138,7 +150,11 @@ def cmd_demo(args, progress) -> int:
     progress.info(f"  ingest manifest                                   {report.manifest_path}")
     progress.info(f"  reference cohort                                  {Path(built.manifest_path).parent}")
     progress.info(f"  data-quality results (Delta) and Data Docs        {Path(args.lake).resolve() / '_quality'}")
+    if study is not None:
+        progress.info(f"  study outputs (matched dataset, results, plots)  {study}")
     progress.info(f"Data Docs: {built.quality.docs_index}")
+    if report_path is not None:
+        progress.info(f"Report: {report_path}")
     return 0
 
 
@@ -505,10 +521,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("demo", help="run the pipeline end to end on synthetic data",
                             description="Generate synthetic SEER-Medicare files, ingest them into a local lakehouse, "
-                                        "build the reference cohort (cohort_defs/hcc_sorafenib_landmark.yaml) "
-                                        "and print where each output is.")
+                                        "build the reference cohort (cohort_defs/hcc_sorafenib_landmark.yaml), "
+                                        "match it, analyse survival, write the study report and print where each "
+                                        "output is. The default size gives a cohort large enough for the balance "
+                                        "gate (about 1,700 persons, 450 treated); small sets stop at matching.")
     p.add_argument("--lake", default=DEFAULT_LAKE, help=f"lakehouse root (default {DEFAULT_LAKE})")
-    p.add_argument("--patients", type=int, default=3000, help="synthetic persons (default 3000)")
+    p.add_argument("--out", default=DEFAULT_STUDY_OUT, help=f"study outputs and report (default {DEFAULT_STUDY_OUT})")
+    p.add_argument("--patients", type=int, default=DEMO_PATIENTS, help=f"synthetic persons (default {DEMO_PATIENTS:,})")
+    p.add_argument("--no-study", action="store_true", help="stop after building the cohort (no matching or report)")
     p.add_argument("--seed", type=int, default=42)
     spark_options(p)
     p.set_defaults(handler=cmd_demo)
