@@ -143,3 +143,9 @@ def test_run_builds_matches_analyzes_and_reports(demo_run, tmp_path):
     assert "report.html" in manifest["outputs"]
     html = (out / "report.html").read_text()
     assert "demo_study" in html
+    # The generator's true hazard ratio lies in the adjusted 95% CI. With this cohort's
+    # handful of treated persons the interval is wide; test_study.py checks a cohort large
+    # enough to exclude 1, and the 100,000-patient run is in the README.
+    truth = json.loads((lake / "_raw" / "seer-medicare" / "truth.json").read_text())
+    adjusted = results["survival"]["cox"]["adjusted"]["hazard_ratios"]["sorafenib"]
+    assert adjusted["ci_lower"] < truth["sorafenib_hazard_ratio"] < adjusted["ci_upper"], adjusted

@@ -524,7 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
                                         "build the reference cohort (cohort_defs/hcc_sorafenib_landmark.yaml), "
                                         "match it, analyse survival, write the study report and print where each "
                                         "output is. The default size gives a cohort large enough for the balance "
-                                        "gate (about 1,700 persons, 450 treated); small sets stop at matching.")
+                                        "gate (about 1,700 persons, 470 treated); small sets stop at matching.")
     p.add_argument("--lake", default=DEFAULT_LAKE, help=f"lakehouse root (default {DEFAULT_LAKE})")
     p.add_argument("--out", default=DEFAULT_STUDY_OUT, help=f"study outputs and report (default {DEFAULT_STUDY_OUT})")
     p.add_argument("--patients", type=int, default=DEMO_PATIENTS, help=f"synthetic persons (default {DEMO_PATIENTS:,})")
