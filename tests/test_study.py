@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from datetime import date, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -144,10 +145,28 @@ def test_balance_gate_failure_hands_nothing_off_and_restores_the_lake(study_lake
     assert "smd_after" in str(error.value)
     assert (out / "balance.csv").exists() and (out / "love_plot.png").exists()
     assert not (out / "matched.parquet").exists()
+    failed = json.loads((Path(lake.root) / "matched" / "hcc_sorafenib_landmark" / "manifest.failed.json").read_text())
+    assert failed["extra"]["quality_gate"]["passed"] is False
+    assert failed["extra"]["matching"]["smd_threshold"] == 0.0001
     if before is not None:
         history = lake.version("matched/hcc_sorafenib_landmark/dataset")
         assert lake.row_count("matched/hcc_sorafenib_landmark/dataset", history) == lake.row_count(
             "matched/hcc_sorafenib_landmark/dataset", before)
+
+
+def test_validate_reruns_the_matched_suites_with_the_recorded_threshold(study_lake, reference_definition):
+    from cohortlake.quality.gates import validate_lake
+
+    lake, out, _ = study_lake
+    if lake.version("matched/hcc_sorafenib_landmark/dataset") is None:
+        match_cohort(reference_definition, lake, str(out))
+    reports = validate_lake(lake, names=["matched.balance", "matched.hcc_sorafenib_landmark.dataset"])
+    assert [r.stage for r in reports] == ["matched"]
+    runs = {run.suite: run for run in reports[0].runs}
+    assert set(runs) == {"matched.hcc_sorafenib_landmark.balance", "matched.hcc_sorafenib_landmark.dataset"}
+    assert reports[0].passed
+    smd = next(o for o in runs["matched.hcc_sorafenib_landmark.balance"].outcomes if o.column == "smd_after")
+    assert smd.success and smd.error is None
 
 
 def test_match_needs_a_built_cohort(spark, tmp_path, reference_definition):

@@ -179,7 +179,11 @@ def match_cohort(definition, lake, out: str, progress=None, validate: bool = Tru
         with manifest.phase("export"):
             result.files.update(write_handoff(definition, lake, dataset, out))
     manifest.finish(lake)
-    manifest.write(os.path.join(lake.root, "matched", definition.cohort, "manifest.json"))
+    # manifest.json describes the matched tables the lake holds; a run that failed its gate
+    # (and was rolled back) is recorded beside it, so `validate` keeps the tables' own settings.
+    failed = gate is not None and not gate.passed
+    manifest.write(os.path.join(lake.root, "matched", definition.cohort,
+                                "manifest.failed.json" if failed else "manifest.json"))
     if gate is not None and not gate.passed:
         for part, previous in before.items():
             if previous is not None:

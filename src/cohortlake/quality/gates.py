@@ -105,6 +105,16 @@ def built_cohorts(lake) -> dict[str, dict]:
     return found
 
 
+def matched_cohorts(lake) -> dict[str, float]:
+    """Cohorts matched in this lake and the SMD threshold their match step recorded."""
+    found = {}
+    for manifest in sorted((Path(lake.root) / "matched").glob("*/manifest.json")):
+        matching = json.loads(manifest.read_text(encoding="utf-8")).get("extra", {}).get("matching") or {}
+        if matching.get("smd_threshold") is not None:
+            found[manifest.parent.name] = float(matching["smd_threshold"])
+    return found
+
+
 def ingested_layout(lake) -> str | None:
     path = os.path.join(lake.root, "_runs", "ingest", "manifest.json")
     if not os.path.exists(path):
@@ -116,7 +126,9 @@ def validate_lake(lake, names: list[str] | None = None, progress=None, counts: b
     """Every stage's suites against what the lake holds (``cohortlake validate``); no raising."""
     suites = load_suites()
     if names:
-        check_names(suites, [n for n in names if not n.startswith("cohorts.")])
+        # cohorts.<cohort>.<part> and matched.<cohort>.<part> name one cohort's run of a suite
+        bound = [n for n in names if n.startswith("cohorts.") or (n.startswith("matched.") and n.count(".") >= 2)]
+        check_names(suites, [n for n in names if n not in bound])
     runner = QualityRunner(lake, progress, counts=counts)
     stages: list[tuple[str, list[Target]]] = []
     layout = ingested_layout(lake)
@@ -127,6 +139,10 @@ def validate_lake(lake, names: list[str] | None = None, progress=None, counts: b
     for cohort, quality in built_cohorts(lake).items():
         cohort_stage += cohort_targets(lake, cohort, quality, suites, names)
     stages.append(("cohort", cohort_stage))
+    matched_stage = []
+    for cohort, threshold in matched_cohorts(lake).items():
+        matched_stage += matched_targets(lake, cohort, threshold, suites, names)
+    stages.append(("matched", matched_stage))
     reports = [runner.validate(stage, targets, gate=False) for stage, targets in stages if targets]
     if not reports:
         raise UserError(f"{lake.root}: no tables to validate" + (f" with suite {', '.join(names)}" if names else "")
