@@ -319,7 +319,7 @@ def cmd_assure(args, progress) -> int:
 def cmd_survival(args, progress) -> int:
     from cohortlake.survival import render_summary, run_survival
 
-    covariates = [c.strip() for c in (args.covariates or "").split(",") if c.strip()]
+    covariates = _column_list(args.covariates)
     with progress.step("survival") as step:
         results, results_path, plot_path = run_survival(
             args.data, args.out, args.time, args.event, args.group, covariates, cluster=args.cluster,

@@ -283,10 +283,5 @@ def _covariate_text(covariate) -> str:
     return ", ".join(f"{key} {value}" for key, value in settings.items()) or covariate.kind.replace("_", " ")
 
 
-def smd_parameters(threshold: float) -> dict[str, float]:
-    """Suite parameters of ``matched.balance``: SMD after matching within ±threshold."""
-    return {"smd_low": -float(threshold), "smd_high": float(threshold)}
-
-
 __all__ = ["MatchReport", "analysis_persons", "data_dictionary", "handoff_frame", "match_cohort", "matched_table",
-           "smd_parameters", "write_handoff"]
+           "write_handoff"]

@@ -111,6 +111,7 @@ def analyze_study(definition, out: str, horizon: float = DEFAULT_HORIZON_DAYS, p
                           f"{estimate.get('hr', float('nan')):.2f}" if estimate else f"{survival['n']:,} persons")
     balance = pd.read_csv(os.path.join(out, "balance.csv")) if os.path.exists(os.path.join(out, "balance.csv")) else None
     max_smd = float(balance["smd_after"].abs().max()) if balance is not None and len(balance) else None
+    summary = _match_summary(out)
     n_treated = int((cohort["arm"] == treated_arm).sum())
     n_control = int((cohort["arm"] == control_arm).sum())
     results = {
@@ -124,11 +125,11 @@ def analyze_study(definition, out: str, horizon: float = DEFAULT_HORIZON_DAYS, p
             "method": settings.method.value, "scale": settings.scale.value, "caliper": settings.caliper,
             "ratio": settings.ratio, "replacement": settings.replacement, "order": settings.order.value,
             "smd_threshold": settings.smd_threshold,
-            "ps_method": _ps_method(out),
+            "ps_method": summary.get("ps_method"),
             "n_treated": n_treated, "n_control": n_control,
             "matched_treated": int((matched["arm"] == treated_arm).sum()),
             "matched_control": int((matched["arm"] == control_arm).sum()),
-            "equipoise": _equipoise(out),
+            "equipoise": summary.get("equipoise"),
             "max_abs_smd_after": max_smd,
             "balance_passed": None if max_smd is None else bool(max_smd <= settings.smd_threshold),
         },
@@ -150,13 +151,6 @@ def _json_default(value):
 
 
 def _match_summary(out: str) -> dict:
+    """What the match step recorded (matching.json); empty when OUT has none."""
     path = Path(out) / "matching.json"
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-
-
-def _ps_method(out: str):
-    return _match_summary(out).get("ps_method")
-
-
-def _equipoise(out: str):
-    return _match_summary(out).get("equipoise")
