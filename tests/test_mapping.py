@@ -32,7 +32,7 @@ def test_unknown_layout_lists_known_ones():
 
 
 def test_bad_mapping_file_names_file_line_and_field(tmp_path):
-    text = (load_mapping.__globals__["MAPPINGS_DIR"] / "seer-medicare.yaml").read_text()
+    text = (load_mapping.__globals__["MAPPINGS"] / "seer-medicare.yaml").read_text()
     broken = text.replace('hmo: {column: "HMO_IND_{01..12}", not_in: ["0", "4"]}',
                           'hmo: {column: "HMO_IND_{01..12}", not_inn: ["0", "4"]}')
     path = tmp_path / "mine.yaml"
@@ -44,7 +44,7 @@ def test_bad_mapping_file_names_file_line_and_field(tmp_path):
 
 
 def test_feed_from_undeclared_raw_table_is_refused(tmp_path):
-    text = (load_mapping.__globals__["MAPPINGS_DIR"] / "desynpuf.yaml").read_text()
+    text = (load_mapping.__globals__["MAPPINGS"] / "desynpuf.yaml").read_text()
     path = tmp_path / "mine.yaml"
     path.write_text(text.replace("- from: prescription_drug_events", "- from: pharmacy_claims"))
     with pytest.raises(UserError, match="raw table 'pharmacy_claims' is not declared"):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from cohortlake.errors import MissingInputError, UserError
 from cohortlake.report import formats
@@ -30,14 +30,14 @@ from cohortlake.report.reference import CITATION, ReferenceTable
 from cohortlake.report.table1 import NOT_SHOWN, Table1, arm_n_key, build_table1
 
 REPORT_FILE = "report.html"
-TEMPLATES = Path(__file__).parent / "templates"
 SMD_TOLERANCE = 1e-6
 """Table 1's recomputed SMDs and balance.csv must agree to this."""
 
 
 def _environment() -> Environment:
-    # templates are read next to this file (package data), never from the working directory
-    return Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"]),
+    # templates are package data (never the working directory); PackageLoader also reads
+    # them from a zip shipped with spark-submit --py-files
+    return Environment(loader=PackageLoader("cohortlake.report", "templates"), autoescape=select_autoescape(["html", "j2"]),
                        undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from importlib import resources
 from pathlib import Path
 from typing import Literal
 
@@ -20,7 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from cohortlake.errors import UserError
 from cohortlake.yamlfile import load_located, parse_model
 
-MAPPINGS_DIR = Path(__file__).parent / "mappings"
+# Package data read through importlib.resources, so the mappings load from a zip on
+# spark-submit --py-files as well as from an installed package.
+MAPPINGS = resources.files("cohortlake.sources") / "mappings"
 TEMPLATE = re.compile(r"\{(\d+)\.\.(\d+)\}")
 COVERAGES = ("part_a", "part_b", "part_d", "hmo", "dual", "retiree_drug_subsidy")
 
@@ -288,12 +291,12 @@ def load_mapping(layout_or_path: str) -> Mapping:
     """Load a shipped layout by name (``seer-medicare``) or a mapping file by path."""
     path = Path(layout_or_path)
     if not path.suffix:
-        path = MAPPINGS_DIR / f"{layout_or_path}.yaml"
-        if not path.exists():
-            known = sorted(p.stem for p in MAPPINGS_DIR.glob("*.yaml"))
-            raise UserError(f"unknown layout '{layout_or_path}'; known layouts: {', '.join(known)}")
+        shipped = MAPPINGS / f"{layout_or_path}.yaml"
+        if not shipped.is_file():
+            raise UserError(f"unknown layout '{layout_or_path}'; known layouts: {', '.join(known_layouts())}")
+        return parse_model(Mapping, load_located(str(shipped), shipped.read_text(encoding="utf-8")))
     return parse_model(Mapping, load_located(path))
 
 
 def known_layouts() -> list[str]:
-    return sorted(p.stem for p in MAPPINGS_DIR.glob("*.yaml"))
+    return sorted(entry.name[: -len(".yaml")] for entry in MAPPINGS.iterdir() if entry.name.endswith(".yaml"))
