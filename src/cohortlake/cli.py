@@ -21,6 +21,19 @@ LAYOUTS = ("seer-medicare", "desynpuf")
 REFERENCE_DEFINITION = str(Path(__file__).resolve().parents[2] / "cohort_defs" / "hcc_sorafenib_landmark.yaml")
 
 
+def _out_folder(value: str) -> str:
+    """--out: a local folder or a ``file://`` URI; the driver writes these files itself."""
+    from urllib.parse import unquote, urlparse
+
+    if value.startswith("file:"):
+        return unquote(urlparse(value).path) or "/"
+    if "://" in value:
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: --out is a folder the driver writes (a local path or file:// URI); the lake "
+            "(--lake) may be an object store, the hand-off files are copied from OUT after the run")
+    return value
+
+
 def _spark(args):
     from cohortlake.lake.session import get_spark
 
@@ -246,11 +259,25 @@ def cmd_run(args, progress) -> int:
 
     from cohortlake.spec import load_definition
 
+    if bool(args.raw) != bool(args.layout):
+        raise UserError("--raw and --layout go together: the raw files to ingest first, and their layout")
     definition = load_definition(args.definition)
     spark = _spark(args)
     lake = _lake(args, spark)
     started = time.monotonic()
     steps = {}
+    manifests = {}
+    if args.raw:
+        from cohortlake.sources.ingest import ingest
+
+        mark = time.monotonic()
+        ingested = ingest(spark, lake, args.layout, args.raw, mapping_path=args.mapping, progress=progress,
+                          validate=not args.no_validate)
+        print_ingest_report(ingested, progress)
+        for gate in ingested.quality:
+            print_quality(gate, progress)
+        steps["ingest"] = time.monotonic() - mark
+        manifests["ingest"] = ingested.manifest_path
     mark = time.monotonic()
     built = run_build(args.definition, lake, args.out, progress, validate=not args.no_validate)
     steps["build"] = time.monotonic() - mark
@@ -262,13 +289,26 @@ def cmd_run(args, progress) -> int:
     steps["analyze"] = time.monotonic() - mark
     manifest = {"step": "run", "cohort": definition.cohort, "definition": definition.path,
                 "definition_sha256_with_includes": definition.sha256, "package_version": __version__,
-                "spark_version": spark.version, "lake": str(lake.root), "seconds": round(time.monotonic() - started, 1),
+                "spark_version": spark.version, "spark_master": spark.sparkContext.master,
+                "backend": lake.backend, "lake": str(lake.root), "seconds": round(time.monotonic() - started, 1),
                 "step_seconds": {k: round(v, 1) for k, v in steps.items()},
-                "manifests": {"build": built.manifest_path,
-                              "match": str(Path(lake.root) / "matched" / definition.cohort / "manifest.json")},
+                "manifests": {**manifests, "build": built.manifest_path,
+                              "match": f"{lake.root}/matched/{definition.cohort}/manifest.json"},
                 "outputs": sorted(p.name for p in Path(args.out).iterdir() if p.is_file())}
     (Path(args.out) / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     progress.info(f"Report: {report}")
+    return 0
+
+
+def cmd_bundle(args, progress) -> int:
+    from cohortlake.job import write_bundle
+
+    try:
+        path, count = write_bundle(args.out)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    progress.info(f"wrote {path} ({count} files, {path.stat().st_size:,} bytes)")
+    progress.info(f"submit with: spark-submit --py-files {path} jobs/run_study.py DEF.yaml --lake URI --out DIR")
     return 0
 
 
@@ -444,7 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
                                         "cohort.parquet and attrition.csv.")
     p.add_argument("definition", metavar="DEF.yaml")
     p.add_argument("--lake", default=DEFAULT_LAKE, help=f"lakehouse root (default {DEFAULT_LAKE})")
-    p.add_argument("--out", metavar="DIR", help="also export cohort.parquet and attrition.csv here")
+    p.add_argument("--out", type=_out_folder, metavar="DIR", help="also export cohort.parquet and attrition.csv here")
     p.add_argument("--no-validate", action="store_true", help="skip the cohort quality gate")
     spark_options(p)
     p.set_defaults(handler=cmd_build)
@@ -456,7 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
                                         "designs), balance.csv, love_plot.png, matching.json and data_dictionary.md.")
     p.add_argument("definition", metavar="DEF.yaml")
     p.add_argument("--lake", default=DEFAULT_LAKE, help=f"lakehouse root (default {DEFAULT_LAKE})")
-    p.add_argument("--out", required=True, metavar="DIR", help="folder for the hand-off files")
+    p.add_argument("--out", type=_out_folder, required=True, metavar="DIR", help="folder for the hand-off files")
     p.add_argument("--no-validate", action="store_true", help="skip the matched quality gate (balance)")
     spark_options(p)
     p.set_defaults(handler=cmd_match)
@@ -465,7 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Read OUT's cohort.parquet and matched.parquet (from build --out and match) "
                                         "and write results.json, km.png and report.html.")
     p.add_argument("definition", metavar="DEF.yaml")
-    p.add_argument("--out", required=True, metavar="DIR", help="the folder build and match wrote")
+    p.add_argument("--out", type=_out_folder, required=True, metavar="DIR", help="the folder build and match wrote")
     p.add_argument("--horizon", type=float, default=90, metavar="DAYS", help="risk horizon in days (default 90)")
     p.set_defaults(handler=cmd_analyze)
 
@@ -476,8 +516,11 @@ def build_parser() -> argparse.ArgumentParser:
                                         "results.json, report.html, manifest.json and the plots.")
     p.add_argument("definition", metavar="DEF.yaml")
     p.add_argument("--lake", default=DEFAULT_LAKE, help=f"lakehouse root (default {DEFAULT_LAKE})")
-    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--out", type=_out_folder, required=True, metavar="DIR")
     p.add_argument("--horizon", type=float, default=90, metavar="DAYS", help="risk horizon in days (default 90)")
+    p.add_argument("--raw", metavar="DIR", help="ingest these raw files first (with --layout)")
+    p.add_argument("--layout", choices=LAYOUTS, help="the raw files' layout (with --raw)")
+    p.add_argument("--mapping", help="a mapping YAML to use instead of the shipped one for the layout")
     p.add_argument("--no-validate", action="store_true", help="skip the quality gates (not for production runs)")
     spark_options(p)
     p.set_defaults(handler=cmd_run)
@@ -495,6 +538,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="record counts for every expectation, not only the failing ones (slower)")
     spark_options(p)
     p.set_defaults(handler=cmd_validate)
+
+    p = commands.add_parser("bundle", help="zip the package for spark-submit --py-files",
+                            description="Write the cohortlake package (code and package data) as one zip that "
+                                        "spark-submit ships to the driver and the executors with --py-files. "
+                                        "Its dependencies (pyproject.toml) must be installed on the cluster's Python.")
+    p.add_argument("--out", default="dist/cohortlake.zip", metavar="FILE.zip", help="default dist/cohortlake.zip")
+    p.set_defaults(handler=cmd_bundle)
 
     p = commands.add_parser("check", help="validate cohort definitions (no Spark; about a second)",
                             description="Validate cohort YAML files: every problem is reported as "
