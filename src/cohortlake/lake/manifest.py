@@ -48,6 +48,7 @@ class RunManifest:
         self.package_version = cohortlake.__version__
         self.spark_version: str | None = None
         self.backend: str | None = None
+        self.spark_master: str | None = None
         self.tables_read: dict[str, int] = {}
         self.tables_written: dict[str, int] = {}
         self.row_counts: dict[str, int] = {}
@@ -73,6 +74,7 @@ class RunManifest:
         self.tables_written.update(lake.writes)
         self.backend = lake.backend
         self.spark_version = lake.spark.version
+        self.spark_master = lake.spark.sparkContext.master
         if count_rows:
             for name, version in lake.writes.items():
                 self.row_counts[name] = lake.row_count(name, version)
@@ -95,6 +97,7 @@ class RunManifest:
             "package_version": self.package_version,
             "spark_version": self.spark_version,
             "backend": self.backend,
+            "spark_master": self.spark_master,
             "seed": self.seed,
             "definition_sha256": self.definition_sha256,
             "tables_read": dict(self.tables_read),
@@ -136,6 +139,7 @@ class RunManifest:
         manifest.package_version = data.get("package_version")
         manifest.spark_version = data.get("spark_version")
         manifest.backend = data.get("backend")
+        manifest.spark_master = data.get("spark_master")
         manifest.tables_read = {k: int(v) for k, v in (data.get("tables_read") or {}).items()}
         manifest.tables_written = {k: int(v) for k, v in (data.get("tables_written") or {}).items()}
         manifest.row_counts = {k: int(v) for k, v in (data.get("row_counts") or {}).items()}
