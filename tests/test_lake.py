@@ -466,3 +466,66 @@ def test_quality_results_live_in_the_reserved_quality_area(spark, tmp_path):
     assert lake.tables() == ["_quality/results", "silver/person"]
     with pytest.raises(UserError, match="bad table name"):
         lake.path("_other/results")
+
+
+# --- remote lakes: storage options ------------------------------------------------------
+
+
+def test_storage_options_come_from_json_or_a_file_and_bad_ones_say_where(tmp_path):
+    from cohortlake.lake.delta import STORAGE_OPTIONS_ENV, storage_options_from_config
+
+    assert storage_options_from_config({}) is None
+    given = {STORAGE_OPTIONS_ENV: '{"AWS_REGION": "eu-west-1", "AWS_ALLOW_HTTP": true, "timeout": 30}'}
+    assert storage_options_from_config(given) == {"AWS_REGION": "eu-west-1", "AWS_ALLOW_HTTP": "true",
+                                                  "timeout": "30"}
+    file = tmp_path / "store.yaml"
+    file.write_text("AZURE_STORAGE_ACCOUNT_NAME: claimslake\nAZURE_STORAGE_ACCOUNT_KEY: c2VjcmV0\n")
+    assert storage_options_from_config({STORAGE_OPTIONS_ENV: f"@{file}"}) == {
+        "AZURE_STORAGE_ACCOUNT_NAME": "claimslake", "AZURE_STORAGE_ACCOUNT_KEY": "c2VjcmV0"}
+    with pytest.raises(UserError, match=r"COHORTLAKE_STORAGE_OPTIONS: not a JSON object \(Expecting"):
+        storage_options_from_config({STORAGE_OPTIONS_ENV: "AWS_REGION=eu-west-1"})
+    with pytest.raises(UserError, match=r"cannot read .*missing\.json"):
+        storage_options_from_config({STORAGE_OPTIONS_ENV: f"@{tmp_path / 'missing.json'}"})
+    with pytest.raises(UserError, match=r"option 'nested' must be a text, number or true/false value"):
+        storage_options_from_config({STORAGE_OPTIONS_ENV: '{"nested": {"a": 1}}'})
+
+
+def test_s3_options_reach_pyarrow_as_delta_rs_reads_them():
+    from pyarrow import fs as pafs
+
+    from cohortlake.lake.delta import arrow_filesystem
+
+    filesystem, base = arrow_filesystem("s3a://claims-bucket/lake", {
+        "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret", "AWS_REGION": "eu-west-1",
+        "AWS_ENDPOINT_URL": "http://minio:9000"})
+    assert isinstance(filesystem, pafs.S3FileSystem) and base == "claims-bucket/lake"
+    assert filesystem.region == "eu-west-1"
+    # pyarrow keeps the endpoint in the filesystem's pickled arguments
+    assert "minio:9000" in repr(filesystem.__reduce__())
+    local, path = arrow_filesystem("/data/lake", None)
+    assert isinstance(local, pafs.LocalFileSystem) and path == "/data/lake"
+
+
+def test_a_remote_lake_passes_its_uri_and_options_to_delta_rs(spark, monkeypatch):
+    """Not reachable here (no object store); checks what the lake hands delta-rs."""
+    import deltalake
+
+    from cohortlake.lake.delta import STORAGE_OPTIONS_ENV
+
+    opened = []
+
+    class Table:
+        def __init__(self, uri, version=None, storage_options=None):
+            opened.append((uri, version, storage_options))
+
+        def version(self):
+            return 7
+
+    monkeypatch.setattr(deltalake, "DeltaTable", Table)
+    monkeypatch.setenv(STORAGE_OPTIONS_ENV, '{"AWS_REGION": "eu-west-1"}')
+    lake = Lakehouse("s3a://claims-bucket/lake/", spark, backend="delta-rs")
+    monkeypatch.setattr(lake, "_has_commit", lambda path: True)
+    assert lake.path("silver/person") == "s3a://claims-bucket/lake/silver/person"
+    assert lake.version("silver/person") == 7
+    assert opened == [("s3://claims-bucket/lake/silver/person", None, {"AWS_REGION": "eu-west-1"})]
+    assert Lakehouse("file:///tmp/lake", spark, backend="delta-rs").storage_options is None

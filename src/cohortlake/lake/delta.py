@@ -66,6 +66,85 @@ def _rust_uri(uri: str) -> str:
     return "s3://" + uri[len("s3a://"):] if uri.startswith("s3a://") else uri
 
 
+STORAGE_OPTIONS_ENV = "COHORTLAKE_STORAGE_OPTIONS"
+
+
+def storage_options_from_config(environ=None) -> dict[str, str] | None:
+    """Storage options for a remote lake from ``$COHORTLAKE_STORAGE_OPTIONS``.
+
+    The value is a JSON object (``{"AWS_REGION": "us-east-1"}``) or ``@FILE`` naming a JSON
+    or YAML file holding one; keys are delta-rs / object_store keys (``AWS_ACCESS_KEY_ID``,
+    ``AWS_ENDPOINT_URL``, ``AZURE_STORAGE_ACCOUNT_NAME``, ``GOOGLE_SERVICE_ACCOUNT``, …).
+    Unset means None: delta-rs and pyarrow then use the environment's own credentials.
+    """
+    value = (environ if environ is not None else os.environ).get(STORAGE_OPTIONS_ENV, "").strip()
+    if not value:
+        return None
+    where = STORAGE_OPTIONS_ENV
+    if value.startswith("@"):
+        where = value[1:]
+        try:
+            with open(where, encoding="utf-8") as source:
+                text = source.read()
+        except OSError as error:
+            raise UserError(f"{STORAGE_OPTIONS_ENV}: cannot read {where}: {error.strerror}") from None
+        import yaml
+
+        try:
+            options = yaml.safe_load(text)  # YAML is a superset of JSON
+        except yaml.YAMLError as error:
+            raise UserError(f"{where}: not valid JSON or YAML ({error})") from None
+    else:
+        try:
+            options = json.loads(value)
+        except json.JSONDecodeError as error:
+            raise UserError(f"{STORAGE_OPTIONS_ENV}: not a JSON object ({error.msg} at character {error.pos}); "
+                            "give a JSON object or @FILE") from None
+    if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
+        raise UserError(f"{where}: expected an object of option names to values, e.g. {{\"AWS_REGION\": \"us-east-1\"}}")
+    bad = [k for k, v in options.items() if not isinstance(v, (str, int, float, bool))]
+    if bad:
+        raise UserError(f"{where}: option {bad[0]!r} must be a text, number or true/false value")
+    return {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in options.items()}
+
+
+def arrow_filesystem(root: str, options: dict[str, str] | None):
+    """(pyarrow filesystem, root as that filesystem spells it) for a lake root.
+
+    With storage options, S3 and Azure filesystems are made from the same keys delta-rs
+    reads, so both libraries reach the store the same way; otherwise pyarrow resolves the
+    URI with the environment's credentials.
+    """
+    from pyarrow import fs as pafs
+
+    uri = _rust_uri(root)
+    parsed = urlparse(uri)
+    given = {k.upper(): v for k, v in (options or {}).items()}
+    if parsed.scheme == "s3" and given:
+        endpoint = given.get("AWS_ENDPOINT_URL") or given.get("AWS_ENDPOINT")
+        kwargs = {
+            "access_key": given.get("AWS_ACCESS_KEY_ID"),
+            "secret_key": given.get("AWS_SECRET_ACCESS_KEY"),
+            "session_token": given.get("AWS_SESSION_TOKEN"),
+            "region": given.get("AWS_REGION") or given.get("AWS_DEFAULT_REGION"),
+        }
+        if endpoint:
+            endpoint_url = urlparse(endpoint if "://" in endpoint else f"https://{endpoint}")
+            kwargs["endpoint_override"] = endpoint_url.netloc
+            kwargs["scheme"] = endpoint_url.scheme
+        if given.get("AWS_ALLOW_HTTP", "").lower() == "true":
+            kwargs["scheme"] = "http"
+        filesystem = pafs.S3FileSystem(**{k: v for k, v in kwargs.items() if v is not None})
+        return filesystem, f"{parsed.netloc}{parsed.path}".rstrip("/")
+    if parsed.scheme in ("abfs", "abfss", "az") and given:
+        container, _, host = parsed.netloc.partition("@")
+        account = given.get("AZURE_STORAGE_ACCOUNT_NAME") or host.split(".")[0]
+        kwargs = {"account_name": account, "account_key": given.get("AZURE_STORAGE_ACCOUNT_KEY")}
+        filesystem = pafs.AzureFileSystem(**{k: v for k, v in kwargs.items() if v is not None})
+        return filesystem, f"{container}{parsed.path}".rstrip("/")
+    return pafs.FileSystem.from_uri(uri)
+
+
 def detect_backend(spark) -> str:
     """``delta-spark`` when the session has Delta's SQL extension and catalog (or runs on
     Databricks), else ``delta-rs``; ``COHORTLAKE_DELTA_BACKEND`` overrides."""
@@ -165,8 +244,15 @@ def _schema_differences(table_json: dict, frame_json: dict) -> list[str]:
 class Lakehouse:
     """Named Delta tables under ``root``; records every version it reads and writes."""
 
-    def __init__(self, root: str, spark, *, backend: str | None = None):
+    def __init__(self, root: str, spark, *, backend: str | None = None,
+                 storage_options: dict[str, str] | None = None):
         self.root = _normalise_root(root)
+        # Object-store credentials and endpoints for delta-rs and pyarrow; local roots need none.
+        self.storage_options = (
+            None if "://" not in self.root
+            else dict(storage_options) if storage_options is not None
+            else storage_options_from_config()
+        )
         self.spark = spark
         self.backend = backend or detect_backend(spark)
         if self.backend not in BACKENDS:
@@ -235,9 +321,7 @@ class Lakehouse:
         if self.backend == BACKEND_DELTA_SPARK:
             rows = self.spark.sql(f"DESCRIBE HISTORY delta.`{path}` LIMIT 1").select("version").collect()
             return int(rows[0][0])
-        import deltalake
-
-        return deltalake.DeltaTable(_rust_uri(path)).version()
+        return self._delta(path).version()
 
     def history(self, name: str) -> list[dict]:
         """Commits of ``name``, newest first: version, timestamp (UTC ISO), operation, mode, rows_written."""
@@ -251,9 +335,7 @@ class Lakehouse:
                 commit["timestamp"] = int(commit["timestamp"].timestamp() * 1000)
                 commits.append(commit)
         else:
-            import deltalake
-
-            commits = deltalake.DeltaTable(_rust_uri(path)).history()
+            commits = self._delta(path).history()
         return sorted((_history_entry(c) for c in commits), key=lambda e: e["version"], reverse=True)
 
     def row_count(self, name: str, version: int | None = None) -> int:
@@ -319,9 +401,7 @@ class Lakehouse:
         if self.backend == BACKEND_DELTA_SPARK:
             self.spark.sql(f"RESTORE TABLE delta.`{path}` TO VERSION AS OF {int(version)}")
         else:
-            import deltalake
-
-            deltalake.DeltaTable(_rust_uri(path)).restore(int(version))
+            self._delta(path).restore(int(version))
         latest = self.version(name)
         self.writes[name] = latest
         return latest
@@ -333,8 +413,14 @@ class Lakehouse:
         if self._fs is None:
             from pyarrow import fs as pafs
 
-            self._fs = pafs.FileSystem.from_uri(_rust_uri(self.root))
+            self._fs = arrow_filesystem(self.root, self.storage_options)
         return self._fs
+
+    def _delta(self, path: str, version: int | None = None):
+        """deltalake's handle on the table at ``path`` (with the lake's storage options)."""
+        import deltalake
+
+        return deltalake.DeltaTable(_rust_uri(path), version=version, storage_options=self.storage_options)
 
     def _fs_path(self, path: str) -> str:
         """``path`` (under root) as the filesystem from :meth:`_filesystem` spells it."""
@@ -396,9 +482,7 @@ class Lakehouse:
             rows = self.spark.sql(f"DESCRIBE HISTORY delta.`{path}` LIMIT {_HISTORY_LOOKBACK}").collect()
             commits = [r.asDict() for r in rows]
         else:
-            import deltalake
-
-            commits = deltalake.DeltaTable(_rust_uri(path)).history(limit=_HISTORY_LOOKBACK)
+            commits = self._delta(path).history(limit=_HISTORY_LOOKBACK)
         for commit in commits:
             if _our_metadata(commit.get("userMetadata")).get("write_id") == write_id:
                 return int(commit["version"])
@@ -428,11 +512,10 @@ class Lakehouse:
     # delta-rs
 
     def _rust_table(self, name: str, path: str, version: int | None):
-        import deltalake
         from deltalake.exceptions import DeltaError
 
         try:
-            return deltalake.DeltaTable(_rust_uri(path), version=version)
+            return self._delta(path, version)
         except DeltaError as error:
             # e.g. a version whose log file was cleaned up after the retention period
             if version is not None:
@@ -472,12 +555,11 @@ class Lakehouse:
         return frame
 
     def _write_rust(self, name, path, df, mode, partition_by, write_id) -> None:
-        import deltalake
         from deltalake.transaction import CommitProperties, create_table_with_add_actions
 
         schema = spark_to_delta_schema(df.schema)
         uri = _rust_uri(path)
-        table = deltalake.DeltaTable(uri) if self._has_commit(path) else None
+        table = self._delta(path) if self._has_commit(path) else None
         table_partitions = list(table.metadata().partition_columns) if table is not None else None
         if table is not None and mode == "append":
             # Checked before any data is written: delta-rs would commit mismatched files silently.
@@ -507,7 +589,8 @@ class Lakehouse:
         )
         if table is None:
             create_table_with_add_actions(
-                uri, schema, actions, mode="error", partition_by=partition_by, commit_properties=commit
+                uri, schema, actions, mode="error", partition_by=partition_by, commit_properties=commit,
+                storage_options=self.storage_options,
             )
         elif mode == "append":
             table.create_write_transaction(
@@ -519,7 +602,8 @@ class Lakehouse:
             # create_write_transaction keeps the old partition columns; only a
             # create-or-replace commit changes them (old files removed, old versions kept).
             create_table_with_add_actions(
-                uri, schema, actions, mode="overwrite", partition_by=partition_by, commit_properties=commit
+                uri, schema, actions, mode="overwrite", partition_by=partition_by, commit_properties=commit,
+                storage_options=self.storage_options,
             )
 
     def _add_actions(self, path: str, write_id: str, partition_by: list[str]):
