@@ -65,3 +65,47 @@ def demo_run(spark, tmp_path_factory):
                      "--no-study"])
     assert code == 0, err.getvalue()
     return lake, err.getvalue()
+
+
+@pytest.fixture(scope="session")
+def small_study_definition(tmp_path_factory) -> Path:
+    """The reference definition with matching settings fit for the demo lake's small cohort.
+
+    Its cohort rules are the reference study's; with six treated persons the shipped PS model
+    cannot be fitted, so this variant matches on four covariates with a ridge penalty and a
+    balance threshold no real study would use (balance is not the point of the tests that use
+    it; the balance gate and the study-size estimate are checked in test_study.py).
+    """
+    import re
+
+    defs = tmp_path_factory.mktemp("defs")
+    (defs / "codesets").symlink_to(REPO / "cohort_defs" / "codesets")
+    text = (REPO / "cohort_defs" / "hcc_sorafenib_landmark.yaml").read_text()
+    text = text.replace("cohort: hcc_sorafenib_landmark", "cohort: demo_study", 1)
+    text = re.sub(r"\nmatching:.*", "\nmatching:\n  treatment: {arm: sorafenib, control: untreated}\n"
+                  "  ps_covariates: [age, sex, stage, nci_index]\n  l2: 0.05\n  caliper: none\n  smd_threshold: 10\n",
+                  text, flags=re.S)
+    definition = defs / "demo_study.yaml"
+    definition.write_text(text)
+    return definition
+
+
+@pytest.fixture(scope="session")
+def small_study_run(demo_run, small_study_definition, tmp_path_factory):
+    """`cohortlake run` of the small study on the demo lake, in this session's local[2] Spark: (out, stderr).
+
+    The gates of build and match have their own tests (test_quality, test_study); the cluster
+    test runs them on the standalone cluster. Skipping them here keeps the suite in its budget.
+    """
+    import contextlib
+    import io
+
+    from cohortlake.cli import main
+
+    lake, _ = demo_run
+    out = tmp_path_factory.mktemp("small_study") / "out"
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(["run", str(small_study_definition), "--lake", str(lake), "--out", str(out), "--no-validate"])
+    assert code == 0, err.getvalue()
+    return out, err.getvalue()

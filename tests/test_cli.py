@@ -103,34 +103,15 @@ def test_explain_and_schema(capsys, monkeypatch):
     assert "criteria" in schema["properties"]
 
 
-def test_run_builds_matches_analyzes_and_reports(demo_run, tmp_path):
-    """`cohortlake run` end to end on the demo's lake. Its cohort is small (tens of persons),
-    so this variant of the reference definition matches on four covariates with a ridge
-    penalty and a balance threshold no real study would use (with six treated persons balance
-    is not the point here); the balance gate and the study-size estimate are checked in
-    test_study.py."""
+def test_run_builds_matches_analyzes_and_reports(demo_run, small_study_run):
+    """`cohortlake run` end to end on the demo's lake, for the small-cohort variant of the
+    reference definition (conftest.small_study_definition)."""
     import json
-    import re
-    from pathlib import Path
 
     import pandas as pd
 
     lake, _ = demo_run
-    shipped = Path(__file__).resolve().parents[1] / "cohort_defs"
-    defs = tmp_path / "defs"
-    defs.mkdir()
-    (defs / "codesets").symlink_to(shipped / "codesets")
-    text = (shipped / "hcc_sorafenib_landmark.yaml").read_text()
-    text = text.replace("cohort: hcc_sorafenib_landmark", "cohort: demo_study", 1)
-    text = re.sub(r"\nmatching:.*", "\nmatching:\n  treatment: {arm: sorafenib, control: untreated}\n"
-                  "  ps_covariates: [age, sex, stage, nci_index]\n  l2: 0.05\n  caliper: none\n  smd_threshold: 10\n",
-                  text, flags=re.S)
-    definition = defs / "demo_study.yaml"
-    definition.write_text(text)
-    out = tmp_path / "out"
-    # The gates of build and match have their own tests (test_quality, test_study); skipping
-    # them here keeps the suite inside its time budget.
-    assert main(["run", str(definition), "--lake", str(lake), "--out", str(out), "--no-validate"]) == 0
+    out, _ = small_study_run
     for name in ("cohort.parquet", "attrition.csv", "matched.parquet", "matched.csv", "balance.csv", "results.json",
                  "report.html", "manifest.json", "km.png", "love_plot.png", "data_dictionary.md", "matching.json"):
         assert (out / name).is_file(), name
