@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -30,12 +31,15 @@ STEP = re.compile(r"^(build \S+|match \S+|analyze \S+|report|validate \S+): (\d+
 
 
 def submit(master, bundle, definition, lake, out, log, extra):
+    """One spark-submit of run_study; (wall seconds, step seconds from its log)."""
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
+           "SPARK_LOCAL_IP": "127.0.0.1"}
     argv = [str(SPARK_HOME / "bin" / "spark-submit"), "--master", master, "--py-files", str(bundle),
             "--conf", f"spark.ui.port={free_port()}", *extra,
             str(REPO / "jobs" / "run_study.py"), str(definition), "--lake", str(lake), "--out", str(out)]
     started = time.monotonic()
     with open(log, "w") as sink:
-        code = subprocess.run(argv, stdout=sink, stderr=subprocess.STDOUT).returncode
+        code = subprocess.run(argv, stdout=sink, stderr=subprocess.STDOUT, env=env).returncode
     seconds = time.monotonic() - started
     text = Path(log).read_text(errors="replace")
     if code != 0:
@@ -78,12 +82,13 @@ def main() -> int:
     results = json.loads((work / "cluster" / "results.json").read_text())
     hr = results["survival"]["cox"]["adjusted"]["hazard_ratios"]
     print(f"definition {args.definition}\nlake {args.lake}")
-    print(f"{'':<28}{'local[' + str(n) + ']':>14}{str(n) + ' workers':>14}{'ratio':>8}")
-    print(f"{'wall time (s)':<28}{local[0]:>14.1f}{clustered[0]:>14.1f}{clustered[0] / local[0]:>8.2f}")
+    width = max(28, *(len(step) + 2 for step in set(local[1]) | set(clustered[1])))
+    print(f"{'':<{width}}{'local[' + str(n) + ']':>14}{str(n) + ' workers':>14}{'ratio':>8}")
+    print(f"{'wall time (s)':<{width}}{local[0]:>14.1f}{clustered[0]:>14.1f}{clustered[0] / local[0]:>8.2f}")
     for step in sorted(set(local[1]) | set(clustered[1])):
         a, b = local[1].get(step), clustered[1].get(step)
         ratio = f"{b / a:>8.2f}" if a and b else ""
-        print(f"{step:<28}{a if a is not None else float('nan'):>14.1f}{b if b is not None else float('nan'):>14.1f}"
+        print(f"{step:<{width}}{a if a is not None else float('nan'):>14.1f}{b if b is not None else float('nan'):>14.1f}"
               f"{ratio}")
     print(f"outputs equal (cohort, matched set); adjusted HR {json.dumps(hr)}")
     print(f"logs and outputs: {work}")
