@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
+import cohortlake
 from helpers import delta_rows
 from standalone import HOST, SPARK_HOME, StandaloneCluster, free_port, get_json, tail
 
@@ -132,7 +134,7 @@ def test_run_study_on_a_standalone_cluster_equals_local(cluster, bundle, cluster
     assert proc.returncode == 0, log[-6000:]
 
     # The log a scheduler keeps: which package ran, one line per step with seconds, the outcome.
-    assert f"job run_study: cohortlake 0.1.0 from {bundle}," in log
+    assert f"job run_study: cohortlake {cohortlake.__version__} from {bundle}," in log
     assert sorted(set(m.group(1) for m in STEP_LINE.finditer(log))) == [
         "analyze demo_study", "build demo_study", "match demo_study", "report"]
     assert re.search(r"^build demo_study: [\d.]+s  55 in the cohort \(sorafenib 6, untreated 49\)$", log, re.M)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import cohortlake
 from cohortlake.cli import build_parser, main
 from cohortlake.job import JOBS
 
@@ -45,7 +46,7 @@ def test_a_job_takes_the_cli_options_and_logs_its_outcome_and_exit_code(tmp_path
     missing = run_script(REPO / "jobs" / "build_cohort.py", tmp_path / "missing.yaml", "--lake", tmp_path / "lake")
     assert missing.returncode == 1
     lines = missing.stderr.strip().splitlines()
-    assert lines[0].startswith("job build_cohort: cohortlake 0.1.0 from ")
+    assert lines[0].startswith(f"job build_cohort: cohortlake {cohortlake.__version__} from ")
     assert lines[1] == f"cohortlake build: error: {tmp_path / 'missing.yaml'}: file not found"
     assert lines[2].startswith("job build_cohort: FAILED (exit 1) in ")
     assert len(lines) == 3  # one clear message, no trace
