@@ -160,7 +160,7 @@ def problems(compose: dict, dockerfile: str, dockerignore: str) -> list[str]:
         found.append(f"runner ships {options.get('--py-files')}, the image builds {option(bundle, '--out')}")
     if runner.get("working_dir") != workdir or not set(WORKERS) | {"spark-master"} <= set(runner["depends_on"]):
         found.append(f"runner must start in {workdir} after the master and both workers")
-    if script != f"jobs/{next(j for j, (c, _) in JOBS.items() if c == 'run')}.py" or not (ROOT / script).is_file():
+    if script != f"jobs/{next(j for j, c in JOBS.items() if c == 'run')}.py" or not (ROOT / script).is_file():
         found.append(f"runner runs {script}, not the repo's run job")
     for path in (script, job_args[0] if job_args else ""):
         if copied.get(path.split("/")[0]) != path.split("/")[0] or not (ROOT / path).is_file():

@@ -24,7 +24,7 @@ def run_script(*argv, cwd=REPO):
 def test_every_step_has_a_job_that_runs_its_cli_command():
     commands = {name: parser for name, parser in _subcommands().items()}
     assert sorted(p.stem for p in (REPO / "jobs").glob("*.py")) == sorted(JOBS)
-    for job, (command, _) in JOBS.items():
+    for job, command in JOBS.items():
         assert command in commands, job
         text = (REPO / "jobs" / f"{job}.py").read_text()
         assert f'run_job("{job}", sys.argv[1:], __file__)' in text

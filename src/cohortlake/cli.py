@@ -78,16 +78,21 @@ def print_quality(report, progress) -> None:
     progress.info(f"  Data Docs: {report.docs_index}")
 
 
-def cmd_ingest(args, progress) -> int:
+def run_ingest(spark, lake, layout, raw, progress, mapping=None, validate: bool = True):
+    """Ingest raw files and print the counts and every gate; returns the IngestReport."""
     from cohortlake.sources.ingest import ingest
 
-    spark = _spark(args)
-    lake = _lake(args, spark)
-    report = ingest(spark, lake, args.layout, args.raw, mapping_path=args.mapping, progress=progress,
-                    validate=not args.no_validate)
+    report = ingest(spark, lake, layout, raw, mapping_path=mapping, progress=progress, validate=validate)
     print_ingest_report(report, progress)
     for gate in report.quality:
         print_quality(gate, progress)
+    return report
+
+
+def cmd_ingest(args, progress) -> int:
+    spark = _spark(args)
+    lake = _lake(args, spark)
+    report = run_ingest(spark, lake, args.layout, args.raw, progress, args.mapping, validate=not args.no_validate)
     progress.info(f"manifest: {report.manifest_path}")
     return 0
 
@@ -130,7 +135,6 @@ def cmd_history(args, progress) -> int:
 
 
 def cmd_demo(args, progress) -> int:
-    from cohortlake.sources.ingest import ingest
     from cohortlake.synth import generate
 
     spark = _spark(args)
@@ -139,10 +143,7 @@ def cmd_demo(args, progress) -> int:
     with progress.step("synth seer-medicare") as step:
         generate(spark, "seer-medicare", str(raw), args.patients, args.seed)
         step["detail"] = f"{args.patients:,} synthetic patients → {raw}"
-    report = ingest(spark, lake, "seer-medicare", raw, progress=progress)
-    print_ingest_report(report, progress)
-    for gate in report.quality:
-        print_quality(gate, progress)
+    report = run_ingest(spark, lake, "seer-medicare", raw, progress)
     progress.info("")
     study = None if args.no_study else str(Path(args.out).resolve())
     built = run_build(REFERENCE_DEFINITION, lake, study, progress)
@@ -268,14 +269,9 @@ def cmd_run(args, progress) -> int:
     steps = {}
     manifests = {}
     if args.raw:
-        from cohortlake.sources.ingest import ingest
-
         mark = time.monotonic()
-        ingested = ingest(spark, lake, args.layout, args.raw, mapping_path=args.mapping, progress=progress,
-                          validate=not args.no_validate)
-        print_ingest_report(ingested, progress)
-        for gate in ingested.quality:
-            print_quality(gate, progress)
+        ingested = run_ingest(spark, lake, args.layout, args.raw, progress, args.mapping,
+                              validate=not args.no_validate)
         steps["ingest"] = time.monotonic() - mark
         manifests["ingest"] = ingested.manifest_path
     mark = time.monotonic()

@@ -16,16 +16,15 @@ from pathlib import Path
 
 from cohortlake import __version__
 
-# The jobs' names, the CLI command each runs, and what it is for.
+# Each job (jobs/<name>.py) and the CLI command it runs.
 JOBS = {
-    "ingest": ("ingest", "raw files → bronze, quarantine and silver Delta tables (with the quality gates)"),
-    "build_cohort": ("build", "a cohort definition → cohort tables and attrition (with the cohort gate)"),
-    "validate": ("validate", "every expectation suite over the lake's tables"),
-    "match": ("match", "propensity-score matching: the landmark hand-off (with the balance gate)"),
-    "analyze": ("analyze", "survival analysis and the study report (driver only)"),
-    "run_study": ("run", "[ingest →] build → match → analyze, every gate on"),
+    "ingest": "ingest",
+    "build_cohort": "build",
+    "validate": "validate",
+    "match": "match",
+    "analyze": "analyze",
+    "run_study": "run",
 }
-BUNDLE_NAME = "cohortlake.zip"
 
 
 def package_origin() -> str:
@@ -48,7 +47,7 @@ def run_job(job: str, argv: list[str], script: str) -> int:
     """Run job ``job`` (a key of :data:`JOBS`) with the CLI options in ``argv``; returns the exit code."""
     from cohortlake.cli import main
 
-    command, _ = JOBS[job]
+    command = JOBS[job]
     _default_expectations(Path(script).resolve().parent.parent)
     started = time.monotonic()
     print(f"job {job}: cohortlake {__version__} from {package_origin()}, python {sys.version.split()[0]}, "

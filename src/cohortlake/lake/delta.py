@@ -411,8 +411,6 @@ class Lakehouse:
     def _filesystem(self):
         """(pyarrow filesystem, root as that filesystem spells it), made once per lakehouse."""
         if self._fs is None:
-            from pyarrow import fs as pafs
-
             self._fs = arrow_filesystem(self.root, self.storage_options)
         return self._fs
 

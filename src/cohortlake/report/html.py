@@ -37,8 +37,8 @@ SMD_TOLERANCE = 1e-6
 def _environment() -> Environment:
     # templates are package data (never the working directory); PackageLoader also reads
     # them from a zip shipped with spark-submit --py-files
-    return Environment(loader=PackageLoader("cohortlake.report", "templates"), autoescape=select_autoescape(["html", "j2"]),
-                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    return Environment(loader=PackageLoader("cohortlake.report", "templates"),
+                       autoescape=select_autoescape(["html", "j2"]), undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
 
 
 def _read_results(out: Path) -> dict:
