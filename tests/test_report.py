@@ -495,19 +495,26 @@ def test_missing_images_and_no_reference_study_are_said_plainly(study, tmp_path)
                                                    for arm in ("sorafenib", "untreated")]
 
 
-def test_a_few_unmatched_treated_hide_the_matched_sizes_and_what_would_give_them_away(tmp_path):
-    # seed 12: the caliper leaves 1-10 treated persons unmatched; N treated - matched treated would show them
+def test_a_few_unmatched_treated_keep_the_matched_sizes_and_every_smd_after_matching(tmp_path):
+    # seed 12: the caliper leaves 1-10 treated persons unmatched; N treated - matched treated would show them.
+    # The release hides the arm's N before matching instead of the matched N the results stand on.
     results = write_out_folder(tmp_path / "OUT", synthetic_cohort(seed=12))
     unmatched = results["matching"]["n_treated"] - results["matching"]["matched_treated"]
     assert 1 <= unmatched <= 10
     html = write_report(tmp_path / "OUT").read_text()
     page, text = Page(html), visible_text(html)
+    matched = str(results["matching"]["matched_treated"])
     n_row = table1_row(page, "N (persons)")
-    assert n_row[1:3] == [str(results["matching"]["n_treated"]), str(results["matching"]["n_control"])]
-    assert n_row[4:6] == [HIDDEN, HIDDEN]  # 1:1 pairs: the control arm's matched N equals the treated one's
-    assert table1_row(page, "male")[6] == "–"  # a 0/1 SMD over a hidden N would solve for it
-    assert f"{results['matching']['matched_treated']} sorafenib vs" not in text
-    assert "The Kaplan-Meier plot is not shown" in text and html.count("data:image/png") == 1
+    assert n_row[1:3] == [HIDDEN, str(results["matching"]["n_control"])]
+    assert n_row[4:6] == [matched, matched]
+    for row in page.tables["table1"][2:]:
+        if row[0] in ("N (persons)", "sex", "race", "stage") or "median" in row[0]:
+            continue
+        assert row[6] not in ("–", ""), row  # every SMD after matching is printed
+    assert all(row[2] != "–" for row in page.tables["balance"][1:])
+    assert "largest |SMD| after matching 0.16" in text
+    assert f"{matched} sorafenib vs {matched} untreated" in text
+    assert "The Kaplan-Meier plot is not shown" not in text and html.count("data:image/png") == 2
     assert_no_small_count(page)
 
 
@@ -535,7 +542,7 @@ def test_report_renders_in_headless_chromium(study, tmp_path):
 
     with Image.open(shot) as image:
         assert image.size == (1280, 4000)
-        colours = image.convert("L").resize((64, 200)).getextrema()
+        colours = image.convert("L").resize((128, 400)).getextrema()
         assert colours[1] - colours[0] > 100  # not a blank page
     dom = subprocess.run([browser, *flags, "--virtual-time-budget=5000", "--dump-dom", url],
                          capture_output=True, text=True, timeout=120).stdout

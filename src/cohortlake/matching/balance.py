@@ -132,8 +132,11 @@ def equipoise(ps, treated, bounds=(0.3, 0.7)) -> float:
     return float(np.mean((score >= low) & (score <= high)))
 
 
-def love_plot(table: pd.DataFrame, path, threshold: float = 0.1, title: str | None = None) -> Path:
-    """Absolute SMD of each covariate before (open) and after (filled), largest-before at the top."""
+def love_plot(table: pd.DataFrame, path, threshold: float = 0.1, title: str | None = None,
+              notice: str | None = None) -> Path:
+    """Absolute SMD of each covariate before (open) and after (filled), largest-before at the top.
+
+    A missing SMD (NaN) draws no point; ``notice`` is written across the top of the image."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -157,6 +160,10 @@ def love_plot(table: pd.DataFrame, path, threshold: float = 0.1, title: str | No
     if title:
         axes.set_title(title)
     figure.tight_layout()
+    if notice:
+        from cohortlake.survival.plot import write_notice
+
+        write_notice(figure, notice)
     path = Path(path)
-    figure.savefig(path, dpi=120)
+    figure.savefig(path, dpi=120, bbox_inches="tight" if notice else None)
     return path

@@ -7,9 +7,14 @@ from it. Counts are therefore registered together with the sums a reader can for
 (:class:`Group`: members adding up to a total), and while some group has exactly one
 cell the reader cannot see, and that cell must be protected, the smallest non-zero
 shown member of the group is hidden too (shown as ``*``), the total only when no member
-is left. This runs until stable across all groups, rows and columns alike. Cells marked
-*keep* (an arm's N, the denominator of a whole column of percentages) are passed over
-while a group has another cell to hide.
+is left. This runs until stable across all groups, rows and columns alike. Which cell
+goes is a choice by cost: each cell has a :class:`Priority` and the lowest goes first
+(then members before the total, then the smallest count). Ordinary counts go first,
+then *keep* cells (the cohort's size), then *denominators* (an arm's N before matching,
+the denominator of a column of percentages), and the *headline* figures last (each
+arm's N after matching, its deaths): a few unmatched persons hide the arm's N before
+matching, not the matched N that the balance table, the Love plot and the estimates
+stand on.
 
 The one-unknown rule alone still leaks through the bounds a reader knows: ``<11`` is
 1-10, and a complementary ``*`` is at least 11 (it was not small, and zeros are shown),
@@ -25,6 +30,9 @@ covariate, N minus the persons with it) are registered as *unpublished*: they hi
 nothing from the reader's arithmetic on their own, yet must be protected when small.
 
 Percentages are shown only when both their count and their denominator are shown.
+
+All of this is for what leaves the secure environment (the *release* audience). The
+analyst's own view inside it shows every count: ``Cells(rule=False)``.
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 
 import numpy as np
 
@@ -68,6 +76,18 @@ class Status(StrEnum):
         return self in (Status.small, Status.hidden, Status.unpublished_small)
 
 
+class Priority(IntEnum):
+    """How late complementary suppression may hide a cell: lowest first."""
+
+    ordinary = 0
+    keep = 1
+    """A total other figures stand on (the cohort's size)."""
+    denominator = 2
+    """An arm's N before matching: the denominator of a column of percentages."""
+    headline = 3
+    """An arm's N after matching, its deaths: the figures the study's results stand on."""
+
+
 @dataclass(frozen=True)
 class Group:
     """Cells whose sum a reader knows: ``total`` (another cell), or a figure published elsewhere (None)."""
@@ -94,13 +114,15 @@ def small_cell(count: int) -> str:
 
 
 def suppress(counts: Mapping[Hashable, int], groups: Iterable[Group],
-             unpublished: Iterable[Hashable] = (), keep: Iterable[Hashable] = ()) -> dict[Hashable, Status]:
+             unpublished: Iterable[Hashable] = (), keep: Iterable[Hashable] | Mapping[Hashable, int] = ()
+             ) -> dict[Hashable, Status]:
     """The status of every cell after primary and complementary suppression.
 
     ``counts`` are non-negative whole numbers of persons; every cell of a group must be in
     ``counts``. ``unpublished`` cells are never printed (but a reader can derive them).
     ``keep`` cells (denominators of many percentages, such as an arm's N) are hidden only
-    when a group offers nothing else.
+    when a group offers nothing else; a mapping gives each such cell its :class:`Priority`
+    (the higher, the later it is hidden).
 
     A group whose only protected unknown has no other non-zero cell to hide with (its
     total published elsewhere and every other member 0) stays as it is: the cell then
@@ -108,7 +130,7 @@ def suppress(counts: Mapping[Hashable, int], groups: Iterable[Group],
     """
     groups = list(groups)
     unpublished = set(unpublished)
-    keep = frozenset(keep)
+    keep = _priorities(keep)
     for group in groups:
         for cell in group.cells:
             if cell not in counts:
@@ -128,17 +150,24 @@ def suppress(counts: Mapping[Hashable, int], groups: Iterable[Group],
             return status
 
 
-def _candidate(group: Group, counts, status, keep=frozenset()) -> Hashable | None:
-    """The cell to hide next in a group: its smallest non-zero shown member, else its shown total;
-    cells to keep come last."""
-    options = [(c in keep, False, counts[c], i, c) for i, c in enumerate(group.members)
+def _priorities(keep) -> dict[Hashable, int]:
+    if isinstance(keep, Mapping):
+        return {cell: int(priority) for cell, priority in keep.items()}
+    return {cell: int(Priority.keep) for cell in keep}
+
+
+def _candidate(group: Group, counts, status, keep=None) -> Hashable | None:
+    """The cell to hide next in a group: the cheapest shown non-zero cell, by priority (lowest
+    first), then members before the total, then the smallest count."""
+    keep = keep or {}
+    options = [(keep.get(c, 0), False, counts[c], i, c) for i, c in enumerate(group.members)
                if status[c] is Status.shown and counts[c] > 0]
     if group.total is not None and status[group.total] is Status.shown and counts[group.total] > 0:
-        options.append((group.total in keep, True, counts[group.total], len(options), group.total))
+        options.append((keep.get(group.total, 0), True, counts[group.total], len(options), group.total))
     return min(options)[-1] if options else None
 
 
-def _one_unknown_rule(counts, groups: list[Group], status: dict, keep=frozenset()) -> None:
+def _one_unknown_rule(counts, groups: list[Group], status: dict, keep=None) -> None:
     changed = True
     while changed:
         changed = False
@@ -161,42 +190,95 @@ def reader_range(counts: Mapping[Hashable, int], groups: Sequence[Group], status
     over the suppressed cells (scipy's HiGHS), so sums that involve several groups at
     once count as well; the upper end is ``inf`` when unbounded.
     """
-    from scipy.optimize import linprog
-
     unknown = [cell for cell in counts if status[cell].suppressed]
     if cells is None:
         cells = [cell for cell in unknown if status[cell].protected]
+    known = {cell: count for cell, count in counts.items() if not status[cell].suppressed}
+    bounds = {cell: reader_bounds(status[cell]) for cell in unknown}
+    return linear_ranges(known, bounds, group_equations(groups, counts), cells)
+
+
+def reader_bounds(status: Status) -> tuple[float, float]:
+    """What the rule tells a reader of a suppressed cell: ``<11`` is 1-10, ``*`` at least 11, else >= 0."""
+    if status is Status.small:
+        return (1, SMALL_CELL_MAX)
+    if status is Status.hidden:
+        return (SMALL_CELL_MAX + 1, math.inf)
+    return (0, math.inf)
+
+
+def group_equations(groups: Iterable[Group], counts: Mapping[Hashable, int] | None = None) -> list[tuple[dict, float]]:
+    """Each group as ``({cell: coefficient}, right-hand side)``: members minus total = 0; a group
+    without a total cell sums to its published figure (taken from ``counts``)."""
+    equations = []
+    for group in groups:
+        terms: dict = {}
+        for cell in group.members:
+            terms[cell] = terms.get(cell, 0.0) + 1.0
+        if group.total is None:
+            value = float(sum(counts[cell] for cell in group.members))
+        else:
+            terms[group.total] = terms.get(group.total, 0.0) - 1.0
+            value = 0.0
+        equations.append((terms, value))
+    return equations
+
+
+def linear_ranges(known: Mapping[Hashable, float], bounds: Mapping[Hashable, tuple[float, float]],
+                  equations: Iterable[tuple[Mapping[Hashable, float], float]], cells: Iterable[Hashable],
+                  orders: Iterable[tuple[Hashable, Hashable]] = ()) -> dict[Hashable, tuple[float, float]]:
+    """The smallest and largest value of each of ``cells`` (unknowns of ``bounds``) that a reader
+    can give it: linear programmes over the unknowns, with the ``known`` values, the equations
+    (``{cell: coefficient}``, sum) and ``orders`` (``(a, b)``: a >= b). Raises ValueError when
+    what is known contradicts itself (no value fits)."""
+    from scipy.optimize import linprog
+
     cells = list(cells)
     if not cells:
         return {}
+    unknown = list(bounds)
     position = {cell: i for i, cell in enumerate(unknown)}
-    rows, sums = [], []
-    for group in groups:
-        row = np.zeros(len(unknown))
-        value = 0.0
-        terms = [(cell, 1.0) for cell in group.members]
-        if group.total is None:
-            value = float(sum(counts[cell] for cell in group.members))  # published elsewhere
-        else:
-            terms.append((group.total, -1.0))
-        for cell, sign in terms:
+
+    def row_of(terms) -> tuple[np.ndarray, float]:
+        row, constant = np.zeros(len(unknown)), 0.0
+        for cell, coefficient in terms.items():
             if cell in position:
-                row[position[cell]] += sign
+                row[position[cell]] += coefficient
             else:
-                value -= sign * counts[cell]
+                constant += coefficient * known[cell]
+        return row, constant
+
+    rows, sums = [], []
+    for terms, value in equations:
+        row, constant = row_of(terms)
         if row.any():
             rows.append(row)
-            sums.append(value)
-    bounds = [(1, SMALL_CELL_MAX) if status[cell] is Status.small
-              else (SMALL_CELL_MAX + 1, None) if status[cell] is Status.hidden else (0, None)
-              for cell in unknown]
-    equalities = {"A_eq": np.array(rows), "b_eq": np.array(sums)} if rows else {}
+            sums.append(value - constant)
+        elif abs(value - constant) > 1e-6:
+            raise ValueError(f"the published figures contradict one another: {dict(terms)} should sum to {value:g}")
+    upper, limits = [], []
+    for larger, smaller in orders:
+        row, constant = row_of({smaller: 1.0, larger: -1.0})
+        if row.any():
+            upper.append(row)
+            limits.append(-constant)
+    options = {}
+    if rows:
+        options.update(A_eq=np.array(rows), b_eq=np.array(sums))
+    if upper:
+        options.update(A_ub=np.array(upper), b_ub=np.array(limits))
+    box = [(bounds[cell][0], None if math.isinf(bounds[cell][1]) else bounds[cell][1]) for cell in unknown]
     ranges = {}
     for cell in cells:
+        if cell not in position:
+            ranges[cell] = (float(known[cell]), float(known[cell]))
+            continue
         objective = np.zeros(len(unknown))
         objective[position[cell]] = 1.0
-        low = linprog(objective, bounds=bounds, method="highs", **equalities)
-        high = linprog(-objective, bounds=bounds, method="highs", **equalities)
+        low = linprog(objective, bounds=box, method="highs", **options)
+        if low.status == 2:
+            raise ValueError("the published figures contradict one another (no count fits them all)")
+        high = linprog(-objective, bounds=box, method="highs", **options)
         if low.status != 0 or high.status not in (0, 3):
             raise RuntimeError(f"the reader's range of cell {cell!r} could not be computed ({low.message})")
         ranges[cell] = (float(low.fun), math.inf if high.status == 3 else float(-high.fun))
@@ -219,7 +301,7 @@ def _pinned(counts, groups: list[Group], status: dict) -> list[Hashable]:
     return pinned
 
 
-def _hide_beside(pinned: list[Hashable], counts, groups: list[Group], status: dict, keep=frozenset()) -> bool:
+def _hide_beside(pinned: list[Hashable], counts, groups: list[Group], status: dict, keep=None) -> bool:
     """Hide one more cell near the first pinned cell that has one; False when none has.
 
     Nearest first: a candidate of a group holding the pinned cell, else of a group reached
@@ -234,7 +316,7 @@ def _hide_beside(pinned: list[Hashable], counts, groups: list[Group], status: di
             options = [candidate for i in level for candidate in [_candidate(groups[i], counts, status, keep)]
                        if candidate is not None]
             if options:
-                status[min(options, key=lambda c: (c in keep, counts[c]))] = Status.hidden
+                status[min(options, key=lambda c: ((keep or {}).get(c, 0), counts[c]))] = Status.hidden
                 return True
             frontier = [c for i in level for c in groups[i].cells if status[c].suppressed and c not in reached]
             reached.update(frontier)
@@ -322,19 +404,23 @@ class Cells:
     all of them, so a count printed in two tables is the same cell in both.
     """
 
-    def __init__(self):
+    def __init__(self, rule: bool = True):
+        self.rule = rule
+        """False for the analyst's view inside the secure environment: every count shown."""
         self.counts: dict[Hashable, int] = {}
         self.groups: list[Group] = []
         self.unpublished: set[Hashable] = set()
         self._published: set[Hashable] = set()
-        self.keep: set[Hashable] = set()
+        self.keep: dict[Hashable, int] = {}
         self._status: dict[Hashable, Status] | None = None
 
-    def add(self, key: Hashable, count, *, published: bool = True, keep: bool = False) -> Hashable:
+    def add(self, key: Hashable, count, *, published: bool = True, keep: bool | Priority = False) -> Hashable:
         """Register a count under ``key`` (registering the same key twice needs the same count).
 
         ``keep``: a denominator or total that many other figures depend on; complementary
-        suppression hides it only when a group offers no other cell.
+        suppression hides it only when a group offers no other cell. ``True`` is
+        :attr:`Priority.keep`; a :class:`Priority` says how late it may go (the highest
+        given for a key counts).
         """
         if self._status is not None:
             raise RuntimeError("cells were already suppressed; register every count before reading text")
@@ -351,7 +437,8 @@ class Cells:
         elif key not in self._published:
             self.unpublished.add(key)
         if keep:
-            self.keep.add(key)
+            priority = int(Priority.keep if keep is True else keep)
+            self.keep[key] = max(priority, self.keep.get(key, 0))
         return key
 
     def group(self, members: Iterable[Hashable], total: Hashable | None = None) -> None:
@@ -362,7 +449,11 @@ class Cells:
     @property
     def status(self) -> dict[Hashable, Status]:
         if self._status is None:
-            self._status = suppress(self.counts, self.groups, self.unpublished, self.keep)
+            if self.rule:
+                self._status = suppress(self.counts, self.groups, self.unpublished, self.keep)
+            else:
+                self._status = {key: Status.unpublished if key in self.unpublished else Status.shown
+                                for key in self.counts}
         return self._status
 
     def __contains__(self, key) -> bool:

@@ -11,7 +11,7 @@ those counts, shown only when they are.
 from __future__ import annotations
 
 from cohortlake.report import formats
-from cohortlake.report.cells import Cells, Status
+from cohortlake.report.cells import Cells, Priority, Status
 from cohortlake.report.table1 import arm_n_key
 
 
@@ -40,8 +40,8 @@ class SurvivalFigures:
                 key = arm_n_key("matched", label)
             else:
                 key = ("survival", label, "n")
-            self._n_key[label] = cells.add(key, km["n"])
-            events = cells.add(("survival", label, "events"), km["events"])
+            self._n_key[label] = cells.add(key, km["n"], keep=Priority.headline)
+            events = cells.add(("survival", label, "events"), km["events"], keep=Priority.headline)
             without = cells.add(("survival", label, "no_event"), km["n"] - km["events"], published=False)
             cells.group([events, without], key)
             for entry in km.get("at_risk", []):
@@ -51,7 +51,8 @@ class SurvivalFigures:
                 self._at_risk_key[(label, entry["time"])] = cells.add(at_risk, entry["n"])
             risk = lookup(self.survival, "risk", "by_group", label)
             if risk is not None:
-                by = cells.add(("survival", label, "events_by_horizon"), risk["events_by_horizon"])
+                by = cells.add(("survival", label, "events_by_horizon"), risk["events_by_horizon"],
+                               keep=Priority.headline)
                 rest = cells.add(("survival", label, "no_event_by_horizon"), km["n"] - risk["events_by_horizon"],
                                  published=False)
                 later = cells.add(("survival", label, "events_after_horizon"),
@@ -125,6 +126,16 @@ class SurvivalFigures:
                 "rows": [{"label": label, "counts": [self.cells.text(self._at_risk_key[(label, entry["time"])])
                                                      for entry in self.groups[label].get("at_risk", [])]}
                          for label in labels]}
+
+    def count_text(self, label: str, time: float | None, count: int) -> str:
+        """A count the KM plot prints, as this report prints it: the arm's persons (``time`` None)
+        or the number at risk at ``time``; a count the report does not hold gets the primary rule."""
+        from cohortlake.report.cells import small_cell
+
+        key = self._n_key.get(label) if time is None else self._at_risk_key.get((label, time))
+        if key is None or self.cells.counts.get(key) != count:
+            return small_cell(count) if self.cells.rule else f"{count:,}"
+        return self.cells.text(key)
 
     def plot_counts_hidden(self) -> bool:
         """True when a count the KM plot prints (each arm's n, the numbers at risk) is hidden here by

@@ -25,7 +25,8 @@ from cohortlake.errors import UserError
 from cohortlake.matching.balance import balance_table, weighted_variance
 from cohortlake.matching.ps import design_matrix
 from cohortlake.report import formats
-from cohortlake.report.cells import Cells
+from cohortlake.report.cells import Cells, Priority, Status, group_equations, reader_bounds
+from cohortlake.report.disclosure import SMD_DIGITS, Reader, smd_relation
 
 PHASES = ("cohort", "matched")
 """Before matching (every cohort person) and after matching (matched persons, weighted)."""
@@ -36,6 +37,22 @@ NOT_SHOWN = "–"
 def arm_n_key(phase: str, arm: str) -> tuple:
     """The cell of an arm's number of persons, shared by every table that prints it."""
     return ("arm_n", phase, arm)
+
+
+@dataclass
+class SmdDisplay:
+    """Which SMDs of count rows a report prints, and with how many decimals per phase."""
+
+    visible: set = field(default_factory=set)
+    """(phase, balance column) of the count rows whose SMD is printed."""
+    digits: dict = field(default_factory=dict)
+    """phase → decimals, when not :data:`SMD_DIGITS`."""
+
+    def shows(self, phase: str, column: str) -> bool:
+        return (phase, column) in self.visible
+
+    def text(self, phase: str, value) -> str:
+        return formats.smd(value, self.digits.get(phase, SMD_DIGITS))
 
 
 @dataclass
@@ -92,6 +109,8 @@ class Table1:
     weighted: bool
     """True when some matched person's weight is not 1 (printed n are then sums of weights)."""
     phases: tuple[str, ...] = PHASES
+    denominator: str = "pooled"
+    """The SMD denominator (``pooled`` or ``treated``), as balance_table was given it."""
 
     def row(self, covariate: str, level: str | None = None, kind: str | None = None) -> Table1Row:
         """The row of a covariate (a level of it, or one statistic), for tests and readers."""
@@ -109,7 +128,9 @@ class Table1:
         """Register every count of the table and the sums a reader can form from it."""
         for phase in self._phases():
             for arm in self.arms:
-                cells.add(arm_n_key(phase, arm), self.n[(phase, arm)], keep=True)
+                # the matched N is a headline figure; the N before matching goes first when one must
+                priority = Priority.headline if phase == "matched" else Priority.denominator
+                cells.add(arm_n_key(phase, arm), self.n[(phase, arm)], keep=priority)
         for row_group in self._count_groups():
             for phase in self._phases():
                 for arm in self.arms:
@@ -135,8 +156,13 @@ class Table1:
                 groups.setdefault(row.covariate, []).append(row)
         return list(groups.values())
 
-    def text_rows(self, cells: Cells) -> list[dict]:
-        """The rows as printed: label, indent, and per phase the treated, control and SMD text."""
+    def text_rows(self, cells: Cells, display: SmdDisplay | None = None) -> list[dict]:
+        """The rows as printed: label, indent, and per phase the treated, control and SMD text.
+
+        ``display``: which SMDs of count rows are printed and with how many decimals
+        (:meth:`smd_display`); worked out here when not given."""
+        if display is None:
+            display = self.smd_display(cells)
         out = [{"label": "N (persons)", "indent": False, "kind": "n",
                 "phases": {phase: [self._n_text(cells, phase, arm) for arm in self.arms] + [""]
                            for phase in self._phases()}}]
@@ -144,26 +170,96 @@ class Table1:
             phases, smd_values = {}, {}
             for phase in self._phases():
                 texts = [self._cell_text(cells, row, phase, arm) for arm in self.arms]
-                hide = row.kind == "count" and self.smd_suppressed(cells, row.balance_column, phase)
-                smd_values[phase] = None if hide else row.smd.get(phase)
-                phases[phase] = texts + [NOT_SHOWN if hide else formats.smd(row.smd.get(phase))]
+                value = row.smd.get(phase)
+                hide = row.kind == "count" and not display.shows(phase, row.balance_column) and _finite(value)
+                smd_values[phase] = None if hide else value
+                phases[phase] = texts + [NOT_SHOWN if hide else display.text(phase, value)]
             out.append({"label": row.label, "indent": row.indent, "kind": row.kind, "phases": phases,
                         "covariate": row.covariate, "balance_column": row.balance_column,
                         "smd_values": smd_values})
         return out
 
     def smd_suppressed(self, cells: Cells, column: str, phase: str) -> bool:
-        """True when the SMD of a count row must not be printed.
-
-        A 0/1 column's SMD is a function of the two arms' counts and sizes (its denominator
-        comes from the shares before matching): given the others, it solves for a suppressed
-        count, or for a hidden arm size. Continuous rows keep theirs.
-        """
+        """True when the SMD of a count row must not be printed (see :meth:`smd_display`)."""
         keys = [_count_key(phase, arm, column) for arm in self.arms]
         if not any(key in cells for key in keys):
             return False  # not a count row
-        keys += [arm_n_key(phase, arm) for arm in self.arms]
-        return any(key in cells and cells.suppressed(key) for key in keys)
+        return not self.smd_display(cells).shows(phase, column)
+
+    def smd_relation(self, phase: str, column: str, value: float, digits: int = SMD_DIGITS):
+        """The SMD of a count row, printed with ``digits`` decimals, as a reader's equation in its
+        counts and arm sizes."""
+        treated, control = self.arms
+        before = (_count_key("cohort", treated, column), _count_key("cohort", control, column),
+                  arm_n_key("cohort", treated), arm_n_key("cohort", control))
+        after = None
+        if phase == "matched":
+            after = (_count_key("matched", treated, column), _count_key("matched", control, column),
+                     arm_n_key("matched", treated), arm_n_key("matched", control))
+        return smd_relation(f"SMD {'after' if after else 'before'} matching of {column}",
+                            float(formats.smd(value, digits)), before, after, str(self.denominator), digits)
+
+    def smd_display(self, cells: Cells) -> SmdDisplay:
+        """Which SMDs of count rows are printed, and with how many decimals in each phase.
+
+        A 0/1 column's SMD is a function of the two arms' counts and sizes (its denominator
+        comes from the shares before matching): printed, it narrows a suppressed count among
+        them, to within a person or two with three decimals. The release set prints an SMD
+        unless a reader who knows every other printed figure could then pin a small count
+        (or one never printed, such as the unmatched persons) to one number; when three
+        decimals would, a phase's SMDs are printed with two, and only those that would give
+        a count away even then are left out. After-matching SMDs are tried first, so they
+        stay when only one phase can. Weighted after-matching SMDs are not counts over
+        sizes: they are printed when all their counts are shown.
+        """
+        cached = getattr(self, "_display", None)
+        if cached is not None and cached[0] is cells:
+            return cached[1]
+        display = SmdDisplay()
+        trials = {"matched": [], "cohort": []}
+        for row in self.rows:
+            if row.kind != "count":
+                continue
+            for phase in self._phases():
+                if _finite(row.smd.get(phase)) is None:
+                    continue
+                relation = self.smd_relation(phase, row.balance_column, row.smd[phase])
+                if not cells.rule or all(not cells.suppressed(cell) for cell in relation.cells):
+                    display.visible.add((phase, row.balance_column))
+                elif not (phase == "matched" and self.weighted):
+                    trials[phase].append(row)
+        if trials["matched"] or trials["cohort"]:
+            status = cells.status
+            known = {cell: count for cell, count in cells.counts.items() if not status[cell].suppressed}
+            bounds = {cell: reader_bounds(status[cell]) for cell in cells.counts if status[cell].suppressed}
+            equations = group_equations(cells.groups, cells.counts)
+            protected = [cell for cell in bounds if status[cell] in (Status.small, Status.unpublished_small)]
+            accepted: list = []
+
+            def safe(relations) -> bool:
+                return not Reader(known, bounds, equations, accepted + relations).small_pinned(protected)
+
+            for phase in ("matched", "cohort"):
+                rows = trials[phase]
+                if not rows:
+                    continue
+                chosen = None
+                for digits in (SMD_DIGITS, SMD_DIGITS - 1):
+                    relations = [self.smd_relation(phase, row.balance_column, row.smd[phase], digits) for row in rows]
+                    if safe(relations):
+                        chosen = list(zip(rows, relations))
+                        break
+                if chosen is None:
+                    chosen = []
+                    for row in rows:
+                        relation = self.smd_relation(phase, row.balance_column, row.smd[phase], digits)
+                        if safe([r for _, r in chosen] + [relation]):
+                            chosen.append((row, relation))
+                display.digits[phase] = digits
+                accepted += [relation for _, relation in chosen]
+                display.visible.update((phase, row.balance_column) for row, _ in chosen)
+        self._display = (cells, display)
+        return display
 
     def _n_text(self, cells: Cells, phase: str, arm: str) -> str:
         key = arm_n_key(phase, arm)
@@ -187,17 +283,26 @@ class Table1:
             return f"{count} ({formats.percent(summary.share)})"
         if cells.small(arm_n_key(phase, arm)) or self.n[(phase, arm)] == 0:
             return NOT_SHOWN
+        plain = formats.year_like(row.covariate)  # 2009.5, not 2,009.5
         if row.kind == "mean_sd":
-            return f"{_stat(summary.mean)} ({_stat(summary.sd)})"
-        return f"{_stat(summary.median)} [{_stat(summary.q25)}-{_stat(summary.q75)}]"
+            return f"{_stat(summary.mean, plain)} ({_stat(summary.sd)})"
+        return f"{_stat(summary.median, plain)} [{_stat(summary.q25, plain)}-{_stat(summary.q75, plain)}]"
 
 
 def _count_key(phase: str, arm: str, column: str, without: bool = False) -> tuple:
     return ("table1", phase, arm, column, "without") if without else ("table1", phase, arm, column)
 
 
-def _stat(value) -> str:
-    return formats.number(value, 1)
+def _stat(value, plain: bool = False) -> str:
+    return formats.number(value, 1, grouping=not plain)
+
+
+def _finite(value) -> float | None:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if np.isfinite(value) else None
 
 
 def _is_binary(values: np.ndarray) -> bool:
@@ -310,4 +415,4 @@ def build_table1(cohort: pd.DataFrame, matched: pd.DataFrame | None, covariates:
                 rows.append(median_row)
     weighted = weight is not None and not np.allclose(weight[weight > 0], 1.0)
     return Table1(arms=arms, rows=rows, n=n, weighted_n=weighted_n, balance=balance,
-                  matched=weight is not None, weighted=bool(weighted))
+                  matched=weight is not None, weighted=bool(weighted), denominator=str(denominator))
