@@ -147,7 +147,7 @@ def cmd_demo(args, progress) -> int:
     progress.info("")
     study = None if args.no_study else str(Path(args.out).resolve())
     built = run_build(REFERENCE_DEFINITION, lake, study, progress)
-    report_path = None
+    reports = {}
     if study is not None:
         from cohortlake.spec import load_definition
 
@@ -155,7 +155,7 @@ def cmd_demo(args, progress) -> int:
         progress.info("")
         run_match(definition, lake, study, progress)
         progress.info("")
-        _, report_path = run_analysis(definition, study, progress, horizon=90)
+        _, reports = run_analysis(definition, study, progress, horizon=90)
     progress.info("")
     progress.info("outputs:")
     progress.info(f"  raw files (seer-medicare layout) and truth.json  {raw}")
@@ -166,9 +166,10 @@ def cmd_demo(args, progress) -> int:
     progress.info(f"  data-quality results (Delta) and Data Docs        {Path(args.lake).resolve() / '_quality'}")
     if study is not None:
         progress.info(f"  study outputs (matched dataset, results, plots)  {study}")
+        progress.info(f"  analyst view (every count; not for release)       {Path(study) / 'analyst'}")
+        progress.info(f"  release set (small-cell rule applied)             {Path(study) / 'release'}")
     progress.info(f"Data Docs: {built.quality.docs_index}")
-    if report_path is not None:
-        progress.info(f"Report: {report_path}")
+    print_reports(reports, progress)
     return 0
 
 
@@ -220,9 +221,12 @@ def run_match(definition, lake, out, progress, validate: bool = True):
     return report
 
 
-def run_analysis(definition, out, progress, horizon: float):
-    """Survival analysis of OUT's matched dataset, results.json, km.png and report.html."""
-    from cohortlake.report import write_report
+def run_analysis(definition, out, progress, horizon: float, audiences=("analyst", "release")):
+    """Survival analysis of OUT's matched dataset, results.json, km.png and the report of each
+    audience in its own folder (OUT/analyst, OUT/release); the release set is checked for small
+    cells. Returns the results and {audience: report path}."""
+    from cohortlake.report import write_reports
+    from cohortlake.report.disclosure import check_release
     from cohortlake.survival import render_summary
     from cohortlake.survival.study import analyze_study
 
@@ -230,9 +234,23 @@ def run_analysis(definition, out, progress, horizon: float):
     for line in render_summary(results["survival"]):
         progress.info(line)
     with progress.step("report") as step:
-        report = write_report(out)
-        step["detail"] = str(report)
-    return results, report
+        reports = write_reports(out, audiences)
+        step["detail"] = ", ".join(str(path.parent) for path in reports.values())
+    if "release" in reports:
+        leaks = check_release(reports["release"].parent)
+        progress.info(f"disclosure check of {reports['release'].parent}: "
+                      + ("no count of 1-10 can be derived" if not leaks else f"{len(leaks)} leak(s)"))
+        for leak in leaks:
+            progress.info(f"  {leak}")
+    return results, reports
+
+
+def print_reports(reports: dict, progress) -> None:
+    """The report paths, the release one last as ``Report: …``."""
+    if "analyst" in reports:
+        progress.info(f"Analyst report (cells under 11, not for release): {reports['analyst']}")
+    if "release" in reports:
+        progress.info(f"Report: {reports['release']}")
 
 
 def cmd_match(args, progress) -> int:
@@ -248,8 +266,28 @@ def cmd_analyze(args, progress) -> int:
     from cohortlake.spec import load_definition
 
     definition = load_definition(args.definition)
-    _, report = run_analysis(definition, args.out, progress, args.horizon)
-    progress.info(f"Report: {report}")
+    audiences = ("analyst", "release") if args.audience == "both" else (args.audience,)
+    _, reports = run_analysis(definition, args.out, progress, args.horizon, audiences)
+    print_reports(reports, progress)
+    return 0
+
+
+def cmd_disclosure_check(args, progress) -> int:
+    from cohortlake.report.disclosure import check_release
+
+    folder = Path(args.folder)
+    if not (folder / "study.json").is_file() and (folder / "release" / "study.json").is_file():
+        folder = folder / "release"
+    if not folder.is_dir():
+        raise UserError(f"{folder}: no such folder")
+    leaks = check_release(folder)
+    for leak in leaks:
+        print(f"{folder / leak.file if leak.file[0] != '(' else folder}: {leak.cell}: {leak.detail}", file=sys.stderr)
+    if leaks:
+        print(f"cohortlake disclosure-check: {len(leaks)} way(s) to a count of 1-10 in {folder}: not for release",
+              file=sys.stderr)
+        return 1
+    print(f"{folder}: no count of 1-10 is printed or can be derived (totals, differences, percentages, SMDs)")
     return 0
 
 
@@ -281,7 +319,7 @@ def cmd_run(args, progress) -> int:
     run_match(definition, lake, args.out, progress, validate=not args.no_validate)
     steps["match"] = time.monotonic() - mark
     mark = time.monotonic()
-    _, report = run_analysis(definition, args.out, progress, args.horizon)
+    _, reports = run_analysis(definition, args.out, progress, args.horizon)
     steps["analyze"] = time.monotonic() - mark
     manifest = {"step": "run", "cohort": definition.cohort, "definition": definition.path,
                 "definition_sha256_with_includes": definition.sha256, "package_version": __version__,
@@ -292,7 +330,7 @@ def cmd_run(args, progress) -> int:
                               "match": f"{lake.root}/matched/{definition.cohort}/manifest.json"},
                 "outputs": sorted(p.name for p in Path(args.out).iterdir() if p.is_file())}
     (Path(args.out) / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    progress.info(f"Report: {report}")
+    print_reports(reports, progress)
     return 0
 
 
@@ -499,17 +537,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("analyze", help="survival analysis and report of a matched cohort (no Spark)",
                             description="Read OUT's cohort.parquet and matched.parquet (from build --out and match) "
-                                        "and write results.json, km.png and report.html.")
+                                        "and write results.json, km.png and the report: OUT/analyst (every count, "
+                                        "marked not for release) and OUT/release (small-cell rule applied, checked "
+                                        "by disclosure-check), each with report.html, km.png, love_plot.png, the "
+                                        "tables as CSV and study.json; OUT/report.html is the release report.")
     p.add_argument("definition", metavar="DEF.yaml")
     p.add_argument("--out", type=_out_folder, required=True, metavar="DIR", help="the folder build and match wrote")
     p.add_argument("--horizon", type=float, default=90, metavar="DAYS", help="risk horizon in days (default 90)")
+    p.add_argument("--audience", choices=("analyst", "release", "both"), default="both",
+                   help="the analyst view inside the secure environment, the release set, or both (default)")
     p.set_defaults(handler=cmd_analyze)
+
+    p = commands.add_parser("disclosure-check", help="prove a release set shows no count of 1-10 (no Spark)",
+                            description="Read a release folder (OUT/release, or OUT) as a reader would: its CSV "
+                                        "tables, study.json and report.html. Exit 1 naming each file and cell that "
+                                        "prints a count of 1-10 or lets a reader work one out through totals, "
+                                        "differences, percentages or SMDs of 0/1 covariates; 0 when none does.")
+    p.add_argument("folder", metavar="DIR", help="the release folder, or the study's OUT holding release/")
+    p.set_defaults(handler=cmd_disclosure_check)
 
     p = commands.add_parser("run", help="build, validate, match and analyze one definition",
                             description="The whole study: build the cohort (with its quality gate), match "
                                         "(with the balance gate), analyze and write the report. OUT receives "
                                         "cohort.parquet, attrition.csv, matched.parquet, matched.csv, balance.csv, "
-                                        "results.json, report.html, manifest.json and the plots.")
+                                        "results.json, report.html (the release report), manifest.json and the "
+                                        "plots, and the report's two sets: OUT/analyst (not for release) and "
+                                        "OUT/release.")
     p.add_argument("definition", metavar="DEF.yaml")
     p.add_argument("--lake", default=DEFAULT_LAKE, help=f"lakehouse root (default {DEFAULT_LAKE})")
     p.add_argument("--out", type=_out_folder, required=True, metavar="DIR")

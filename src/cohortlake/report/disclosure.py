@@ -191,3 +191,307 @@ class Reader:
 def _whole(bounds: tuple[float, float]) -> tuple[float, float]:
     low, high = bounds
     return (float(math.ceil(low - 1e-7)), high if math.isinf(high) else float(math.floor(high + 1e-7)))
+
+
+# --------------------------------------------------------------------------- the checker
+
+COUNT = re.compile(r"^\s*(\d[\d,]*)(?:\s*\((-?\d+(?:\.\d+)?)%\))?")
+NUMBER = re.compile(r"^-?\d+(?:\.(\d+))?$")
+
+
+@dataclass(frozen=True)
+class Leak:
+    """A file and cell of a release set that shows, or lets a reader work out, a count of 1-10."""
+
+    file: str
+    cell: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.cell}: {self.detail}"
+
+
+@dataclass
+class _Model:
+    """The reader's knowledge as parsed from the files: printed counts, unknowns, sums, rounded figures."""
+
+    known: dict = field(default_factory=dict)
+    bounds: dict = field(default_factory=dict)
+    origin: dict = field(default_factory=dict)
+    derived: set = field(default_factory=set)
+    equations: list = field(default_factory=list)
+    orders: list = field(default_factory=list)
+    relations: list = field(default_factory=list)
+    leaks: list = field(default_factory=list)
+
+    def count(self, key, text: str, file: str, where: str) -> float | None:
+        """Register a printed count; returns its printed percentage, if any."""
+        text = (text or "").strip()
+        self.origin.setdefault(key, (file, where))
+        if text == SMALL:
+            self.bounds[key] = (1.0, float(SMALL_CELL_MAX))
+            return None
+        if text.startswith(HIDDEN):
+            self.bounds[key] = (float(SMALL_CELL_MAX + 1), math.inf)
+            return None
+        match = COUNT.match(text)
+        if not match:
+            return None
+        value = int(match.group(1).replace(",", ""))
+        if 1 <= value <= SMALL_CELL_MAX:
+            self.leaks.append(Leak(file, where, f"prints {value}, a count of 1-{SMALL_CELL_MAX}"))
+        self.known[key] = value
+        return float(match.group(2)) if match.group(2) else None
+
+    def unknown(self, key, file: str, where: str) -> None:
+        """A count never printed that a reader can derive (N minus the persons with a covariate, ...)."""
+        if key not in self.known and key not in self.bounds:
+            self.bounds[key] = (0.0, math.inf)
+            self.derived.add(key)
+        self.origin.setdefault(key, (file, where))
+
+    def has(self, key) -> bool:
+        return key in self.known or key in self.bounds
+
+    def equal_sum(self, members, total, assumed: bool = False) -> None:
+        """members add up to total; an ``assumed`` sum (a link the reader supposes) is left out when
+        the printed figures contradict it."""
+        cells = list(members) + [total]
+        if not all(self.has(c) for c in cells):
+            return
+        if assumed and all(c in self.known for c in cells) and \
+                sum(self.known[c] for c in members) != self.known[total]:
+            return
+        terms: dict = {}
+        for cell in members:
+            terms[cell] = terms.get(cell, 0.0) + 1.0
+        terms[total] = terms.get(total, 0.0) - 1.0
+        self.equations.append((terms, 0.0))
+
+
+def _rows(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with path.open(encoding="utf-8", newline="") as handle:
+        lines = [line for line in handle if not line.startswith("#")]
+    return list(csv.DictReader(lines))
+
+
+def _printed_number(text: str) -> tuple[float, int] | None:
+    match = NUMBER.match((text or "").strip())
+    if not match:
+        return None
+    return float(text), len(match.group(1) or "")
+
+
+class _CountSpans(HTMLParser):
+    """The text of every element with class "count" in a page."""
+
+    def __init__(self):
+        super().__init__()
+        self.counts: list[str] = []
+        self._depth: list[bool] = []
+        self._text: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag in ("br", "img", "meta", "link", "input", "hr"):
+            return
+        is_count = "count" in (dict(attrs).get("class") or "").split()
+        self._depth.append(is_count)
+        if is_count:
+            self._text = []
+
+    def handle_endtag(self, tag):
+        if self._depth and self._depth.pop() and self._text is not None:
+            self.counts.append("".join(self._text).strip())
+            self._text = None
+
+    def handle_data(self, data):
+        if self._text is not None:
+            self._text.append(data)
+
+
+def check_release(folder: str | Path) -> list[Leak]:
+    """Every way the release set in ``folder`` shows a count of 1-10 or lets a reader work one out,
+    from its files alone (``study.json``, the CSV tables, ``report.html``); [] when none does."""
+    folder = Path(folder)
+    study_path = folder / "study.json"
+    if not study_path.is_file():
+        return [Leak("study.json", "-", "no study.json: not a release set written by cohortlake's report")]
+    study = json.loads(study_path.read_text(encoding="utf-8"))
+    model = _Model()
+    if study.get("audience") != "release":
+        model.leaks.append(Leak("study.json", "audience", f"the set is the {study.get('audience')!r} view, "
+                                                          "not a release set: it holds cells under 11"))
+    page = folder / "report.html"
+    if page.is_file():
+        html = page.read_text(encoding="utf-8")
+        if "NOT FOR RELEASE" in html:
+            model.leaks.append(Leak("report.html", "notice", "the page says it is not for release"))
+        spans = _CountSpans()
+        spans.feed(html)
+        for text in spans.counts:
+            match = COUNT.match(text)
+            if match and 1 <= int(match.group(1).replace(",", "")) <= SMALL_CELL_MAX:
+                model.leaks.append(Leak("report.html", f"count {text!r}", "prints a count of 1-10"))
+    for path in sorted(folder.glob("*.csv")):
+        with path.open(encoding="utf-8") as handle:
+            if "NOT FOR RELEASE" in handle.readline():
+                model.leaks.append(Leak(path.name, "notice", "the table says it is not for release"))
+    arms = ("treated", "control")
+    _attrition(model, _rows(folder / "attrition.csv"))
+    count_rows = _table1(model, _rows(folder / "table1.csv"), study)
+    if study.get("matched"):
+        for arm in arms:
+            model.unknown(("unmatched", arm), "table1.csv", f"{study.get(arm, arm)} persons not matched (derived)")
+            model.equal_sum([("n", "after", arm), ("unmatched", arm)], ("n", "before", arm))
+        matching = study.get("matching") or {}
+        if matching.get("ratio") == 1 and not matching.get("replacement") \
+                and (matching.get("method") or "greedy_nearest_neighbor") == "greedy_nearest_neighbor":
+            model.equal_sum([("n", "after", "treated")], ("n", "after", "control"), assumed=True)
+    _survival(model, _rows(folder / "survival.csv"), _rows(folder / "at_risk.csv"), study)
+    _reference(model, _rows(folder / "reference.csv"), study)
+    _smds(model, count_rows, _rows(folder / "table1.csv"), _rows(folder / "balance.csv"), study)
+    model.leaks.extend(_derivable(model))
+    return model.leaks
+
+
+def _attrition(model: _Model, rows: list[dict]) -> None:
+    previous = None
+    for row in rows:
+        step = row["step"]
+        remaining = ("attrition", step, "remaining")
+        model.count(remaining, row["persons_remaining"], "attrition.csv", f"step {step} persons remaining")
+        if row.get("persons_excluded", "").strip():
+            excluded = ("attrition", step, "excluded")
+            model.count(excluded, row["persons_excluded"], "attrition.csv", f"step {step} persons excluded")
+            if previous is not None:
+                model.equal_sum([remaining, excluded], previous)
+        previous = remaining
+    if previous is not None:
+        model.equal_sum([("n", "before", "treated"), ("n", "before", "control")], previous, assumed=True)
+
+
+def _table1(model: _Model, rows: list[dict], study: dict) -> dict:
+    """Register Table 1's counts and sums; returns {column: covariate} of its count rows."""
+    count_rows: dict = {}
+    by_covariate: dict = {}
+    for row in rows:
+        phase = row["phase"]
+        if row["kind"] == "n":
+            for arm in ("treated", "control"):
+                model.count(("n", phase, arm), row[arm], "table1.csv", f"N {phase} matching, {study.get(arm, arm)}")
+            continue
+        if row["kind"] != "count":
+            continue
+        column = row["column"]
+        count_rows[column] = row["covariate"]
+        by_covariate.setdefault((row["covariate"], phase), []).append(column)
+        for arm in ("treated", "control"):
+            key = ("count", phase, arm, column)
+            share = model.count(key, row[arm], "table1.csv", f"{column} {phase} matching, {study.get(arm, arm)}")
+            weighted = phase == "after" and study.get("weighted")
+            if share is not None and not weighted:
+                model.relations.append(percent_relation(f"{column} {phase} {arm} %", share, key, ("n", phase, arm)))
+    for (covariate, phase), columns in by_covariate.items():
+        for arm in ("treated", "control"):
+            members = [("count", phase, arm, column) for column in columns]
+            if len(columns) == 1:
+                without = ("without", phase, arm, columns[0])
+                model.unknown(without, "table1.csv", f"persons without {columns[0]} {phase} matching, "
+                                                     f"{study.get(arm, arm)} (N minus the count)")
+                members.append(without)
+            model.equal_sum(members, ("n", phase, arm))
+    return count_rows
+
+
+def _survival(model: _Model, rows: list[dict], at_risk: list[dict], study: dict) -> None:
+    names = {study.get("treated"): "treated", study.get("control"): "control"}
+    for row in rows:
+        arm = names.get(row["arm"], row["arm"])
+        persons, deaths = ("persons", arm), ("deaths", arm)
+        model.count(persons, row["persons"], "survival.csv", f"{row['arm']} persons")
+        model.count(deaths, row["deaths"], "survival.csv", f"{row['arm']} deaths")
+        model.unknown(("no_death", arm), "survival.csv", f"{row['arm']} persons without a death (derived)")
+        model.equal_sum([deaths, ("no_death", arm)], persons)
+        if study.get("matched"):
+            model.equal_sum([persons], ("n", "after", arm), assumed=True)
+        if (row.get("deaths_by_horizon") or "").strip():
+            by = ("deaths_by", arm)
+            model.count(by, row["deaths_by_horizon"], "survival.csv", f"{row['arm']} deaths by the horizon")
+            model.unknown(("rest_by", arm), "survival.csv", f"{row['arm']} persons without a death by the horizon")
+            model.unknown(("later", arm), "survival.csv", f"{row['arm']} deaths after the horizon (derived)")
+            model.equal_sum([by, ("rest_by", arm)], persons)
+            model.equal_sum([by, ("later", arm)], deaths)
+    previous: dict = {}
+    for row in at_risk:
+        arm = names.get(row["arm"], row["arm"])
+        key = ("at_risk", arm, row["day"])
+        model.count(key, row["at_risk"], "at_risk.csv", f"{row['arm']} at risk on day {row['day']}")
+        if float(row["day"]) == 0 and model.has(("persons", arm)):
+            model.equal_sum([key], ("persons", arm), assumed=True)
+        if arm in previous:
+            model.orders.append((previous[arm], key))  # numbers at risk only fall
+        previous[arm] = key
+
+
+def _reference(model: _Model, rows: list[dict], study: dict) -> None:
+    for row in rows:
+        text = row.get("this_run") or ""
+        if row["figure"].startswith("patients with") and COUNT.match(text) or text.startswith((SMALL, HIDDEN)):
+            if row["figure"].startswith("patients with"):
+                model.count(("reference", "n"), text.split(" (")[0], "reference.csv", row["figure"])
+                model.equal_sum([("n", "before", "treated"), ("n", "before", "control")], ("reference", "n"),
+                                assumed=True)
+        if row["figure"].startswith("received") and re.match(r"^\d+(\.\d)?%$", text):
+            if model.has(("reference", "n")) and model.has(("n", "before", "treated")):
+                model.relations.append(percent_relation("share treated", float(text[:-1]), ("n", "before", "treated"),
+                                                        ("reference", "n")))
+        if row["figure"] == "PS-matched sample":
+            parts = re.match(r"^(\S+) .+ vs (\S+) ", text)
+            if parts:
+                for arm, value in zip(("treated", "control"), parts.groups()):
+                    key = ("reference", "matched", arm)
+                    model.count(key, value, "reference.csv", f"PS-matched sample, {study.get(arm, arm)}")
+                    model.equal_sum([key], ("n", "after", arm), assumed=True)
+
+
+def _smds(model: _Model, count_rows: dict, table1: list[dict], balance: list[dict], study: dict) -> None:
+    denominator = study.get("smd_denominator") or "pooled"
+    printed = []
+    for row in table1:
+        if row["kind"] == "count":
+            printed.append((row["column"], row["phase"], row["smd"], "table1.csv"))
+    for row in balance:
+        printed.append((row["covariate"], "before", row["smd_before"], "balance.csv"))
+        printed.append((row["covariate"], "after", row["smd_after"], "balance.csv"))
+    for column, phase, text, file in printed:
+        number = _printed_number(text)
+        if column not in count_rows or number is None:
+            continue
+        if phase == "after" and study.get("weighted"):
+            continue
+        before = (("count", "before", "treated", column), ("count", "before", "control", column),
+                  ("n", "before", "treated"), ("n", "before", "control"))
+        after = None if phase == "before" else (("count", "after", "treated", column),
+                                                ("count", "after", "control", column),
+                                                ("n", "after", "treated"), ("n", "after", "control"))
+        cells = before + (after or ())
+        if all(model.has(cell) for cell in cells):
+            model.relations.append(smd_relation(f"{file}: SMD {phase} matching of {column}", number[0], before,
+                                                after, denominator, number[1]))
+
+
+def _derivable(model: _Model) -> list[Leak]:
+    small = [cell for cell, (low, high) in model.bounds.items()
+             if cell in model.derived or (low, high) == (1.0, float(SMALL_CELL_MAX))]
+    reader = Reader(model.known, model.bounds, model.equations, model.relations, model.orders)
+    try:
+        pinned = reader.small_pinned(small)
+    except ValueError as error:
+        return [Leak("(all tables)", "-", f"{error}: a printed count, <11 or * does not fit the others")]
+    leaks = []
+    for cell, value in pinned.items():
+        file, where = model.origin.get(cell, ("?", repr(cell)))
+        leaks.append(Leak(file, where, f"a reader can work out that it is {value}"))
+    return leaks

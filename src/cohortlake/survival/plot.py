@@ -24,6 +24,8 @@ from cohortlake.survival.design import group_levels
 from cohortlake.survival.km import ALL, fit_km, numbers_at_risk
 
 SMALL_CELL_MAX = 10  # counts 1..10 are shown as "<11"
+UNSUPPRESSED_NOTICE = "NOT FOR RELEASE: numbers at risk include counts under 11"
+"""Written into a plot drawn with ``suppress_small=False``."""
 
 
 def small_cell(count: int, suppress: bool = True) -> str:
@@ -125,6 +127,8 @@ def plot_km(data: pd.DataFrame, time: str, event: str, path: str | Path, *, grou
     for row, cells in enumerate(counts.values()):
         for t, cell in zip(at_risk_times, cells):
             table.text(t, row, cell, ha="center", va="center", fontsize="small")
+    if notice is None and not suppress_small and count_text is None:
+        notice = UNSUPPRESSED_NOTICE
     if notice:
         write_notice(figure, notice)
 
