@@ -13,6 +13,7 @@ import shutil
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -269,15 +270,26 @@ def synthetic_cohort(n: int = 400, seed: int = 11) -> pd.DataFrame:
     })
 
 
-def write_out_folder(out: Path, cohort: pd.DataFrame) -> dict:
-    """The files the build, match and analyze steps leave in OUT, made with the real modules."""
+def write_out_folder(out: Path, cohort: pd.DataFrame, unmatched_treated: int | None = None,
+                     covariates: list[str] = COVARIATES) -> dict:
+    """The files the build, match and analyze steps leave in OUT, made with the real modules.
+
+    ``unmatched_treated``: match without a caliper, then leave exactly that many treated
+    persons (and their controls) out of the matched set."""
     out.mkdir(parents=True, exist_ok=True)
     cohort.to_parquet(out / "cohort.parquet", index=False)
     pd.DataFrame(ATTRITION, columns=["step", "name", "persons_remaining", "persons_excluded"]).to_csv(
         out / "attrition.csv", index=False)
     treated = (cohort["arm"] == "sorafenib").to_numpy()
-    fit = fit_ps(cohort, treated, COVARIATES)
-    matches = match_ps(fit.ps, treated, score=fit.logit)
+    fit = fit_ps(cohort, treated, covariates, l2=0.05 if treated.sum() < 20 else 0.0)
+    matches = match_ps(fit.ps, treated, score=fit.logit, caliper=None if unmatched_treated is not None else 0.2)
+    if unmatched_treated is not None:
+        weight = matches.weight.copy()
+        dropped = matches.match_id[np.flatnonzero(treated & (weight > 0))[:unmatched_treated]]
+        weight[np.isin(matches.match_id, dropped)] = 0.0
+        matches = SimpleNamespace(weight=weight, match_id=matches.match_id,
+                                  n_matched_treated=int(((weight > 0) & treated).sum()),
+                                  n_matched_controls=int(((weight > 0) & ~treated).sum()))
     balance = balance_table(fit.design.balance, treated, matches.weight)
     balance[["covariate", "smd_before", "smd_after", "var_ratio_before", "var_ratio_after"]].to_csv(
         out / "balance.csv", index=False)
@@ -286,14 +298,14 @@ def write_out_folder(out: Path, cohort: pd.DataFrame) -> dict:
     matched = cohort[keep].assign(ps=fit.ps[keep], match_id=matches.match_id[keep].astype(str),
                                   weight=matches.weight[keep])
     matched.to_parquet(out / "matched.parquet", index=False)
-    survival = analyze_survival(matched, "time_days", "event", "arm", COVARIATES, cluster="match_id", horizon=90,
+    survival = analyze_survival(matched, "time_days", "event", "arm", covariates, cluster="match_id", horizon=90,
                                 reference_group="untreated")
     plot_km(matched, "time_days", "event", out / "km.png", group="arm", reference_group="untreated")
     q25, median, q75 = np.percentile(cohort.loc[treated, "sorafenib_days"], [25, 50, 75])
     largest = float(balance["smd_after"].abs().max())
     results = {
         "cohort": "hcc_sorafenib_landmark", "title": "Initial sorafenib vs no treatment in advanced HCC",
-        "treatment": {"arm": "sorafenib", "control": "untreated"}, "covariates": COVARIATES, "horizon_days": 90,
+        "treatment": {"arm": "sorafenib", "control": "untreated"}, "covariates": covariates, "horizon_days": 90,
         "reference_study": True,
         "matching": {"method": "greedy_nearest_neighbor", "scale": "logit", "caliper": 0.2, "ratio": 1,
                      "replacement": False, "order": "nearest", "smd_threshold": 0.1, "ps_method": fit.method,
