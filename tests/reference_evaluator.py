@@ -44,6 +44,31 @@ from cohortlake.spec.model import (
     Window,
 )
 
+COMORBIDITY_NAMES = ("acute_mi", "history_mi", "chf", "pvd", "cvd", "copd", "dementia", "paralysis", "diabetes",
+                     "diabetes_comp", "renal_disease", "mild_liver_disease", "liver_disease", "ulcers", "rheum_disease",
+                     "aids")
+
+
+def macro_charlson(c: dict[str, bool]) -> float:
+    """The macro's Charlson statement, transcribed term by term (SAS: true = 1)."""
+    score = (1 * (c["acute_mi"] or c["history_mi"]) + 1 * c["chf"] + 1 * c["pvd"] + 1 * c["cvd"] + 1 * c["copd"]
+             + 1 * c["dementia"] + 2 * c["paralysis"] + 1 * (c["diabetes"] and not c["diabetes_comp"])
+             + 2 * c["diabetes_comp"] + 2 * c["renal_disease"]
+             + 1 * (c["mild_liver_disease"] and not c["liver_disease"]) + 3 * c["liver_disease"] + 1 * c["ulcers"]
+             + 1 * c["rheum_disease"] + 6 * c["aids"])
+    return float(score)
+
+
+def macro_nci_index(c: dict[str, bool]) -> float:
+    """The macro's NCI_index statement, transcribed term by term, rounded to its weights' 5 decimals."""
+    index = (0.12624 * c["acute_mi"] + 0.07999 * c["history_mi"] + 0.64441 * c["chf"] + 0.26232 * c["pvd"]
+             + 0.27868 * c["cvd"] + 0.52487 * c["copd"] + 0.72219 * c["dementia"] + 0.39882 * c["paralysis"]
+             + 0.29408 * (c["diabetes"] or c["diabetes_comp"]) + 0.47010 * c["renal_disease"]
+             + 0.73803 * (c["mild_liver_disease"] or c["liver_disease"]) + 0.07506 * c["ulcers"]
+             + 0.21905 * c["rheum_disease"] + 0.58362 * c["aids"])
+    return round(index, 5)
+
+
 TABLES = ("person", "death", "enrollment", "tumor", "diagnosis", "procedure", "dispensing")
 EVENT_TABLES = ("diagnosis", "procedure", "dispensing")
 
@@ -768,34 +793,49 @@ class Evaluator:
 
     # --- covariates -------------------------------------------------------------------
 
-    def nci_comorbidity(self, ep: Episode, spec) -> float | None:
+    def comorbid_conditions(self, ep: Episode, spec) -> set[str] | None:
+        """The conditions NCI.comorbidity.macro.sas flags for the episode, as its data steps read.
+
+        A claim counts by its start date. Without rule-out: a condition is flagged by any
+        diagnosis claim in the window. With rule-out the macro reads claims from 30 days
+        before to 30 days after the window; a condition flagged in the window is kept
+        when a MedPAR claim (inpatient) has it, or its last claim is more than 30 days
+        after its first.
+        """
         bounds = self.window_dates(ep, spec.window)
         if bounds is None:
             return None
         first, last = bounds
-        conditions = self.d.codesets_in_file(spec.conditions)
-        present = set()
-        for name, codeset in conditions.items():
-            always = False  # inpatient diagnoses and procedures
-            other_dates = []  # outpatient / carrier diagnosis dates
-            for table in ("diagnosis", "procedure"):
-                for row in getattr(ep.rows, table):
-                    if not (first <= row["date"] <= last) or not self.row_matches(table, row, [codeset]):
-                        continue
-                    if spec.rule_out and table == "diagnosis" and row.get("setting") in ("outpatient", "carrier"):
-                        other_dates.append(row["date"])
-                    else:
-                        always = True
-            if always or (other_dates and days_between(min(other_dates), max(other_dates)) > 30):
-                present.add(name)
-        total = 0.0
-        for name in present:
-            superseded = any(
-                name in self.d.raw_codeset(f"{spec.conditions}.{other}").supersedes for other in present if other != name
-            )
-            if not superseded:
-                total += conditions[name].weight or 0.0
-        return float(total)
+        if spec.rule_out:
+            first_read, last_read = first - timedelta(days=30), last + timedelta(days=30)
+        else:
+            first_read, last_read = first, last
+        flagged = set()
+        for name, codeset in self.d.codesets_in_file(spec.conditions).items():
+            dates, in_window, hospital = [], False, False
+            for row in ep.rows.diagnosis:
+                if not (first_read <= row["date"] <= last_read) or not self.row_matches("diagnosis", row, [codeset]):
+                    continue
+                dates.append(row["date"])
+                in_window = in_window or first <= row["date"] <= last
+                hospital = hospital or row.get("setting") == "inpatient"
+            if not in_window:
+                continue
+            if spec.rule_out and not hospital and days_between(min(dates), max(dates)) <= 30:
+                continue
+            flagged.add(name)
+        return flagged
+
+    def comorbidity_index(self, ep: Episode, spec, kind: str) -> float | None:
+        flagged = self.comorbid_conditions(ep, spec)
+        if flagged is None:
+            return None
+        if spec.without_claims == "missing":
+            first, last = self.window_dates(ep, spec.window)
+            if not any(first <= row["date"] <= last for row in ep.rows.diagnosis):
+                return None  # the macro outputs only persons with a claim in the window
+        present = {name: name in flagged for name in COMORBIDITY_NAMES}
+        return macro_charlson(present) if kind == "charlson" else macro_nci_index(present)
 
     def covariate(self, ep: Episode, covariate, earlier: dict[str, Any]):
         kind, spec = covariate.kind, covariate.rule
@@ -840,8 +880,8 @@ class Evaluator:
             if kind == "flag":
                 return int(self.count(found, "distinct_dates") >= spec.at_least)
             return self.count(found, spec.count)
-        if kind == "nci_comorbidity":
-            return self.nci_comorbidity(ep, spec)
+        if kind in ("nci_comorbidity", "charlson"):
+            return self.comorbidity_index(ep, spec, kind)
         if kind == "score":
             score = 0.0
             for term in spec.terms:

@@ -60,9 +60,10 @@ DX_CODES = [
     ("5715", "icd9cm"), ("K7460", "icd10cm"),           # liver (index)
     ("1550", "icd9cm"), ("C220", "icd10cm"),            # hcc
     ("5780", "icd9cm"), ("5789", "icd9cm"),             # bleed
-    ("4101", "icd9cm"), ("412", "icd9cm"),              # MI (NCI: acute supersedes history)
-    ("5722", "icd9cm"), ("5716", "icd9cm"),             # NCI: moderate/severe liver supersedes mild
-    ("2500", "icd9cm"), ("2504", "icd9cm"),             # NCI: diabetes, with complications
+    ("4101", "icd9cm"), ("412", "icd9cm"),              # acute and history of MI: one Charlson term, two NCI terms
+    ("5722", "icd9cm"), ("5716", "icd9cm"),             # moderate/severe and mild liver disease: one NCI term
+    ("2500", "icd9cm"), ("25040", "icd9cm"),            # diabetes, with complications
+    ("I5022", "icd10cm"),                                # CHF in ICD-10
     ("4280", "icd9cm"), ("V580", "icd9cm"), ("5715", "icd10cm"),
 ]
 PX_CODES = [
@@ -532,8 +533,10 @@ class Draft:
                                             "primary_site"])}
             elif kind == "coverage_flag":
                 rule = {"coverage": self.pick(["dual", "hmo", "part_d", "fee_for_service"]), "window": self.window()}
-            elif kind == "nci_comorbidity":
+            elif kind in ("nci_comorbidity", "charlson"):
                 rule = {"window": self.window(relative=False), "rule_out": self.pick([True, False])}
+                if self.chance(40):
+                    rule["without_claims"] = "missing"
             elif kind == "flag":
                 rule = dict(self.event_spec(), window=self.window())
                 if self.chance(30):
@@ -576,8 +579,8 @@ class Draft:
         return out
 
 
-ALL_COVARIATES = ["age", "sex", "race", "index_year", "tumor_field", "coverage_flag", "nci_comorbidity", "flag",
-                  "count", "score", "exposure_duration"]
+ALL_COVARIATES = ["age", "sex", "race", "index_year", "tumor_field", "coverage_flag", "nci_comorbidity", "charlson",
+                  "flag", "count", "score", "exposure_duration"]
 
 
 @st.composite
@@ -617,7 +620,7 @@ def definitions(draw, focus: str) -> dict:
         "criteria": ["age", "sex", "flag", "coverage_flag"],
         "exposures": ["exposure_duration", "exposure_duration", "age", "flag"],
         "followup": ["age", "count"],
-        "covariates": ALL_COVARIATES + ["score", "score", "nci_comorbidity", "flag"],
+        "covariates": ALL_COVARIATES + ["score", "score", "nci_comorbidity", "charlson", "flag"],
     }[focus]
     covariates = draft.covariates(pool, max_size=8 if focus == "covariates" else 2)
     if covariates:

@@ -2,7 +2,7 @@
 
 Pure Python (no Spark): the boundaries the README pins down (window days -31/-30 and
 +60/+61, age on the birthday, coverage gaps in the first and last month, death on the
-landmark day, stockpiling, grace, competing outcomes, NCI supersedes) and every shipped
+landmark day, stockpiling, grace, competing outcomes, the comorbidity indices' shared terms and rule-out) and every shipped
 definition on a couple of patients.
 """
 
@@ -768,11 +768,13 @@ def test_time_varying_rows():
 # --- covariates ---------------------------------------------------------------------------
 
 
-def test_nci_comorbidity_supersedes_and_rule_out(tmp_path):
+def test_comorbidity_indices_terms_and_rule_out(tmp_path):
     window = {"from": -365, "to": -1}
     d = loaded(tmp_path, covariates=[
-        {"name": "nci", "nci_comorbidity": {"window": window}},
+        {"name": "nci", "nci_comorbidity": {"window": window, "rule_out": False}},
         {"name": "nci_ro", "nci_comorbidity": {"window": window, "rule_out": True}},
+        {"name": "cci", "charlson": {"window": window, "rule_out": False}},
+        {"name": "cci_ro", "charlson": {"window": window}},
     ])
     day = INDEX.toordinal()
 
@@ -780,33 +782,33 @@ def test_nci_comorbidity_supersedes_and_rule_out(tmp_path):
         return date.fromordinal(day + n)
 
     data = tables(
-        # acute MI (410.1) supersedes history of MI (412): 1, not 2.
+        # acute MI (410.1) and history of MI (412): both weights in the NCI index, one Charlson point.
         indexed("mi"), dx("mi", at(-10), "4101", setting="inpatient"), dx("mi", at(-20), "412", setting="inpatient"),
-        # moderate/severe liver (572.2, weight 3) supersedes mild (571.6);
-        # diabetes with complications (250.4, 2) supersedes diabetes (250.0); CHF (428.0) adds 1.
+        # moderate/severe liver (572.2) and mild (571.6): one NCI term, Charlson 3 not 4; diabetes with
+        # complications (250.4) and without (250.0): one NCI term, Charlson 2 not 3; CHF (428.0).
         indexed("many"), dx("many", at(-100), "5722", setting="inpatient"), dx("many", at(-30), "5716"),
         dx("many", at(-50), "2504", setting="inpatient"), dx("many", at(-50), "2500", setting="inpatient"),
         dx("many", at(-5), "4280", setting="inpatient"),
         # outpatient/carrier CHF 30 days apart: ruled out; 31 days apart: counts.
         indexed("out30"), dx("out30", at(-40), "4280"), dx("out30", at(-10), "4280", setting="carrier"),
         indexed("out31"), dx("out31", at(-41), "4280"), dx("out31", at(-10), "4280", setting="carrier"),
-        # a superseding condition ruled out does not hide the one it supersedes.
+        # Charlson: diabetes with complications ruled out leaves diabetes (1 point).
         indexed("ro_sup"), dx("ro_sup", at(-50), "2504"), dx("ro_sup", at(-50), "2500", setting="inpatient"),
         # outside the window: the day of index and day -366.
         indexed("outside"), dx("outside", INDEX, "4280", setting="inpatient"),
         dx("outside", at(-366), "4280", setting="inpatient"),
     )
     rows = by_person(evaluate(d, data))
-    got = {p: (r["nci"], r["nci_ro"]) for p, r in rows.items()}
+    got = {p: (r["nci"], r["nci_ro"], r["cci"], r["cci_ro"]) for p, r in rows.items()}
     assert got == {
-        "mi": (1.0, 1.0),
-        "many": (6.0, 6.0),     # 3 + 2 + 1; the outpatient mild liver is superseded anyway
-        "out30": (1.0, 0.0),
-        "out31": (1.0, 1.0),
-        "ro_sup": (2.0, 1.0),
-        "outside": (0.0, 0.0),
+        "mi": (0.20623, 0.20623, 1.0, 1.0),             # 0.12624 + 0.07999
+        "many": (1.67652, 1.67652, 6.0, 6.0),           # 0.73803 + 0.29408 + 0.64441; 3 + 2 + 1
+        "out30": (0.64441, 0.0, 1.0, 0.0),
+        "out31": (0.64441, 0.64441, 1.0, 1.0),
+        "ro_sup": (0.29408, 0.29408, 2.0, 1.0),
+        "outside": (0.0, 0.0, 0.0, 0.0),
     }
-    assert all(isinstance(v, float) for pair in got.values() for v in pair)
+    assert all(isinstance(v, float) for values in got.values() for v in values)
 
 
 def test_demographics_and_score():
@@ -897,7 +899,7 @@ def test_shipped_hcc_sorafenib_landmark():
     assert (t["followup_start"], t["followup_end"], t["event"], t["time_days"]) == (
         date(2009, 7, 14), date(2010, 5, 15), 1, 305)
     assert (t["age"], t["stage"], t["nci_index"], t["cirrhosis"], t["race"], t["in_landmark"]) == (
-        69, "distant", 1.0, 1, "white", 1)
+        69, "distant", 0.73803, 1, "white", 1)
     u = rows["untreated"]
     assert (u["arm"], u["first_exposure_date"], u["stage"], u["event"], u["followup_end"]) == (
         "untreated", None, "regional", 0, date(2013, 12, 31))
@@ -970,7 +972,7 @@ def test_shipped_sorafenib_time_varying_response():
     b = [r for r in result.events if r["person_id"] == "b"]
     assert [(r["start_day"], r["stop_day"], r["event"]) for r in b] == [(0, (date(2019, 12, 31) - date(2010, 3, 1)).days, 0)]
     row = by_person(result)["a"]
-    assert (row["landmark_30_date"], row["in_landmark_90"], row["nci_index"]) == (date(2010, 3, 31), 1, 1.0)
+    assert (row["landmark_30_date"], row["in_landmark_90"], row["nci_index"]) == (date(2010, 3, 31), 1, 0.73803)
 
 
 @pytest.mark.parametrize("path", sorted(DEFS.glob("*.yaml")), ids=lambda p: p.stem)

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from cohortlake.errors import UserError
 from cohortlake.spec import Definition, explain, json_schema, load_definition
 from cohortlake.spec.codes import CodeEntry, CodeError, CodeSystem, matches, normalise
+from cohortlake.spec.model import Covariate
 from cohortlake.yamlfile import YamlError, load_located
 
 REPO = Path(__file__).resolve().parents[1]
@@ -153,12 +154,29 @@ def test_reference_code_sets_are_the_study_table(reference):
     assert radiation.matches("icd9cm", "V580") and not radiation.matches("hcpcs", "V580")
 
 
-def test_nci_conditions_are_loaded_with_weights(reference):
+def test_comorbidity_indices_default_to_the_macros_window_and_rule_out(reference):
     conditions = reference.codesets_in_file("nci_comorbidity")
-    assert len(conditions) == 16
-    assert conditions["moderate_severe_liver_disease"].weight == 3
-    assert conditions["aids"].weight == 6
-    assert conditions["congestive_heart_failure"].matches("icd9cm", "42832")
+    assert list(conditions) == ["acute_mi", "history_mi", "chf", "pvd", "cvd", "copd", "dementia", "paralysis",
+                                "diabetes", "diabetes_comp", "renal_disease", "mild_liver_disease", "liver_disease",
+                                "ulcers", "rheum_disease", "aids"]
+    assert conditions["chf"].matches("icd9cm", "42832") and conditions["diabetes"].matches("icd9cm", "25092")
+    rule = Covariate.model_validate({"name": "cci", "charlson": {}}).rule
+    assert (rule.window.from_, rule.window.to, rule.window.unit.value, rule.window.relative_to) == (-12, -1, "months", "index")
+    assert rule.rule_out is True and rule.without_claims.value == "zero" and rule.conditions == "nci_comorbidity"
+
+
+def test_a_conditions_file_must_define_the_macros_conditions_with_diagnosis_codes(tmp_path):
+    (tmp_path / "codesets").mkdir()
+    own = tmp_path / "codesets" / "my_conditions.yaml"
+    own.write_text('acute_mi:\n  icd9cm: ["410x"]\n  hcpcs: ["92920"]\nfrailty:\n  icd9cm: ["797"]\n')
+    path = _write(tmp_path, BASE + "covariates:\n  - {name: nci, nci_comorbidity: {conditions: my_conditions}}\n")
+    errors = _errors(path)
+    assert errors[0].startswith(f"{path}:25: covariates.0.nci_comorbidity.conditions: my_conditions.yaml must define "
+                                "the NCI macro's sixteen conditions (acute_mi, history_mi, ")
+    assert errors[0].endswith(": missing history_mi, chf, pvd, cvd, copd, dementia, paralysis, diabetes, "
+                              "diabetes_comp, renal_disease, mild_liver_disease, liver_disease, ulcers, rheum_disease, "
+                              "aids; not a condition of the macro: frailty")
+    assert errors[1:] == [f"{own}:1: acute_mi: the macro reads ICD-9-CM and ICD-10-CM diagnosis codes only, not hcpcs"]
 
 
 # --- code normalisation ----------------------------------------------------------------------
@@ -476,7 +494,7 @@ def test_unknown_code_system(tmp_path):
     path = _write(tmp_path, BASE.replace('    hcpcs: ["77401-77416"]', '    icd11: ["2C12"]'))
     assert _errors(path) == [
         f"{path}:8: codesets.radiation.icd11: unknown field; allowed: description, icd9cm, icd10cm, icd9pcs, "
-        "icd10pcs, hcpcs, ndc, icdo3_site, icdo3_histology, generic_name, include, weight, supersedes"
+        "icd10pcs, hcpcs, ndc, icdo3_site, icdo3_histology, generic_name, include"
     ]
 
 

@@ -9,7 +9,7 @@ Shape of a build (see ``cohort_defs/README.md`` for what every rule means):
 3. **Episodes**: the population with its index date(s) and the anchor dates
    (landmarks, exposure points, follow-up start).
 4. **One aggregation per source**: tagged events ⋈ episodes grouped by episode computes
-   every windowed count, first date and NCI condition at once; eras ⋈ episodes likewise;
+   every windowed count, first date and comorbidity condition at once; eras ⋈ episodes likewise;
    coverage rules over enrollment spans (``coverage.py``).
 5. **Flags and columns**: each criterion is a boolean column per episode; attrition is
    the histogram of how many leading criteria an episode passes (no per-step jobs);
@@ -30,6 +30,8 @@ from pyspark.sql import functions as F
 from cohortlake.engine.codes import EVENT_COLUMNS, TableNeed, tag_events
 from cohortlake.engine.coverage import CoverageCheck, answer_checks
 from cohortlake.engine.eras import all_eras
+from cohortlake.spec.comorbidity import CONDITIONS as COMORBIDITY_CONDITIONS
+from cohortlake.spec.comorbidity import DECIMALS, RULE_OUT_MARGIN_DAYS, TERMS, ComorbidityIndex
 from cohortlake.spec.model import (
     SEER_CODES,
     Behavior,
@@ -52,6 +54,7 @@ from cohortlake.spec.model import (
     TumorField,
     Unit,
     Window,
+    WithoutClaims,
     seer_code,
 )
 
@@ -127,7 +130,9 @@ class Compiler:
         self.spark: SparkSession = next(iter(frames.values())).sparkSession
         self.event_aggs = Aggregates("ev")
         self.era_aggs = Aggregates("er")
+        self.claim_aggs = Aggregates("cl")
         self.coverage_checks: list[CoverageCheck] = []
+        self._comorbidity_flags: dict[tuple, dict[str, Column]] = {}
         self.cached: list[DataFrame] = []
 
     # -- inputs -------------------------------------------------------------------------
@@ -177,13 +182,10 @@ class Compiler:
         for covariate in d.covariates:
             if covariate.kind in ("flag", "count"):
                 add(covariate.rule)
-            elif covariate.kind == "nci_comorbidity":
-                names = tuple(f"{covariate.nci_comorbidity.conditions}.{c}" for c in self.nci_conditions(covariate.nci_comorbidity.conditions))
-                specs.append((names, (EventTable.diagnosis, EventTable.procedure)))
+            elif covariate.kind in ("nci_comorbidity", "charlson"):
+                stem = covariate.rule.conditions
+                specs.append((tuple(f"{stem}.{c}" for c in COMORBIDITY_CONDITIONS), (EventTable.diagnosis,)))
         return specs
-
-    def nci_conditions(self, stem: str) -> dict:
-        return self.d.codesets_in_file(stem)
 
     def tagged_events(self) -> DataFrame:
         """Rows of the claims tables in any code set the definition uses (one scan each)."""
@@ -616,8 +618,8 @@ class Compiler:
             name = f"_cvflag_{covariate.name}"
             self.coverage_checks.append(CoverageCheck(name, "any", rule.coverage, lo, hi))
             column = F.when(lo.isNotNull(), F.coalesce(F.col(name), F.lit(0)))
-        elif kind == "nci_comorbidity":
-            column = self.nci(rule)
+        elif kind in ("nci_comorbidity", "charlson"):
+            column = self.comorbidity_index(ComorbidityIndex.nci if kind == "nci_comorbidity" else ComorbidityIndex.charlson, rule)
         elif kind in ("flag", "count"):
             lo, hi, inside = self.in_window(rule.window)
             condition = self.event_condition(rule.codesets, rule.tables, rule.settings) & inside
@@ -640,33 +642,46 @@ class Compiler:
             raise ValueError(f"no engine rule for covariate kind {kind}")
         return lambda earlier, column=column: column
 
-    def nci(self, rule) -> Column:
+    def comorbidity_conditions(self, rule) -> dict[str, Column]:
+        """Whether each of the macro's conditions is present, as NCI.comorbidity.macro.sas decides it.
+
+        A condition needs a diagnosis claim starting in the window. With rule-out, it
+        also needs a MedPAR (inpatient) claim for it, or its first and last claims more
+        than 30 days apart, both read from 30 days before to 30 days after the window.
+        """
+        key = (rule.conditions, rule.window, rule.rule_out)
+        if key in self._comorbidity_flags:
+            return self._comorbidity_flags[key]
         lo, hi, inside = self.in_window(rule.window)
-        conditions = self.nci_conditions(rule.conditions)
+        margin = RULE_OUT_MARGIN_DAYS
+        around = F.col("date").between(F.date_sub(lo, margin), F.date_add(hi, margin))
         present: dict[str, Column] = {}
-        for name in conditions:
-            key = f"{rule.conditions}.{name}"
-            base = (F.col("codeset") == key) & F.col("table").isin("diagnosis", "procedure") & inside
+        for name in COMORBIDITY_CONDITIONS:
+            of_condition = (F.col("codeset") == f"{rule.conditions}.{name}") & (F.col("table") == EventTable.diagnosis.value)
+            in_window = F.col(self.event_aggs.add(F.max(F.when(of_condition & inside, 1)))).isNotNull()
             if not rule.rule_out:
-                present[name] = F.col(self.event_aggs.add(F.max(F.when(base, 1)))).isNotNull()
+                present[name] = in_window
                 continue
-            strong = base & ((F.col("table") == "procedure") | (F.col("setting") == Setting.inpatient.value))
-            weak = base & (F.col("table") == "diagnosis") & F.col("setting").isin("outpatient", "carrier")
-            strong_any = F.col(self.event_aggs.add(F.max(F.when(strong, 1))))
-            first = F.col(self.event_aggs.add(F.min(F.when(weak, F.col("date")))))
-            last = F.col(self.event_aggs.add(F.max(F.when(weak, F.col("date")))))
-            present[name] = strong_any.isNotNull() | (F.coalesce(F.datediff(last, first), F.lit(0)) > 30)
-        total = F.lit(0.0)
-        for name, codeset in conditions.items():
-            superseding = [
-                other for other in conditions
-                if name in self.d.raw_codeset(f"{rule.conditions}.{other}").supersedes
-            ]
-            counted = present[name]
-            for other in superseding:
-                counted = counted & ~present[other]
-            total = total + F.when(counted, F.lit(float(codeset.weight or 0))).otherwise(F.lit(0.0))
-        return F.when(lo.isNotNull(), total)
+            nearby = of_condition & around
+            hospital = F.col(self.event_aggs.add(F.max(F.when(nearby & (F.col("setting") == Setting.inpatient.value), 1))))
+            first = F.col(self.event_aggs.add(F.min(F.when(nearby, F.col("date")))))
+            last = F.col(self.event_aggs.add(F.max(F.when(nearby, F.col("date")))))
+            present[name] = in_window & (hospital.isNotNull() | (F.datediff(last, first) > margin))
+        self._comorbidity_flags[key] = present
+        return present
+
+    def comorbidity_index(self, index: ComorbidityIndex, rule) -> Column:
+        """The macro's Charlson score or NCI index over its condition flags (terms in spec.comorbidity)."""
+        lo, _ = window_bounds(rule.window)
+        value = comorbidity_index_column(index, self.comorbidity_conditions(rule))
+        if rule.without_claims is WithoutClaims.missing:
+            value = F.when(self.any_claim_in(rule.window), value)
+        return F.when(lo.isNotNull(), value)
+
+    def any_claim_in(self, window: Window) -> Column:
+        """Whether the episode has any diagnosis claim starting in the window (read by one extra aggregation)."""
+        lo, hi = window_bounds(window)
+        return F.col(self.claim_aggs.add(F.max(F.when(F.col("date").between(lo, hi), 1)))).isNotNull()
 
     def score(self, rule, earlier: dict[str, Column]) -> Column:
         total = F.lit(0.0)
@@ -690,6 +705,19 @@ class Compiler:
                 test = test & (total <= F.lit(float(group.max)))
             banded = F.when(test, F.lit(group.name)) if banded is None else banded.when(test, F.lit(group.name))
         return banded
+
+
+def comorbidity_index_column(index: ComorbidityIndex, present: dict[str, Column]) -> Column:
+    """The index's terms (spec.comorbidity) over boolean condition columns, rounded to the weights' decimals."""
+    total = F.lit(0.0)
+    for term in TERMS[index]:
+        test = F.lit(False)
+        for name in term.any_of:
+            test = test | present[name]
+        for name in term.none_of:
+            test = test & ~present[name]
+        total = total + F.when(test, F.lit(float(term.weight))).otherwise(F.lit(0.0))
+    return F.round(total, DECIMALS)
 
 
 @dataclass
@@ -735,6 +763,13 @@ def build_cohort(definition: Definition, frames: dict[str, DataFrame]) -> BuildR
         joined = events.join(base, "person_id")
         event_values = joined.groupBy(*EPISODE).agg(*[expr.alias(name) for name, expr in c.event_aggs.items])
         episodes = episodes.join(event_values, EPISODE, "left")
+    if c.claim_aggs.items:
+        # Only an index that is empty without claims (as the NCI macro's) reads every
+        # diagnosis date, not just the coded events: one more scan, asked for by name.
+        claim_dates = c.table("diagnosis").select("person_id", "date").distinct()
+        joined = claim_dates.join(base, "person_id")
+        claim_values = joined.groupBy(*EPISODE).agg(*[expr.alias(name) for name, expr in c.claim_aggs.items])
+        episodes = episodes.join(claim_values, EPISODE, "left")
     if c.era_aggs.items:
         joined = eras.join(base, "person_id")
         era_values = joined.groupBy(*EPISODE).agg(*[expr.alias(name) for name, expr in c.era_aggs.items])

@@ -211,7 +211,6 @@ class NormalisedCodeSet:
     description: str | None
     entries: tuple[CodeEntry, ...]
     generic_names: tuple[str, ...] = ()
-    weight: float | None = None
 
     def for_system(self, system: CodeSystem | str) -> tuple[CodeEntry, ...]:
         """Entries of one coding system."""

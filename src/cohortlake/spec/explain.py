@@ -229,9 +229,13 @@ def covariate_text(c: Covariate) -> str:
             return f"index tumor {rule.field}"
         case "coverage_flag":
             return f"1 if {rule.coverage} on any day of {window(rule.window)}"
-        case "nci_comorbidity":
-            rule_out = "with" if rule.rule_out else "without"
-            return f"NCI comorbidity index (Klabunde weights, conditions `{rule.conditions}`) in {window(rule.window)}, {rule_out} rule-out"
+        case "nci_comorbidity" | "charlson":
+            index = "NCI comorbidity index (the macro's weights" if c.kind == "nci_comorbidity" else "Charlson score (the macro's points"
+            rule_out = ("with the macro's rule-out (outpatient/carrier diagnoses confirmed by MedPAR or by claims "
+                        "more than 30 days apart, reading 30 days past the window)") if rule.rule_out else "without rule-out"
+            empty = "empty" if rule.without_claims.value == "missing" else "0"
+            return (f"{index}, NCI.comorbidity.macro.sas 2022; conditions `{rule.conditions}`) from diagnosis claims in "
+                    f"{window(rule.window)}, {rule_out}; {empty} without a claim in the window")
         case "flag":
             least = f"at least {rule.at_least} " if rule.at_least > 1 else ""
             return f"1 if {least}{_events(rule)} in {window(rule.window)}"

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Iterator
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from cohortlake.spec.comorbidity import CONDITIONS as COMORBIDITY_CONDITIONS
 from cohortlake.spec.model import (
     NAME_PATTERN,
     TABLE_SYSTEMS,
@@ -240,9 +241,6 @@ class Library:
         for name, codeset in sets.items():
             self.sets[f"{stem}.{name}"] = codeset
         for name, codeset in sets.items():
-            for i, other in enumerate(codeset.supersedes):
-                if other not in sets:
-                    self.problems.append(_problem(located, (name, "supersedes", i), f"no set '{other}' in {path.name}"))
             self._follow_includes(located, (name,), codeset)
         return sets
 
@@ -528,21 +526,34 @@ class _Checker:
                     self.add(loc + ("competing", i), "an outcome cannot compete with itself")
         if kind == "covariates" and len(loc) == 3 and loc[2] == "exposure_duration":
             self.ref(loc + ("exposure",), "exposure", "exposures", model.exposure)
-        if kind == "covariates" and len(loc) == 3 and loc[2] == "nci_comorbidity":
-            self.nci_conditions(loc + ("conditions",), model.conditions)
+        if kind == "covariates" and len(loc) == 3 and loc[2] in ("nci_comorbidity", "charlson"):
+            self.comorbidity_conditions(loc + ("conditions",), model.conditions)
         if kind == "expectations" and len(loc) == 2:
             self.ref(loc + ("covariate",), "covariate", "covariates", model.covariate)
 
-    def nci_conditions(self, loc: Loc, stem: str) -> None:
+    def comorbidity_conditions(self, loc: Loc, stem: str) -> None:
         sets = self.library.file(stem)
         if sets is None:
             if stem not in self.library.located:
                 self.add(loc, f"no file {self.library.directory / (stem + '.yaml')} with the comorbidity conditions")
             return
+        # The indices' formulas name the macro's sixteen conditions: a file must define
+        # exactly those, or a condition would silently count nothing.
+        missing = [c for c in COMORBIDITY_CONDITIONS if c not in sets]
+        extra = [name for name in sets if name not in COMORBIDITY_CONDITIONS]
+        if missing or extra:
+            what = "; ".join(part for part in (
+                f"missing {', '.join(missing)}" if missing else "",
+                f"not a condition of the macro: {', '.join(extra)}" if extra else "",
+            ) if part)
+            self.add(loc, f"{stem}.yaml must define the NCI macro's sixteen conditions "
+                          f"({', '.join(COMORBIDITY_CONDITIONS)}): {what}")
         located = self.library.located[stem]
         for name, codeset in sets.items():
-            if codeset.weight is None:
-                self.problems.append(_problem(located, (name,), "every comorbidity condition needs a weight"))
+            other = sorted(codeset.systems() - {"icd9cm", "icd10cm"})
+            if other:
+                self.problems.append(_problem(located, (name,), f"the macro reads ICD-9-CM and ICD-10-CM diagnosis "
+                                                                f"codes only, not {', '.join(other)}"))
 
     def check_index_kind(self) -> None:
         if self.d.index is None or self.d.index.kind == "tumor":

@@ -315,10 +315,6 @@ class CodeSet(Spec):
     """Case-insensitive substrings matched in dispensing.generic_name."""
     include: tuple[IncludeRef, ...] = ()
     """Shared sets to add, as <file stem under cohort_defs/codesets/>.<set name>."""
-    weight: float | None = None
-    """Weight of this condition in a weighted index (e.g. NCI comorbidity)."""
-    supersedes: tuple[Name, ...] = ()
-    """Sets of the same file not counted when this one is present (e.g. diabetes with complications over diabetes)."""
 
     @model_validator(mode="after")
     def _not_empty(self) -> CodeSet:
@@ -957,14 +953,39 @@ class CoverageFlagCovariate(Spec):
     window: Window
 
 
-class NciComorbidityCovariate(Spec):
-    """NCI comorbidity index (Klabunde weights) from diagnosis and procedure claims in the window."""
+class WithoutClaims(StrEnum):
+    """What a comorbidity index is for a person with no diagnosis claim in its window."""
 
-    window: Window
-    rule_out: bool = False
-    """true: outpatient/carrier diagnoses count only if seen on 2 claims more than 30 days apart."""
+    zero = "zero"
+    """0, as for a person whose claims show none of the conditions."""
+    missing = "missing"
+    """Empty, as the NCI macro leaves such persons out of its output."""
+
+
+def _nci_window() -> Window:
+    return Window(from_=-12, to=-1, unit=Unit.months)
+
+
+class ComorbidityIndexCovariate(Spec):
+    """One of the NCI macro's comorbidity indices from diagnosis claims (NCI.comorbidity.macro.sas, 2022)."""
+
+    window: Window = Field(default_factory=_nci_window)
+    """Claims whose start date is in this window; default the 12 calendar months before the index month, as NCI recommends."""
+    rule_out: bool = True
+    """true (the macro's RULEOUT=Y): an outpatient or carrier diagnosis counts only when an inpatient (MedPAR) claim
+    or claims more than 30 days apart confirm it, looking 30 days past both ends of the window."""
+    without_claims: WithoutClaims = WithoutClaims.zero
+    """zero (default): 0 for a person with no diagnosis claim in the window; missing: empty, as the macro leaves them out."""
     conditions: Name = "nci_comorbidity"
-    """Code-set file (under cohort_defs/codesets/) holding the conditions and their weights."""
+    """Code-set file (under cohort_defs/codesets/) defining the macro's sixteen conditions."""
+
+
+class NciComorbidityCovariate(ComorbidityIndexCovariate):
+    """The NCI comorbidity index: the macro's weighted sum of its sixteen conditions (e.g. 0.64441 for CHF)."""
+
+
+class CharlsonCovariate(ComorbidityIndexCovariate):
+    """The Charlson score as the NCI macro computes it (integer points, severe forms replacing mild ones)."""
 
 
 class FlagCovariate(EventSpec):
@@ -1038,7 +1059,7 @@ class Covariate(OneOf):
 
     choices: ClassVar = (
         "age", "sex", "race", "index_year", "tumor_field", "coverage_flag", "nci_comorbidity",
-        "flag", "count", "score", "exposure_duration",
+        "charlson", "flag", "count", "score", "exposure_duration",
     )
     what: ClassVar = "covariate kind"
 
@@ -1051,6 +1072,7 @@ class Covariate(OneOf):
     tumor_field: TumorFieldCovariate | None = None
     coverage_flag: CoverageFlagCovariate | None = None
     nci_comorbidity: NciComorbidityCovariate | None = None
+    charlson: CharlsonCovariate | None = None
     flag: FlagCovariate | None = None
     count: CountCovariate | None = None
     score: ScoreCovariate | None = None
@@ -1120,7 +1142,7 @@ class Definition(Spec):
     matching: MatchingSettings | None = None
     """Propensity-score estimation, matching or weighting, and balance settings."""
 
-    # Set by load_definition: shared sets reachable through `include` (and the NCI
+    # Set by load_definition: shared sets reachable through `include` (and the comorbidity
     # conditions), keyed "<file stem>.<set>", and the hash of every file read.
     _library: dict[str, CodeSet] = PrivateAttr(default_factory=dict)
     _sha256: str | None = PrivateAttr(default=None)
@@ -1167,10 +1189,10 @@ class Definition(Spec):
         description = top.description or next(
             (self.raw_codeset(ref).description for ref in top.include if self.raw_codeset(ref).description), None
         )
-        return NormalisedCodeSet(name, description, tuple(entries), tuple(generic), top.weight)
+        return NormalisedCodeSet(name, description, tuple(entries), tuple(generic))
 
     def codesets_in_file(self, stem: str) -> dict[str, NormalisedCodeSet]:
-        """Every loaded set of a shared file (e.g. the NCI conditions), normalised, by set name."""
+        """Every loaded set of a shared file (e.g. the comorbidity conditions), normalised, by set name."""
         prefix = stem + "."
         return {key[len(prefix):]: self.codeset(key) for key in self._library if key.startswith(prefix)}
 
