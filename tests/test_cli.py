@@ -126,6 +126,15 @@ def test_run_builds_matches_analyzes_and_reports(demo_run, small_study_run):
     assert "report.html" in manifest["outputs"]
     html = (out / "report.html").read_text()
     assert "demo_study" in html
+    # Both audiences; the release set of this real run passes the disclosure checker, and
+    # the run says so.
+    from cohortlake.report.disclosure import check_release
+
+    _, stderr = small_study_run
+    assert (out / "analyst" / "report.html").is_file() and (out / "release" / "report.html").is_file()
+    assert check_release(out / "release") == []
+    assert f"disclosure check of {out / 'release'}: no count of 1-10 can be derived" in stderr
+    assert "not for release" in (out / "analyst" / "report.html").read_text().lower()
     # The generator's true hazard ratio lies in the adjusted 95% CI. With this cohort's
     # handful of treated persons the interval is wide; test_study.py checks a cohort large
     # enough to exclude 1, and the 100,000-patient run is in the README.
