@@ -1,4 +1,4 @@
-"""Shared fixtures: one local Spark session for the whole run, paths to shared/ fixtures."""
+"""Session fixtures: one local Spark session for the whole run, the repository's own data fixtures."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("COHORTLAKE_SHARED", REPO.parent / "shared"))
-DESYNPUF_FIXTURES = SHARED / "fixtures" / "desynpuf-de0"
+# Public CMS DE-SynPUF rows kept in the repository (tests/fixtures/desynpuf/PROVENANCE.md);
+# COHORTLAKE_DESYNPUF_FIXTURES may point the tests at another folder of DE-SynPUF files.
+DESYNPUF_FIXTURES = Path(os.environ.get("COHORTLAKE_DESYNPUF_FIXTURES", REPO / "tests" / "fixtures" / "desynpuf"))
 
 
 @pytest.fixture(scope="session")
@@ -29,7 +30,7 @@ def spark():
 @pytest.fixture(scope="session")
 def desynpuf_fixture_dir() -> Path:
     if not DESYNPUF_FIXTURES.is_dir():
-        pytest.fail(f"shared fixtures not found at {DESYNPUF_FIXTURES}; clone with ../shared beside the repo")
+        pytest.fail(f"DE-SynPUF fixtures not found at {DESYNPUF_FIXTURES} (COHORTLAKE_DESYNPUF_FIXTURES)")
     return DESYNPUF_FIXTURES
 
 

@@ -1,6 +1,6 @@
 """The reference cohort on synthetic data, checked rule by rule with plain pandas.
 
-The check below is written from ../shared/study/REFERENCE_STUDY.md alone (not from the
+The check below is written from docs/reference-study.md alone (not from the
 engine or cohort_defs/README.md): for every person with a liver tumor it decides each of
 the twelve rules, the arm and the follow-up, and the engine's cohort and attrition must
 be exactly that.

@@ -1,4 +1,4 @@
-"""DE-SynPUF mapping on the two real beneficiaries of shared/fixtures, row by row.
+"""DE-SynPUF mapping on the two real beneficiaries of tests/fixtures/desynpuf, row by row.
 
 Expected rows were read off the original CSV files by hand (column by column), so a
 mapping change that moves a code, a date or a coverage month shows up here.

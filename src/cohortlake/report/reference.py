@@ -2,7 +2,7 @@
 
 Sanoff HK et al., *Sorafenib Effectiveness in Advanced Hepatocellular Carcinoma*, The
 Oncologist 2016;21(9):1113-20 (SEER-Medicare). The rows and published figures are those
-of ``study/REFERENCE_STUDY.md``; this run's figures come from ``results.json``
+of ``docs/reference-study.md``; this run's figures come from ``results.json``
 (``descriptive``, ``matching`` and ``survival``). A figure this run cannot give says
 "not available" and why.
 """

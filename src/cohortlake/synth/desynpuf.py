@@ -21,7 +21,7 @@ LAYOUT = "desynpuf"
 SAMPLE = 1
 CALENDAR = model.Calendar(2008, 2010, ((2008, 1.0), (2009, 1.0), (2010, 1.0)))
 
-# Headers copied verbatim from the real files in shared/fixtures/desynpuf-de0/. They are
+# Headers copied verbatim from the real files in tests/fixtures/desynpuf/. They are
 # written quoted like the originals (the writer adds the header line itself, so this
 # is deterministic); data rows are unquoted, as in the originals.
 BENEFICIARY_SUMMARY_COLUMNS = [

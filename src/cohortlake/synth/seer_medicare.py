@@ -58,7 +58,7 @@ SEER_CALENDAR = Calendar(
 )
 
 # --------------------------------------------------------------------------- code lists
-# Liver conditions use exactly the code lists of REFERENCE_STUDY.md's covariate table;
+# Liver conditions use exactly the code lists of docs/reference-study.md's covariate table;
 # NCI comorbidities one or two typical codes each. (name, kind, codes, P(other cancer),
 # P(HCC), added probability when the person has cirrhosis).
 CONDITIONS: list[tuple[str, str, list[str], float, float, float]] = [
