@@ -1,11 +1,17 @@
 """Kaplan-Meier by group: median and quartiles with 95% CIs, numbers at risk, survival at a
 horizon; the log-rank test across groups.
 
-Times are in days. Quantiles follow lifelines: the q-th quantile of survival time is the
-first time at which S(t) <= 1 - q (R's ``survfit`` instead averages two times when S(t)
-sits exactly on 0.5 over an interval). Its 95% CI comes from the same crossing of the
-pointwise log-log (exponential Greenwood) band, the Brookmeyer-Crowley construction; a
-bound the band never reaches is ``None`` ("not reached").
+Times are in days. Quantiles follow R's ``quantile.survfit`` (package survival), which is
+what a statistician will hold them against: the q-th quantile of survival time is the
+first time at which S(t) <= 1 - q, except where the curve sits exactly on 1 - q (within
+R's tolerance, the square root of the machine epsilon) over an interval: then it is the
+midpoint of that interval, from the time S reaches the level to the time of the next
+drop (deaths on days 1..8 give a median of 4.5, not 4), or to the last follow-up time
+when the curve stays on the level to its end. The tolerance also absorbs the
+floating-point noise of a product-limit estimate that lands on the level. The 95% CI
+comes from the same rule applied to the pointwise log-log (exponential Greenwood) band,
+the Brookmeyer-Crowley construction; a bound the band never reaches is ``None`` ("not
+reached").
 """
 
 from __future__ import annotations
@@ -18,7 +24,6 @@ import pandas as pd
 from lifelines import KaplanMeierFitter
 from lifelines.exceptions import StatisticalWarning
 from lifelines.statistics import multivariate_logrank_test
-from lifelines.utils import qth_survival_time
 
 from cohortlake.survival.design import DAYS_PER_MONTH, finite_or_none, group_levels
 
@@ -47,14 +52,41 @@ def _estimate(point, lower, upper, scale: float = 1.0) -> dict:
     return {"estimate": value(point), "ci_lower": value(lower), "ci_upper": value(upper)}
 
 
+QUANTILE_TOLERANCE = float(np.sqrt(np.finfo(float).eps))
+"""R's default ``tolerance`` of ``quantile.survfit``: a curve this close to a level is on it."""
+
+
+def curve_quantile(curve: pd.Series, q: float) -> float:
+    """The time at which a survival curve (index: time, values: S) reaches 1 - q, by R's rule (module docstring).
+
+    ``inf`` when it never does ("not reached").
+    """
+    times = np.concatenate([[0.0], curve.index.to_numpy(dtype=float)])
+    failed = np.concatenate([[0.0], 1.0 - curve.to_numpy(dtype=float)])  # F = 1 - S, from F(0) = 0
+    last_time = times[-1]
+    # one point per level: a censoring time repeats the level before it and is not a jump
+    first_of_level = np.concatenate([[True], failed[1:] != failed[:-1]])
+    times, failed = times[first_of_level], failed[first_of_level]
+    if q <= 0:
+        return float(times[0])
+    reached = np.flatnonzero(failed + QUANTILE_TOLERANCE >= q)
+    if len(reached) == 0:
+        return float("inf")
+    on_level = reached[0]
+    if abs(failed[on_level] - q) >= QUANTILE_TOLERANCE:
+        return float(times[on_level])  # the curve jumps past the level
+    beyond = np.flatnonzero(failed - QUANTILE_TOLERANCE >= q)
+    # flat exactly on the level: the midpoint to the next drop, or to the end of follow-up
+    return float((times[on_level] + (times[beyond[0]] if len(beyond) else last_time)) / 2)
+
+
 def survival_quantile(fitter: KaplanMeierFitter, q: float) -> tuple[float, float, float]:
     """The q-th quantile of survival time (q=0.5: median) and its 95% CI, in the fit's time unit."""
-    level = 1.0 - q
     band = fitter.confidence_interval_
     lower_column, upper_column = band.columns  # lifelines: lower band first
-    point = qth_survival_time(level, fitter.survival_function_.iloc[:, 0])
+    point = curve_quantile(fitter.survival_function_.iloc[:, 0], q)
     # the lower survival band crosses first, so it gives the lower time bound
-    return point, qth_survival_time(level, band[lower_column]), qth_survival_time(level, band[upper_column])
+    return point, curve_quantile(band[lower_column], q), curve_quantile(band[upper_column], q)
 
 
 def survival_at(fitter: KaplanMeierFitter, t: float) -> tuple[float, float, float] | None:
