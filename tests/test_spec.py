@@ -171,7 +171,7 @@ def test_a_conditions_file_must_define_the_macros_conditions_with_diagnosis_code
     own.write_text('acute_mi:\n  icd9cm: ["410x"]\n  hcpcs: ["92920"]\nfrailty:\n  icd9cm: ["797"]\n')
     path = _write(tmp_path, BASE + "covariates:\n  - {name: nci, nci_comorbidity: {conditions: my_conditions}}\n")
     errors = _errors(path)
-    assert errors[0].startswith(f"{path}:25: covariates.0.nci_comorbidity.conditions: my_conditions.yaml must define "
+    assert errors[0].startswith(f"{path}:25: covariates[1] \"nci\".nci_comorbidity.conditions: my_conditions.yaml must define "
                                 "the NCI macro's sixteen conditions (acute_mi, history_mi, ")
     assert errors[0].endswith(": missing history_mi, chf, pvd, cvd, copd, dementia, paralysis, diabetes, "
                               "diabetes_comp, renal_disease, mild_liver_disease, liver_disease, ulcers, rheum_disease, "
@@ -298,19 +298,19 @@ def test_base_case_loads(tmp_path):
 def test_unknown_field(tmp_path):
     path = _write(tmp_path, BASE.replace("    index_exists: {}", "    index_exists: {}\n    colour: red"))
     assert _errors(path) == [
-        f"{path}:14: criteria.0.colour: unknown field; allowed: name, index_exists, tumor, age, sex, alive, "
+        f"{path}:14: criteria[1] \"has tumor\".colour: unknown field; allowed: name, index_exists, tumor, age, sex, alive, "
         "coverage, occurrence, washout, index_period"
     ]
 
 
 def test_unknown_code_set(tmp_path):
     path = _write(tmp_path, BASE.replace("codesets: [radiation]", "codesets: [radiaton]"))
-    assert _errors(path) == [f"{path}:15: criteria.1.occurrence.codesets.0: unknown code set 'radiaton'; defined: sorafenib, radiation"]
+    assert _errors(path) == [f"{path}:15: criteria[2] \"no radiation\".occurrence.codesets[1]: unknown code set 'radiaton'; defined: sorafenib, radiation"]
 
 
 def test_two_otherwise_arms(tmp_path):
     path = _write(tmp_path, BASE.replace("    exposure_start: {exposure: sorafenib, window: {from: 0, to: 60}}", "    otherwise: true"))
-    assert _errors(path) == [f"{path}:20: arms.1.otherwise: only one arm may be `otherwise`; arm 'treated' already is"]
+    assert _errors(path) == [f"{path}:20: arms[2] \"untreated\".otherwise: only one arm may be `otherwise`; arm 'treated' already is"]
 
 
 def test_otherwise_must_come_last(tmp_path):
@@ -319,27 +319,27 @@ def test_otherwise_must_come_last(tmp_path):
         "  - name: untreated\n    otherwise: true\n  - name: treated\n    exposure_start: {exposure: sorafenib, window: {from: 0, to: 60}}",
     )
     path = _write(tmp_path, text)
-    assert _errors(path) == [f"{path}:18: arms.0.otherwise: the `otherwise` arm must be the last arm"]
+    assert _errors(path) == [f"{path}:18: arms[1] \"untreated\".otherwise: the `otherwise` arm must be the last arm"]
 
 
 def test_window_from_after_to(tmp_path):
     path = _write(tmp_path, BASE.replace("window: {from: -30, to: 60}", "window: {from: 60, to: -30}"))
-    assert _errors(path) == [f"{path}:15: criteria.1.occurrence.window: from (60) is after to (-30); a window needs from <= to"]
+    assert _errors(path) == [f"{path}:15: criteria[2] \"no radiation\".occurrence.window: from (60) is after to (-30); a window needs from <= to"]
 
 
 def test_misspelt_enum_lists_allowed_values(tmp_path):
     path = _write(tmp_path, BASE.replace("behavior: [malignant]", "behavior: [malignent]"))
     assert _errors(path) == [
-        f"{path}:10: index.tumor.behavior.0: 'malignent' is not allowed; use one of: benign, uncertain, in_situ, malignant"
+        f"{path}:10: index.tumor.behavior[1]: 'malignent' is not allowed; use one of: benign, uncertain, in_situ, malignant"
     ]
 
 
 def test_malformed_code_names_its_line(tmp_path):
     path = _write(tmp_path, BASE.replace('hcpcs: ["77401-77416"]', 'hcpcs:\n      - "77401"\n      - "7740"\n      - 77418'))
     assert _errors(path) == [
-        f"{path}:10: codesets.radiation.hcpcs.1: not a hcpcs code; expected 5 characters: 4 digits + a digit or "
+        f"{path}:10: codesets.radiation.hcpcs[2]: not a hcpcs code; expected 5 characters: 4 digits + a digit or "
         "letter (CPT), or a letter + 4 digits (HCPCS level II), a prefix ending in x or *, or a range low-high",
-        f"{path}:11: codesets.radiation.hcpcs.2: write codes as quoted text, e.g. '070.70'; unquoted, YAML reads them as numbers",
+        f"{path}:11: codesets.radiation.hcpcs[3]: write codes as quoted text, e.g. '070.70'; unquoted, YAML reads them as numbers",
     ]
 
 
@@ -347,13 +347,13 @@ def test_tumor_criterion_needs_tumor_index(tmp_path):
     text = BASE.replace("  tumor: {behavior: [malignant]}", "  event: {codesets: [radiation], tables: [procedure]}")
     text = text.replace("    index_exists: {}", "    tumor: {stage: [distant]}")
     path = _write(tmp_path, text)
-    assert _errors(path) == [f"{path}:13: criteria.0.tumor: tumor filters need index: tumor; the index is an event, not a tumor"]
+    assert _errors(path) == [f"{path}:13: criteria[1] \"has tumor\".tumor: tumor filters need index: tumor; the index is an event, not a tumor"]
 
 
 def test_dispensing_code_set_needs_ndc_or_generic_name(tmp_path):
     path = _write(tmp_path, BASE.replace("  sorafenib: {codesets: [sorafenib]", "  sorafenib: {codesets: [radiation]"))
     assert _errors(path) == [
-        f"{path}:22: exposures.sorafenib.codesets.0: code set 'radiation' has no codes usable for dispensing "
+        f"{path}:22: exposures.sorafenib.codesets[1]: code set 'radiation' has no codes usable for dispensing "
         "(ndc or generic_name); it needs one of: generic_name, ndc"
     ]
 
@@ -363,8 +363,9 @@ def test_missing_include_file_and_set(tmp_path):
     (tmp_path / "codesets" / "liver.yaml").write_text('cirrhosis:\n  icd9cm: ["571.5"]\n')
     path = _write(tmp_path, BASE.replace('    ndc: ["50419-488-58"]', '    include: [liver.cirrosis, drugs.sorafenib]'))
     assert _errors(path) == [
-        f"{path}:6: codesets.sorafenib.include.0: no set 'cirrosis' in liver.yaml; it has: cirrhosis",
-        f"{path}:6: codesets.sorafenib.include.1: no file {tmp_path / 'codesets' / 'drugs.yaml'}",
+        f"{path}:6: codesets.sorafenib.include[1]: no set 'cirrosis' in liver.yaml; it has: cirrhosis",
+        f"{path}:6: codesets.sorafenib.include[2]: no code-set file drugs.yaml; looked in {tmp_path / 'codesets'}, "
+        f"{DEFS / 'codesets'}",
     ]
 
 
@@ -378,18 +379,18 @@ def test_every_problem_is_reported_at_once(tmp_path):
     )
     path = _write(tmp_path, text)
     assert _errors(path) == [
-        f"{path}:10: index.tumor.behavior.0: 'malignent' is not allowed; use one of: benign, uncertain, in_situ, malignant",
-        f"{path}:14: criteria.1.name: criterion name 'has tumor' is used twice",
-        f"{path}:15: criteria.1.occurrence.window: from (60) is after to (-30); a window needs from <= to",
-        f"{path}:18: arms.0.exposure_start.exposure: unknown exposure 'sorafenb'; defined: sorafenib",
-        f"{path}:23: followup.end.1: 'stuy_end' is not allowed; use death, study_end, {{coverage_end: ...}} or {{exposure_end: ...}}",
+        f"{path}:10: index.tumor.behavior[1]: 'malignent' is not allowed; use one of: benign, uncertain, in_situ, malignant",
+        f"{path}:14: criteria[2] \"has tumor\".name: criterion name 'has tumor' is used twice",
+        f"{path}:15: criteria[2] \"has tumor\".occurrence.window: from (60) is after to (-30); a window needs from <= to",
+        f"{path}:18: arms[1] \"treated\".exposure_start.exposure: unknown exposure 'sorafenb'; defined: sorafenib",
+        f"{path}:23: followup.end[2]: 'stuy_end' is not allowed; use death, study_end, {{coverage_end: ...}} or {{exposure_end: ...}}",
     ]
 
 
 def test_exactly_one_rule_per_criterion(tmp_path):
     path = _write(tmp_path, BASE.replace("    index_exists: {}", "    index_exists: {}\n    sex: [female]"))
     assert _errors(path) == [
-        f"{path}:12: criteria.0: give exactly one rule, not index_exists and sex (one of: index_exists, tumor, "
+        f"{path}:12: criteria[1] \"has tumor\": give exactly one rule, not index_exists and sex (one of: index_exists, tumor, "
         "age, sex, alive, coverage, occurrence, washout, index_period)"
     ]
 
@@ -485,8 +486,8 @@ def test_problems_in_a_shared_file_name_that_file(tmp_path):
     shared.write_text('sorafenib:\n  ndc:\n    - "50419-488-58"\n    - "5041948858"\n')
     path = _write(tmp_path, BASE.replace('    ndc: ["50419-488-58"]', "    include: [drugs.sorafenib]"))
     assert _errors(path) == [
-        f"{path}:6: codesets.sorafenib.include.0: drugs.yaml has errors (reported separately)",
-        f"{shared}:4: sorafenib.ndc.1: a 10-digit NDC needs its dashes (4-4-2, 5-3-2 or 5-4-1) to be converted to 11 digits",
+        f"{path}:6: codesets.sorafenib.include[1]: drugs.yaml has errors (reported separately)",
+        f"{shared}:4: sorafenib.ndc[2]: a 10-digit NDC needs its dashes (4-4-2, 5-3-2 or 5-4-1) to be converted to 11 digits",
     ]
 
 
@@ -501,7 +502,7 @@ def test_unknown_code_system(tmp_path):
 def test_wrong_type_names_the_expected_type(tmp_path):
     path = _write(tmp_path, BASE.replace("window: {from: 0, to: 60}", "window: {from: zero, to: 60}"))
     assert _errors(path) == [
-        f"{path}:18: arms.0.exposure_start.window.from: Input should be a valid integer, unable to parse string as an integer"
+        f"{path}:18: arms[1] \"treated\".exposure_start.window.from: expected a whole number, got text 'zero'"
     ]
 
 
@@ -509,7 +510,7 @@ def test_output_column_clash(tmp_path):
     path = _write(tmp_path, BASE + "covariates:\n  - {name: arm, sex: {}}\n")
     line = len(textwrap.dedent(BASE).splitlines()) + 2
     assert _errors(path) == [
-        f"{path}:{line}: covariates.0.name: covariate 'arm' makes cohort column 'arm', already a fixed cohort column; rename it"
+        f"{path}:{line}: covariates[1] \"arm\".name: covariate 'arm' makes cohort column 'arm', already a fixed cohort column; rename it"
     ]
 
 
@@ -521,7 +522,7 @@ def test_matching_names_known_arms_and_covariates(tmp_path):
     line = len(textwrap.dedent(BASE).splitlines()) + 5
     assert _errors(path) == [
         f"{path}:{line}: matching.treatment.arm: unknown arm 'treatd'; defined: treated, untreated",
-        f"{path}:{line + 1}: matching.ps_covariates.1: unknown covariate 'sexx'; defined: age, sex",
+        f"{path}:{line + 1}: matching.ps_covariates[2]: unknown covariate 'sexx'; defined: age, sex",
     ]
 
 

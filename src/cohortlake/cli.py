@@ -14,6 +14,8 @@ from cohortlake import __version__
 from cohortlake.errors import UserError
 
 DEFAULT_LAKE = "./lakehouse"
+FORMATS = ("text", "json", "github")
+CODESETS_ENV_NAME = "COHORTLAKE_CODESETS"
 DEFAULT_STUDY_OUT = "./study"
 DEMO_PATIENTS = 50000
 LAYOUTS = ("seer-medicare", "desynpuf")
@@ -347,13 +349,19 @@ def cmd_bundle(args, progress) -> int:
 
 
 def cmd_check(args, progress) -> int:
-    from cohortlake.spec import load_definition
+    import os
 
-    for path in args.definitions:
-        definition = load_definition(path)
-        print(f"{path}: ok: cohort '{definition.cohort}', {len(definition.criteria)} criteria, "
-              f"{len(definition.codesets)} code sets, {len(definition.covariates)} covariates")
-    return 0
+    from cohortlake.spec.check import check_paths, render
+    from cohortlake.spec.load import CODESETS_ENV
+
+    if args.codesets:
+        # Test-patient files load their definitions themselves: they find the library here.
+        os.environ[CODESETS_ENV] = os.pathsep.join(args.codesets)
+    results = check_paths(args.paths, codesets_dir=args.codesets or None)
+    out, err = render(results, args.format)
+    sys.stdout.write(out)
+    sys.stderr.write(err)
+    return 1 if any(not r.ok for r in results) else 0
 
 
 def cmd_explain(args, progress) -> int:
@@ -595,10 +603,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="dist/cohortlake.zip", metavar="FILE.zip", help="default dist/cohortlake.zip")
     p.set_defaults(handler=cmd_bundle)
 
-    p = commands.add_parser("check", help="validate cohort definitions (no Spark; about a second)",
-                            description="Validate cohort YAML files: every problem is reported as "
-                                        "file:line: field: what is allowed. Exit 1 when any file has a problem.")
-    p.add_argument("definitions", nargs="+", metavar="DEF.yaml")
+    p = commands.add_parser("check", help="validate definitions, code-set and test-patient files (no Spark)",
+                            description="Check cohort files without Spark, in about a second: definitions, shared "
+                                        "code-set files and test-patient files, recognised by their keys. A folder "
+                                        "means every .yaml file in it. Every problem of every file is reported as "
+                                        "file:line: field: what is allowed (criteria numbered from 1 and named, "
+                                        "as explain numbers them). Exit 1 when any file has a problem.")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="a definition, code-set or test-patient file, or a folder")
+    p.add_argument("--format", choices=FORMATS, default="text",
+                   help="text (default), json (one object: files and problems), or github (workflow annotations)")
+    p.add_argument("--codesets", action="append", metavar="DIR",
+                   help="a code-set library searched after codesets/ beside each definition and before the shipped "
+                        f"library (repeatable; default ${CODESETS_ENV_NAME})")
     p.set_defaults(handler=cmd_check)
 
     p = commands.add_parser("explain", help="print a cohort definition as readable Markdown")

@@ -8,10 +8,12 @@ others are still validated and cross-checked, so an analyst sees all mistakes at
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import re
 import types
 import typing
-from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Annotated, Any, Iterator
@@ -43,28 +45,94 @@ from cohortlake.spec.model import (
     TumorIndex,
     Window,
 )
-from cohortlake.yamlfile import LocatedYaml, YamlError, load_located
+from cohortlake.yamlfile import LocatedYaml, Problem, YamlError, load_located, read_text
 
 Loc = tuple[Any, ...]
 CODESET_FILE = TypeAdapter(dict[Name, CodeSet])
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One mistake, placed in a file."""
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {_json_key(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    return value
 
-    path: str
-    line: int | None
-    field: str
-    message: str
 
-    def __str__(self) -> str:
-        where = f"{self.path}:{self.line}" if self.line else self.path
-        return f"{where}: {self.field}: {self.message}"
+def _json_key(key: Any) -> str:
+    if isinstance(key, str):
+        return key
+    if isinstance(key, bool) or key is None:
+        return json.dumps(key)
+    return key.isoformat() if isinstance(key, (date, datetime)) else str(key)
+
+
+def as_json(data: Any) -> str:
+    """YAML data as JSON text, dates as YYYY-MM-DD.
+
+    Definitions are validated from this text in pydantic's strict JSON mode: a number is
+    taken only where a number was written ("60" and true are not 60), a boolean only where
+    true or false was, while enums, lists and dates read from their plain spellings.
+    """
+    return json.dumps(_jsonable(data), allow_nan=True)
 
 
 def _problem(located: LocatedYaml, loc: Loc, message: str) -> Problem:
-    return Problem(located.path, located.line_of(loc), ".".join(map(str, loc)) or "(top level)", message)
+    return Problem(located.path, located.line_of(loc), field_path(located.data, loc), message)
+
+
+def field_path(data: Any, loc: Loc) -> str:
+    """A YAML path as messages print it: list items numbered from 1 as explain numbers them, and a
+    named item's name beside its number, e.g. ``criteria[10] "No other HCC-directed therapy".occurrence``."""
+    out = ""
+    current = data
+    for part in loc:
+        if isinstance(part, int) and not isinstance(part, bool):
+            out += f"[{part + 1}]"
+            item = current[part] if isinstance(current, list) and 0 <= part < len(current) else None
+            name = item.get("name") if isinstance(item, dict) else None
+            if isinstance(name, str) and name:
+                out += f' "{name}"'
+            current = item
+        else:
+            out += ("." if out else "") + str(part)
+            current = current.get(part) if isinstance(current, dict) else None
+    return out or "(top level)"
+
+
+# What a strict scalar type expects, by pydantic error type.
+_EXPECTED = {
+    "int_type": "a whole number", "int_parsing": "a whole number", "int_from_float": "a whole number",
+    "bool_type": "true or false", "bool_parsing": "true or false",
+    "float_type": "a number", "float_parsing": "a number",
+    "string_type": "text",
+    "date_type": "a date written YYYY-MM-DD", "date_parsing": "a date written YYYY-MM-DD",
+    "date_from_datetime_parsing": "a date written YYYY-MM-DD", "date_from_datetime_inexact": "a date written YYYY-MM-DD",
+}
+
+
+def given(value: Any, expected: str = "") -> str:
+    """What a value in the YAML is, for a message: text '60', the number 1.5, true, a list, ..."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "an empty value"
+    if isinstance(value, (int, float)):
+        return f"the number {value:g}" if isinstance(value, float) else f"the number {value}"
+    if isinstance(value, str):
+        shown = value if len(value) <= 60 else value[:57] + "..."
+        if expected == "true or false" and value.strip().lower() in ("yes", "no", "on", "off", "y", "n"):
+            return f"text '{shown}' (write true or false for a yes/no setting)"
+        if "number" in expected and re.fullmatch(r"\s*[-+]?\d+(\.\d*)?\s*", value):
+            return f"text '{shown}' (a number in quotes; write it without quotes)"
+        return f"text '{shown}'"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return f"{type(value).__name__} {value!r}"
 
 
 # ---------------------------------------------------------------------------------------
@@ -125,14 +193,18 @@ def _message(item: dict, loc: Loc, root: type[BaseModel]) -> str:
         return "unknown field" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
     if kind == "missing":
         return "required field is missing"
+    if kind in _EXPECTED:
+        return f"expected {_EXPECTED[kind]}, got {given(value, _EXPECTED[kind])}"
+    if kind == "literal_error" and ctx.get("expected") == "True":
+        return f"expected true, got {given(value)}"
     if kind in ("enum", "literal_error"):
         return f"'{value}' is not allowed; use one of: {_listing(ctx.get('expected', ''))}"
     if kind == "string_pattern_mismatch" and ctx.get("pattern") in _PATTERN_MESSAGES:
         return f"'{value}' {_PATTERN_MESSAGES[ctx['pattern']]}"
     if kind in ("model_type", "model_attributes_type", "dict_type"):
-        return f"expected a mapping (key: value), got {type(value).__name__} {value!r}"
+        return f"expected a mapping (key: value), got {given(value)}"
     if kind in ("tuple_type", "list_type"):
-        return f"expected a list, e.g. [a, b], got {type(value).__name__} {value!r}"
+        return f"expected a list, e.g. [a, b], got {given(value)}"
     if kind == "too_short" and ctx.get("min_length") == 1:
         return "must not be empty"
     return item["msg"].removeprefix("Value error, ")
@@ -163,7 +235,7 @@ def _validate(located: LocatedYaml, problems: list[Problem]) -> tuple[Definition
         problems.append(_problem(located, (), "a definition is a mapping of keys (cohort:, title:, index:, ...)"))
         return None, SimpleNamespace(**{name: None for name in Definition.model_fields})
     try:
-        definition = Definition.model_validate(data)
+        definition = Definition.model_validate_json(as_json(data), strict=True)
         return definition, SimpleNamespace(**{name: getattr(definition, name) for name in Definition.model_fields})
     except ValidationError as exc:
         problems.extend(_from_pydantic(located, exc))
@@ -187,7 +259,7 @@ def _section(info, value: Any) -> Any:
 
     def attempt(tp: Any, item: Any) -> Any:
         try:
-            return TypeAdapter(tp).validate_python(item)
+            return TypeAdapter(tp).validate_json(as_json(item), strict=True)
         except ValidationError:
             return None
 
@@ -205,38 +277,85 @@ def _section(info, value: Any) -> Any:
 # ---------------------------------------------------------------------------------------
 
 
+CODESETS_ENV = "COHORTLAKE_CODESETS"
+
+
+def shipped_codesets() -> Path | None:
+    """The shipped code-set library: the package's copy in an installed wheel, else cohort_defs/codesets."""
+    package = Path(__file__).resolve().parents[1]
+    for candidate in (package / "codesets", package.parents[1] / "cohort_defs" / "codesets"):
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def codeset_search_path(definition: str | Path, codesets_dir=None) -> list[Path]:
+    """Where includes are looked up, in order: codesets/ beside the definition, then the library
+    (``codesets_dir``, or the folders in $COHORTLAKE_CODESETS separated by the OS path separator),
+    then the shipped library."""
+    places = [Path(definition).parent / "codesets"]
+    if codesets_dir is None:
+        codesets_dir = [p for p in os.environ.get(CODESETS_ENV, "").split(os.pathsep) if p]
+    elif isinstance(codesets_dir, (str, Path)):
+        codesets_dir = [codesets_dir]
+    places += [Path(p) for p in codesets_dir]
+    shipped = shipped_codesets()
+    if shipped is not None:
+        places.append(shipped)
+    unique: list[Path] = []
+    for place in places:
+        if not any(_same_dir(place, seen) for seen in unique):
+            unique.append(place)
+    return unique
+
+
+def _same_dir(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return a == b
+
+
 class Library:
     """Shared code-set files read for one definition, keyed "<stem>.<set>"."""
 
-    def __init__(self, directory: Path, problems: list[Problem]):
-        self.directory = directory
+    def __init__(self, places: list[Path], problems: list[Problem]):
+        self.places = places
         self.problems = problems
         self.sets: dict[str, CodeSet] = {}
         self.texts: dict[str, str] = {}  # file path → text, for the definition hash
         self.located: dict[str, LocatedYaml] = {}
+        self.paths: dict[str, Path] = {}  # stem → the file found
+        self.broken: set[str] = set()  # stems whose file has problems of its own
         self.files: dict[str, dict[str, CodeSet] | None] = {}  # stem → sets, None if unreadable
 
+    def searched(self) -> str:
+        return ", ".join(str(place) for place in self.places)
+
     def file(self, stem: str) -> dict[str, CodeSet] | None:
-        """The sets of cohort_defs/codesets/<stem>.yaml, reading and validating it once."""
+        """The sets of <stem>.yaml, the first found along the search path, read and validated once."""
         if stem in self.files:
             return self.files[stem]
-        path = self.directory / f"{stem}.yaml"
         self.files[stem] = None
-        if not path.is_file():
+        path = next((place / f"{stem}.yaml" for place in self.places if (place / f"{stem}.yaml").is_file()), None)
+        if path is None:
             return None
-        text = path.read_text(encoding="utf-8")
-        self.texts[str(path)] = text
+        self.paths[stem] = path
         try:
-            located = load_located(path, text)
+            text = read_text(path)
+            self.texts[str(path)] = text
+            located = load_located(path, text, strict=True)
         except YamlError as exc:
-            self.problems.append(Problem(str(path), None, "(file)", str(exc).split(": ", 1)[-1]))
+            self.broken.add(stem)
+            self.problems.append(Problem(str(path), exc.line, "", exc.problem or str(exc)))
             return None
         self.located[stem] = located
-        try:
-            sets = CODESET_FILE.validate_python(located.data if located.data is not None else {})
-        except ValidationError as exc:
-            self.problems.extend(_from_pydantic(located, exc, root=CodeSet))
+        problems = codeset_file_problems(located)
+        if problems:
+            self.broken.add(stem)
+            self.problems.extend(problems)
             return None
+        sets = CODESET_FILE.validate_json(as_json(located.data), strict=True)
         self.files[stem] = sets
         for name, codeset in sets.items():
             self.sets[f"{stem}.{name}"] = codeset
@@ -249,9 +368,9 @@ class Library:
         stem, name = ref.split(".", 1)
         sets = self.file(stem)
         if sets is None:
-            if stem in self.located or str(self.directory / f"{stem}.yaml") in self.texts:
+            if stem in self.broken:
                 return f"{stem}.yaml has errors (reported separately)"
-            return f"no file {self.directory / (stem + '.yaml')}"
+            return f"no code-set file {stem}.yaml; looked in {self.searched()}"
         if name not in sets:
             return f"no set '{name}' in {stem}.yaml; it has: {', '.join(sets) or 'none'}"
         return None
@@ -261,6 +380,18 @@ class Library:
             why = self.resolve(ref)
             if why:
                 self.problems.append(_problem(located, loc + ("include", i), why))
+
+
+def codeset_file_problems(located: LocatedYaml) -> list[Problem]:
+    """Problems of a shared code-set file on its own (its includes are followed by the Library)."""
+    data = located.data if located.data is not None else {}
+    if not isinstance(data, dict):
+        return [_problem(located, (), "a code-set file is a mapping of set name → code set")]
+    try:
+        CODESET_FILE.validate_json(as_json(data), strict=True)
+    except ValidationError as exc:
+        return _from_pydantic(located, exc, root=CodeSet)
+    return []
 
 
 def _find_cycle(start: str, lookup) -> list[str] | None:
@@ -534,8 +665,9 @@ class _Checker:
     def comorbidity_conditions(self, loc: Loc, stem: str) -> None:
         sets = self.library.file(stem)
         if sets is None:
-            if stem not in self.library.located:
-                self.add(loc, f"no file {self.library.directory / (stem + '.yaml')} with the comorbidity conditions")
+            if stem not in self.library.broken:
+                self.add(loc, f"no code-set file {stem}.yaml with the comorbidity conditions; "
+                              f"looked in {self.library.searched()}")
             return
         # The indices' formulas name the macro's sixteen conditions: a file must define
         # exactly those, or a condition would silently count nothing.
@@ -601,22 +733,26 @@ def _is_name(text: str) -> bool:
 # ---------------------------------------------------------------------------------------
 
 
-def load_definition(path: str | Path, *, codesets_dir: str | Path | None = None) -> Definition:
-    """Load and check a cohort definition; raise YamlError listing every problem as file:line: field: message."""
+def load_definition(path: str | Path, *, codesets_dir=None) -> Definition:
+    """Load and check a cohort definition; raise YamlError listing every problem as file:line: field: message.
+
+    Includes resolve in :func:`codeset_search_path` order; ``codesets_dir`` (a folder or a
+    list of folders) is the library searched after ``codesets/`` beside the definition.
+    """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise YamlError(f"{path}: file not found") from None
-    located = load_located(str(path), text)
+    text = read_text(path)
+    located = load_located(str(path), text, strict=True)
     problems: list[Problem] = []
     definition, sections = _validate(located, problems)
-    library = Library(Path(codesets_dir) if codesets_dir else path.parent / "codesets", problems)
+    library = Library(codeset_search_path(path, codesets_dir), problems)
     _Checker(located, sections, library, problems).run()
     if problems:
         # The definition's own problems first, in file order; then those of shared files.
+        problems = list(dict.fromkeys(problems))
         problems.sort(key=lambda p: (p.path != located.path, p.path, p.line or 0))
-        raise YamlError("\n".join(dict.fromkeys(str(p) for p in problems)))
+        error = YamlError("\n".join(dict.fromkeys(str(p) for p in problems)))
+        error.problems = problems
+        raise error
 
     digest = hashlib.sha256(text.encode("utf-8"))
     for file_path in sorted(library.texts):

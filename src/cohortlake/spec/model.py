@@ -25,6 +25,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     Tag,
+    WithJsonSchema,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -852,17 +853,6 @@ class ExposureEnd(Spec):
     grace_days: NonNegative = 0
 
 
-def _end_word(value: Any) -> Any:
-    if isinstance(value, str):
-        if value not in ("death", "study_end"):
-            raise _problem(
-                "followup_end",
-                f"'{value}' is not allowed; use death, study_end, {{coverage_end: ...}} or {{exposure_end: ...}}",
-            )
-        return {value: True}
-    return value
-
-
 class FollowupEnd(OneOf):
     """One reason follow-up ends; the earliest wins."""
 
@@ -875,9 +865,22 @@ class FollowupEnd(OneOf):
     exposure_end: ExposureEnd | None = None
 
 
+def _end_word(value: str) -> FollowupEnd:
+    if value not in ("death", "study_end"):
+        raise _problem(
+            "followup_end",
+            f"'{value}' is not allowed; use death, study_end, {{coverage_end: ...}} or {{exposure_end: ...}}",
+        )
+    return FollowupEnd(**{value: True})
+
+
+# `death` and `study_end` are written as words; the other reasons as one-key mappings.
 EndItem = Annotated[
-    FollowupEnd,
-    BeforeValidator(_end_word, json_schema_input_type=Union[Literal["death", "study_end"], FollowupEnd]),
+    Union[
+        Annotated[str, AfterValidator(_end_word), WithJsonSchema({"enum": ["death", "study_end"]}), Tag("~word")],
+        Annotated[FollowupEnd, Tag("~reason")],
+    ],
+    Discriminator(lambda value: "~word" if isinstance(value, str) else "~reason"),
 ]
 
 
