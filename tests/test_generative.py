@@ -483,7 +483,7 @@ class Draft:
         if self.chance(80):
             ends.append("death")
         if rich and self.chance(40):
-            ends.append({"coverage_end": {"require": self.some(["part_a", "part_b", "part_d"], max_size=2),
+            ends.append({"coverage_end": {"require": self.some(["part_a", "part_b", "part_d", "fee_for_service"], max_size=2),
                                           "allowed_gap_days": self.pick([0, 1, 3, 30])}})
         if rich and self.chance(40):
             ends.append({"exposure_end": {"exposure": self.pick(EXPOSURES), "grace_days": self.pick([0, 10, 30])}})
