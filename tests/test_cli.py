@@ -110,7 +110,6 @@ def test_run_builds_matches_analyzes_and_reports(demo_run, small_study_run):
 
     import pandas as pd
 
-    lake, _ = demo_run
     out, _ = small_study_run
     for name in ("cohort.parquet", "attrition.csv", "matched.parquet", "matched.csv", "balance.csv", "results.json",
                  "report.html", "manifest.json", "km.png", "love_plot.png", "data_dictionary.md", "matching.json"):
@@ -135,9 +134,8 @@ def test_run_builds_matches_analyzes_and_reports(demo_run, small_study_run):
     assert check_release(out / "release") == []
     assert f"disclosure check of {out / 'release'}: no count of 1-10 can be derived" in stderr
     assert "not for release" in (out / "analyst" / "report.html").read_text().lower()
-    # The generator's true hazard ratio lies in the adjusted 95% CI. With this cohort's
-    # handful of treated persons the interval is wide; test_study.py checks a cohort large
-    # enough to exclude 1, and the 100,000-patient run is in the README.
-    truth = json.loads((lake / "_raw" / "seer-medicare" / "truth.json").read_text())
-    adjusted = results["survival"]["cox"]["adjusted"]["hazard_ratios"]["sorafenib"]
-    assert adjusted["ci_lower"] < truth["sorafenib_hazard_ratio"] < adjusted["ci_upper"], adjusted
+    # Whether the estimate recovers the generator's hazard ratio is test_study.py's claim, on a
+    # cohort whose interval excludes 1; this cohort's handful of treated persons cannot
+    # test it. Here: the adjusted model was fitted on every matched person.
+    adjusted = results["survival"]["cox"]["adjusted"]
+    assert adjusted["n"] == len(matched) and 0 < adjusted["hazard_ratios"]["sorafenib"]["hr"]

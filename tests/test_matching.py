@@ -386,11 +386,26 @@ def test_preference_score_and_equipoise():
     assert equipoise(np.array([0.25, 0.5, 0.25, 0.25]), treated) == 0.75
 
 
-def test_love_plot_is_a_png(tmp_path):
-    table = pd.DataFrame({"covariate": ["a", "b"], "smd_before": [0.3, -0.05], "smd_after": [0.02, 0.01]})
-    path = love_plot(table, tmp_path / "love.png")
+def test_love_plot_shows_each_covariate_before_and_after_and_the_threshold(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    saved, original = [], Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda figure, *a, **k: (saved.append(figure), original(figure, *a, **k))[1])
+    table = pd.DataFrame({"covariate": ["a", "b", "c"], "smd_before": [0.3, -0.05, 0.12],
+                          "smd_after": [0.02, -0.01, np.nan]})
+    path = love_plot(table, tmp_path / "love.png", threshold=0.1)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert path.stat().st_size > 2000
+    (axes,) = saved[0].axes
+    # largest |SMD| before at the top: rows from the bottom are b, c, a
+    assert [t.get_text() for t in axes.get_yticklabels()] == ["b", "c", "a"]
+    before, after = axes.collections
+    assert before.get_offsets().tolist() == [[0.05, 0], [0.12, 1], [0.3, 2]]
+    # c has no SMD after matching: no point is drawn for it
+    points = [p for p in after.get_offsets().tolist() if p[0] is not None]  # masked (NaN) rows draw nothing
+    assert points == [[0.01, 0], [0.02, 2]]
+    (threshold,) = [line for line in axes.get_lines() if line.get_linestyle() == "--"]
+    assert list(threshold.get_xdata()) == [0.1, 0.1]
+    assert [t.get_text() for t in axes.get_legend().get_texts()] == ["before", "after", "|SMD| = 0.1"]
 
 
 # -- propensity model -----------------------------------------------------------------------

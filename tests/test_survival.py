@@ -385,9 +385,13 @@ def test_risk_by_group_is_one_minus_km_at_the_horizon():
     assert risks["unexposed"]["risk"] == pytest.approx(0.5)
     # exposed: 6 of 22 die on day 30, nobody else dies by day 90
     assert risks["exposed"]["risk"] == pytest.approx(6 / 22)
-    survival = fit_km(data.loc[data.arm == "exposed", "days"], data.loc[data.arm == "exposed", "died"])
-    band = survival.confidence_interval_.loc[30.0]
-    assert risks["exposed"]["ci_lower"] == pytest.approx(1 - band.iloc[1])
+    # 95% CIs by hand: the log-log (exponential Greenwood) interval of S at the horizon,
+    # S^exp(±z·se) with se = sqrt(Σ d / (n (n − d))) / |log S|, turned into risks 1 − S.
+    z = 1.959963984540054
+    for group, s, greenwood in (("exposed", 16 / 22, 6 / (22 * 16)), ("unexposed", 9 / 18, 9 / (18 * 9))):
+        se = np.sqrt(greenwood) / abs(np.log(s))
+        assert risks[group]["ci_lower"] == pytest.approx(1 - s ** np.exp(-z * se), rel=1e-9), group
+        assert risks[group]["ci_upper"] == pytest.approx(1 - s ** np.exp(z * se), rel=1e-9), group
     assert risks["exposed"]["events_by_horizon"] == 6
 
 
@@ -467,10 +471,40 @@ def test_at_risk_table_shows_counts_1_to_10_as_less_than_11():
     assert at_risk_table(data, "t", [0, 6], group="g", suppress_small=False)["a"] == ["15", "10"]
 
 
-def test_plot_writes_a_png(tmp_path):
-    data = cox_data()
-    path = plot_km(data, "time", "event", tmp_path / "curves" / "km.png", group="arm", at_risk_times=[0, 20, 40])
+def saved_figures(monkeypatch) -> list:
+    """The matplotlib figures saved while the test runs, to read what the image shows."""
+    from matplotlib.figure import Figure
+
+    saved, original = [], Figure.savefig
+
+    def keep(figure, *args, **kwargs):
+        saved.append(figure)
+        return original(figure, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", keep)
+    return saved
+
+
+def test_km_plot_shows_each_arm_its_curve_and_the_numbers_at_risk(tmp_path, monkeypatch):
+    figures = saved_figures(monkeypatch)
+    # a: 15 persons, one dies each day 1..15; b: 5 persons censored on days 1..5
+    data = pd.DataFrame({"t": list(range(1, 16)) + list(range(1, 6)), "e": [1] * 15 + [0] * 5,
+                         "g": ["a"] * 15 + ["b"] * 5})
+    path = plot_km(data, "t", "e", tmp_path / "curves" / "km.png", group="g", at_risk_times=[0, 5, 6, 16],
+                   reference_group="a")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (figure,) = figures
+    curves, table = figure.axes
+    assert [t.get_text() for t in curves.get_legend().get_texts()] == ["a (n=15)", "b (n=<11)"]
+    # the at-risk table under the plot: a row per arm, a cell per time, small counts as <11
+    cells = sorted(((round(t.get_position()[1]), t.get_position()[0], t.get_text()) for t in table.texts))
+    assert cells == [(0, 0, "15"), (0, 5, "11"), (0, 6, "<11"), (0, 16, "0"),
+                     (1, 0, "<11"), (1, 5, "<11"), (1, 6, "0"), (1, 16, "0")]
+    assert [t.get_text() for t in table.get_yticklabels()] == ["a", "b"]
+    # arm a's step curve drops by 1/15 at each death; arm b stays at 1
+    a_line, b_line = curves.get_lines()[:2]
+    assert a_line.get_ydata()[-1] == pytest.approx(0.0) and min(b_line.get_ydata()) == 1.0
+    assert list(curves.get_xticks()) == [0, 5, 6, 16]
 
 
 # ---------------------------------------------------------------- whole analysis, input checks, CLI
