@@ -16,6 +16,7 @@ from cohortlake.errors import UserError
 DEFAULT_LAKE = "./lakehouse"
 FORMATS = ("text", "json", "github")
 CODESETS_ENV_NAME = "COHORTLAKE_CODESETS"
+TIME_UNIT_DAYS = {"days": 1.0, "weeks": 7.0, "months": 365.25 / 12, "years": 365.25}
 DEFAULT_STUDY_OUT = "./study"
 DEMO_PATIENTS = 50000
 LAYOUTS = ("seer-medicare", "desynpuf")
@@ -354,20 +355,38 @@ def cmd_check(args, progress) -> int:
     from cohortlake.spec.check import check_paths, render
     from cohortlake.spec.load import CODESETS_ENV
 
+    saved = os.environ.get(CODESETS_ENV)
     if args.codesets:
         # Test-patient files load their definitions themselves: they find the library here.
         os.environ[CODESETS_ENV] = os.pathsep.join(args.codesets)
-    results = check_paths(args.paths, codesets_dir=args.codesets or None)
+    try:
+        results = check_paths(args.paths, codesets_dir=args.codesets or None)
+    finally:
+        if saved is None:
+            os.environ.pop(CODESETS_ENV, None)
+        else:
+            os.environ[CODESETS_ENV] = saved
     out, err = render(results, args.format)
     sys.stdout.write(out)
     sys.stderr.write(err)
     return 1 if any(not r.ok for r in results) else 0
 
 
+def cmd_init(args, progress) -> int:
+    from cohortlake.spec.scaffold import scaffold
+
+    written = scaffold(args.name, args.dir)
+    for path in written:
+        print(f"wrote {path}")
+    definition = written[0]
+    print(f"next: cohortlake check {definition} && cohortlake explain {definition} && cohortlake assure {definition}")
+    return 0
+
+
 def cmd_explain(args, progress) -> int:
     from cohortlake.spec import explain, load_definition
 
-    print(explain(load_definition(args.definition)))
+    print(explain(load_definition(args.definition, codesets_dir=args.codesets or None)))
     return 0
 
 
@@ -376,7 +395,7 @@ def cmd_schema(args, progress) -> int:
 
     from cohortlake.spec import json_schema
 
-    print(json.dumps(json_schema(), indent=2, sort_keys=True))
+    print(json.dumps(json_schema(args.kind), indent=2, sort_keys=True))
     return 0
 
 
@@ -406,8 +425,15 @@ def cmd_survival(args, progress) -> int:
         results, results_path, plot_path = run_survival(
             args.data, args.out, args.time, args.event, args.group, covariates, cluster=args.cluster,
             weights=args.weights, horizon=args.horizon, event_type=args.event_type, reference_group=args.reference,
-            suppress_small=not args.show_small_counts)
+            suppress_small=not args.show_small_counts, time_unit=args.time_unit)
         step["detail"] = f"{results['n']:,} persons, {results['events']:,} events"
+    left_out = results["input"]["left_out_unmatched"]
+    if left_out:
+        print(f"left out {left_out:,} unmatched row(s) (empty {args.cluster or args.weights}"
+              f"{' or weight 0' if args.weights else ''}), as psmatch writes them")
+    if args.time_unit != "days":
+        print(f"times read in {args.time_unit} and analysed in days ({TIME_UNIT_DAYS[args.time_unit]:g} per "
+              f"{args.time_unit.removesuffix('s')})")
     for line in render_summary(results):
         print(line)
     print(f"wrote {results_path} and {plot_path}")
@@ -448,6 +474,8 @@ def cmd_psmatch(args, progress) -> int:
     covariates = _column_list(args.covariates)
     if not covariates:
         raise UserError("--covariates names no column")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UserError(f"{args.out}: --out must be a folder; a file of that name exists")
     options = {"scale": args.scale, "caliper": args.caliper, "ratio": args.ratio, "replacement": args.replace,
                "order": args.order, "seed": args.seed, "exact": tuple(_column_list(args.exact)),
                "smd_denominator": args.smd_denominator, "l2": args.l2}
@@ -617,12 +645,35 @@ def build_parser() -> argparse.ArgumentParser:
                         f"library (repeatable; default ${CODESETS_ENV_NAME})")
     p.set_defaults(handler=cmd_check)
 
-    p = commands.add_parser("explain", help="print a cohort definition as readable Markdown")
+    p = commands.add_parser("explain", help="print a cohort definition as readable Markdown (no Spark)",
+                            description="Render a definition as Markdown a reader checks against the protocol: "
+                                        "the code sets as tables, the index, the criteria numbered as attrition "
+                                        "steps (check's messages number them the same way), exposures, arms, "
+                                        "landmarks, follow-up, outcomes, covariates and matching, each rule in "
+                                        "plain English with its defaults shown. A definition with problems is "
+                                        "reported as check reports it.")
     p.add_argument("definition", metavar="DEF.yaml")
+    p.add_argument("--codesets", action="append", metavar="DIR",
+                   help="a code-set library searched after codesets/ beside the definition (repeatable)")
     p.set_defaults(handler=cmd_explain)
 
-    p = commands.add_parser("schema", help="print the JSON Schema of cohort YAML (for editor completion)")
+    p = commands.add_parser("schema", help="print the JSON Schema of cohort files, for editor completion",
+                            description="Print the JSON Schema (draft 2020-12) of cohort definitions (default), "
+                                        "shared code-set files or test-patient files. Save it and point your editor's "
+                                        "YAML support at it (README: Editor completion) to get completion, hover "
+                                        "help and red underlines while typing; check remains the authority.")
+    p.add_argument("--kind", choices=("definition", "codesets", "tests"), default="definition",
+                   help="which file's schema (default definition)")
     p.set_defaults(handler=cmd_schema)
+
+    p = commands.add_parser("init", help="write a first definition, its code sets and test patients",
+                            description="Scaffold NAME.yaml (a small cohort: first diagnosis, age, coverage, "
+                                        "follow-up to death), codesets/NAME.yaml and tests/NAME.yaml in DIR. The "
+                                        "three pass check and assure as written; edit them one rule at a time. "
+                                        "Existing files are never overwritten.")
+    p.add_argument("name", metavar="NAME", help="the cohort's name: lower-case letters, digits and _")
+    p.add_argument("--dir", default=".", metavar="DIR", help="folder to write into (default: the current one)")
+    p.set_defaults(handler=cmd_init)
 
     p = commands.add_parser("assure", help="run a definition's test patients and compare with their expected results",
                             description="Build the cohort over the test patients of a definition (default: "
@@ -654,16 +705,22 @@ def build_parser() -> argparse.ArgumentParser:
                                         "horizon with risk ratios, and competing-risk cumulative incidence. Writes "
                                         "results.json and km.png (at-risk counts 1-10 shown as <11) to --out.")
     p.add_argument("--data", required=True, metavar="FILE", help="a .csv (with header) or .parquet file, one row a person")
-    p.add_argument("--time", required=True, metavar="COL", help="follow-up time in days (>= 0)")
+    p.add_argument("--time", required=True, metavar="COL", help="follow-up time (>= 0), in --time-unit units")
+    p.add_argument("--time-unit", choices=tuple(TIME_UNIT_DAYS), default="days",
+                   help="unit of --time and --horizon: days (default), weeks, months (365.25/12 days) or years "
+                        "(365.25 days); results are reported in days and months")
     p.add_argument("--event", required=True, metavar="COL", help="1 event, 0 censored")
     p.add_argument("--group", metavar="COL", help="the arms to compare (e.g. arm)")
     p.add_argument("--reference", metavar="LEVEL",
                    help="the group hazard and risk ratios compare against (default: first in sorted order)")
     p.add_argument("--covariates", metavar="A,B,C", help="adjust Cox and risk ratio for these columns; text columns "
                                                          "become indicators against their first level")
-    p.add_argument("--horizon", type=float, metavar="DAYS", help="report risk by this day with risk ratios (e.g. 90)")
-    p.add_argument("--cluster", metavar="COL", help="cluster-robust variance on this column (the matched pair id)")
-    p.add_argument("--weights", metavar="COL", help="case weights (e.g. IPTW); robust variance for Cox and risk ratio")
+    p.add_argument("--horizon", type=float, metavar="T",
+                   help="report risk by this time (in --time-unit units) with risk ratios (e.g. 90)")
+    p.add_argument("--cluster", metavar="COL", help="cluster-robust variance on this column (the matched pair id); "
+                                                    "rows where it is empty (psmatch's unmatched) are left out and counted")
+    p.add_argument("--weights", metavar="COL", help="case weights (e.g. IPTW); robust variance for Cox and risk ratio; "
+                                                    "rows of weight 0 (psmatch's unmatched) are left out and counted")
     p.add_argument("--event-type", metavar="COL",
                    help="0 censored, 1, 2, ... kinds of event: Aalen-Johansen cumulative incidence per kind")
     p.add_argument("--show-small-counts", action="store_true",
@@ -700,7 +757,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--l2", type=float, default=0.0, metavar="LAMBDA", help="L2 penalty of the PS model (default 0)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the outputs")
     p.set_defaults(handler=cmd_psmatch)
+    _add_examples(parser)
     return parser
+
+
+EXAMPLES = {
+    "synth": "cohortlake synth --layout seer-medicare --patients 1000 --out ./raw",
+    "ingest": "cohortlake ingest --layout seer-medicare --raw ./raw --lake ./lakehouse",
+    "tables": "cohortlake tables --lake ./lakehouse",
+    "history": "cohortlake history silver/diagnosis --lake ./lakehouse",
+    "build": "cohortlake build cohort_defs/hcc_sorafenib_landmark.yaml --lake ./lakehouse --out ./study",
+    "match": "cohortlake match cohort_defs/hcc_sorafenib_landmark.yaml --lake ./lakehouse --out ./study",
+    "analyze": "cohortlake analyze cohort_defs/hcc_sorafenib_landmark.yaml --out ./study",
+    "disclosure-check": "cohortlake disclosure-check ./study",
+    "run": "cohortlake run cohort_defs/hcc_sorafenib_landmark.yaml --lake ./lakehouse --out ./study",
+    "validate": "cohortlake validate --lake ./lakehouse --suite silver.enrollment",
+    "bundle": "cohortlake bundle --out dist/cohortlake.zip",
+    "check": "cohortlake check cohort_defs/                  # every definition, code-set and test file\n"
+             "  cohortlake check my_cohort.yaml --format github --codesets ~/shared/codesets",
+    "explain": "cohortlake explain cohort_defs/hcc_sorafenib_landmark.yaml > hcc.md",
+    "schema": "cohortlake schema > cohortlake.schema.json\n"
+              "  cohortlake schema --kind codesets > cohortlake-codesets.schema.json",
+    "init": "cohortlake init liver_first && cohortlake check liver_first.yaml",
+    "assure": "cohortlake assure cohort_defs/hcc_sorafenib_landmark.yaml",
+    "demo": "cohortlake demo --patients 50000",
+    "survival": "cohortlake psmatch --data persons.csv --treatment treated --covariates age,sex --out ./ps\n"
+                "  cohortlake survival --data ./ps/matched.csv --time time --event event --group treated "
+                "--cluster match_id --weights weight --out ./km",
+    "psmatch": "cohortlake psmatch --data persons.csv --treatment treated --covariates age,sex --out ./ps\n"
+               "  cohortlake survival --data ./ps/matched.csv --time time --event event --group treated "
+               "--cluster match_id --weights weight --out ./km   # the unmatched rows are left out",
+}
+
+
+def _add_examples(parser: argparse.ArgumentParser) -> None:
+    """Every command's --help ends with an example."""
+    for action in parser._subparsers._group_actions:
+        helps = {choice.dest: choice.help for choice in action._choices_actions}
+        for name, sub in action.choices.items():
+            if not sub.description and helps.get(name):
+                sub.description = helps[name][0].upper() + helps[name][1:] + "."
+            if name in EXAMPLES:
+                sub.formatter_class = argparse.RawDescriptionHelpFormatter
+                sub.epilog = "example:\n  " + EXAMPLES[name]
+                if sub.description:
+                    import textwrap
+
+                    sub.description = textwrap.fill(sub.description, 88)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -719,6 +822,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into head: the reader has what it wanted
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -196,6 +196,9 @@ def render(results: list[FileResult], fmt: str) -> tuple[str, str]:
         return "\n".join(lines + [summary]) + "\n", ""
     out = [f"{r.path}: ok: {r.summary}" for r in results if r.ok]
     err = [str(p) for p in problems]
-    if len(results) > 1 or problems:
-        out.append(f"{len(results)} file(s) checked, {bad} with problems" + (f" ({len(problems)} problem(s))" if problems else ""))
+    summary = f"{len(results)} file(s) checked, {bad} with problems" + (f" ({len(problems)} problem(s))" if problems else "")
+    if problems:
+        err.append(summary)
+    elif len(results) > 1:
+        out.append(summary)
     return "\n".join(out) + "\n" if out else "", "\n".join(err) + "\n" if err else ""

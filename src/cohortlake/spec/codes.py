@@ -61,6 +61,22 @@ _FULL = {
     CodeSystem.icdo3_histology: (r"\d{4}", "4 digits (e.g. 8170)"),
 }
 
+# The JSON Schema's view of an entry: the characters and shape a system allows, dots, a
+# trailing x/* prefix marker and a low-high range included. Looser than normalise (which
+# also places dots, orders ranges and checks NDC layouts); editors flag the rest.
+SCHEMA_PATTERNS = {
+    CodeSystem.icd9cm: r"^\s*(?:[0-9]{1,3}|[VvEe][0-9]{0,3})(?:\.?[0-9]{0,2})(?:[xX]+|\*)?"
+                       r"(?:\s*-\s*(?:[0-9]{3}|[VvEe][0-9]{2,3})(?:\.?[0-9]{0,2}))?\s*$",
+    CodeSystem.icd10cm: r"^\s*[A-Za-z](?:[0-9][0-9A-Za-z]{0,2}(?:\.?[0-9A-Za-z]{0,4}))?\*?"
+                        r"(?:\s*-\s*[A-Za-z][0-9][0-9A-Za-z]{1,2}(?:\.?[0-9A-Za-z]{0,4}))?\s*$",
+    CodeSystem.icd9pcs: r"^\s*[0-9]{1,2}(?:\.?[0-9]{0,2})(?:[xX]+|\*)?(?:\s*-\s*[0-9]{2}(?:\.?[0-9]{0,2}))?\s*$",
+    CodeSystem.icd10pcs: r"^\s*[0-9A-HJ-NP-Za-hj-np-z]{1,7}\*?(?:\s*-\s*[0-9A-HJ-NP-Za-hj-np-z]{7})?\s*$",
+    CodeSystem.hcpcs: r"^\s*[0-9A-Za-z][0-9]{0,3}[0-9A-Za-z]?(?:[xX]+|\*)?(?:\s*-\s*[0-9A-Za-z][0-9]{3}[0-9A-Za-z])?\s*$",
+    CodeSystem.ndc: r"^\s*(?:[0-9]{11}|[0-9]{4,5}-[0-9]{3,4}-[0-9]{1,2}|[0-9]{1,10}\*)\s*$",
+    CodeSystem.icdo3_site: r"^\s*[Cc](?:[0-9]{1,2}(?:\.?[0-9]?))?(?:[xX]+|\*)?(?:\s*-\s*[Cc][0-9]{2}(?:\.?[0-9]?))?\s*$",
+    CodeSystem.icdo3_histology: r"^\s*[0-9]{1,4}(?:[xX]+|\*)?(?:\s*-\s*[0-9]{4})?\s*$",
+}
+
 # What may start a full code: a prefix entry must be a non-empty start of some valid code.
 _PREFIX = {
     CodeSystem.icd9cm: r"\d{1,4}|V\d{0,3}|E\d{0,3}",

@@ -7,6 +7,7 @@ others are still validated and cross-checked, so an analyst sees all mistakes at
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
@@ -190,7 +191,9 @@ def _message(item: dict, loc: Loc, root: type[BaseModel]) -> str:
     kind, ctx, value = item["type"], item.get("ctx", {}), item.get("input")
     if kind == "extra_forbidden":
         allowed = _allowed_fields(loc[:-1]) if root is Definition else []
-        return "unknown field" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.75) if loc else []
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        return "unknown field" + hint + (f" allowed: {', '.join(allowed)}" if hint else f"; allowed: {', '.join(allowed)}" if allowed else "")
     if kind == "missing":
         return "required field is missing"
     if kind in _EXPECTED:
@@ -285,7 +288,7 @@ def shipped_codesets() -> Path | None:
     package = Path(__file__).resolve().parents[1]
     for candidate in (package / "codesets", package.parents[1] / "cohort_defs" / "codesets"):
         if candidate.is_dir():
-            return candidate
+            return candidate.resolve()  # in a source tree, the package's link to cohort_defs/codesets
     return None
 
 
@@ -504,8 +507,18 @@ class _Checker:
     # --- names of things
 
     def names(self, section: str) -> list[str] | None:
-        """Names defined in a section, read from the YAML itself so a broken entry still counts."""
-        raw = self.located.data.get(section) if isinstance(self.located.data, dict) else None
+        """Names defined in a section, read from the YAML itself so a broken entry still counts.
+
+        None (unknown: checks against it are skipped) when the section is broken, or missing while
+        an unknown top-level key looks like its misspelling: that one typo is the problem to report,
+        not every reference to the section.
+        """
+        data = self.located.data if isinstance(self.located.data, dict) else {}
+        if section not in data:
+            unknown = [str(key) for key in data if key not in Definition.model_fields]
+            if difflib.get_close_matches(section, unknown, n=1, cutoff=0.75):
+                return None
+        raw = data.get(section)
         if isinstance(raw, dict):
             return [str(key) for key in raw]
         if isinstance(raw, list):

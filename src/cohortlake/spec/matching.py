@@ -104,7 +104,7 @@ Caliper = Annotated[float | None, BeforeValidator(_caliper)]
 class TreatmentArms(BaseModel):
     """Which value of the arm column is the treated group and which the control group."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     arm: str = Field(min_length=1)
     """The treated arm (target)."""
@@ -140,6 +140,7 @@ class MatchingSettings(BaseModel):
     ratio: int = Field(default=1, ge=1, le=100)
     """At most this many controls per treated person (1:k), taken in rounds of one."""
     replacement: bool = False
+    """A control may be matched to several treated persons (default false)."""
     caliper: Caliper = 0.2
     """Largest allowed distance (inclusive), in ``caliper_scale`` units; 'none' for no caliper."""
     caliper_scale: CaliperScale | None = None
@@ -154,6 +155,7 @@ class MatchingSettings(BaseModel):
     stabilized: bool = False
     """For ``method: iptw``: multiply weights by the marginal probability of the arm received."""
     smd_threshold: float = Field(default=0.1, gt=0.0)
+    """Largest |standardized mean difference| after matching that the balance gate accepts (default 0.1)."""
     smd_denominator: SmdDenominator = SmdDenominator.pooled
     equipoise: tuple[float, float] = (0.3, 0.7)
     """Bounds of the preference score (Walker et al. 2013) counted as equipoise."""

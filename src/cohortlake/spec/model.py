@@ -528,7 +528,9 @@ class ReportingSourceFilter(Spec):
     """Keep tumors whose reporting source is in `include`, or not in `exclude`."""
 
     include: tuple[ReportingSource, ...] | None = None
+    """Only these reporting sources."""
     exclude: tuple[ReportingSource, ...] | None = None
+    """Any reporting source but these."""
 
     @model_validator(mode="after")
     def _one(self) -> ReportingSourceFilter:
@@ -585,6 +587,7 @@ class DayOffset(Spec):
     """A day relative to index."""
 
     days: int
+    """Days after the index date (the alive rule's last day)."""
 
 
 def _through_tag(value: Any) -> str:
@@ -638,8 +641,11 @@ class OccurrenceCriterion(Spec):
     """Instead of code sets: an exposure's era starts or ends."""
     window: Window
     at_least: NonNegative | None = None
+    """Holds with at least this many events."""
     at_most: NonNegative | None = None
+    """Holds with at most this many events (0 = none)."""
     exactly: NonNegative | None = None
+    """Holds with exactly this many events."""
     count: CountMode = CountMode.distinct_dates
     """distinct_dates (default), claims, or events (code rows)."""
 
@@ -666,6 +672,7 @@ class WashoutCriterion(EventSpec):
     """No event of the code sets in the `days` days before index (window [-days, -1])."""
 
     days: int = Field(ge=1)
+    """Days before index searched: [-days, -1]."""
 
     def as_window(self) -> Window:
         """The window this washout stands for."""
@@ -718,6 +725,7 @@ class DaysSupply(Spec):
     """Days-supply handling: missing or below `min` → `default`; above `max` → capped at `max`."""
 
     default: int = Field(default=30, ge=1)
+    """Days a fill covers when its days supply is missing or below min."""
     min: int = Field(default=1, ge=1)
     max: int = Field(default=365, ge=1)
 
@@ -778,6 +786,7 @@ class ExposureStartArm(Spec):
     """The first record (fill or administration) of the exposure dated in the window; its date is first_exposure_date."""
 
     exposure: Name
+    """Name of an exposure under `exposures`."""
     window: Window
 
 
@@ -785,8 +794,11 @@ class EraDurationArm(Spec):
     """The first era starting on or after index lasts between min_days and max_days (inclusive)."""
 
     exposure: Name
+    """Name of an exposure under `exposures`."""
     min_days: NonNegative | None = None
+    """Shortest duration (days, inclusive) of the first era on or after index."""
     max_days: NonNegative | None = None
+    """Longest duration (days, inclusive) of the first era on or after index."""
 
     @model_validator(mode="after")
     def _bounds(self) -> EraDurationArm:
@@ -801,7 +813,9 @@ class EraOnAtArm(Spec):
     """An era of the exposure covers the landmark date."""
 
     exposure: Name
+    """Name of an exposure under `exposures`."""
     landmark: Name
+    """Name of a landmark under `landmarks`."""
 
 
 class RegimenArm(Spec):
@@ -831,6 +845,7 @@ class Landmark(Spec):
 
     name: Name
     days: int
+    """Days from the anchor to the landmark date."""
     from_: Anchor = Field(default="index", alias="from")
     """index, or {exposure: NAME, at: start|end}."""
     require_alive: bool = True
@@ -844,13 +859,16 @@ class CoverageEnd(Spec):
 
     require: tuple[Coverage, ...] = Field(min_length=1)
     allowed_gap_days: NonNegative = 0
+    """Uncovered days bridged between spans (0 = none)."""
 
 
 class ExposureEnd(Spec):
     """Follow-up ends at the end of the exposure's era (the one current at follow-up start) plus grace days."""
 
     exposure: Name
+    """Name of an exposure under `exposures`."""
     grace_days: NonNegative = 0
+    """Days added to the era's end (default 0)."""
 
 
 class FollowupEnd(OneOf):
@@ -860,7 +878,9 @@ class FollowupEnd(OneOf):
     what: ClassVar = "end reason"
 
     death: Literal[True] | None = None
+    """true: follow-up ends at death."""
     study_end: Literal[True] | None = None
+    """true: follow-up ends at study_period.end."""
     coverage_end: CoverageEnd | None = None
     exposure_end: ExposureEnd | None = None
 
@@ -931,6 +951,7 @@ class RaceCovariate(Spec):
     """Race, optionally collapsed into named groups."""
 
     groups: dict[Name, tuple[Race, ...]] | None = None
+    """Group name → races in it; a race in no group is empty."""
 
     @model_validator(mode="after")
     def _disjoint(self) -> RaceCovariate:
@@ -996,6 +1017,7 @@ class FlagCovariate(EventSpec):
 
     window: Window
     at_least: int = Field(default=1, ge=1)
+    """Events (distinct dates) needed for a 1 (default 1)."""
 
 
 class CountCovariate(EventSpec):
@@ -1011,9 +1033,11 @@ class ScoreTerm(Spec):
     covariate: Name
     """An earlier covariate."""
     at_least: float | None = None
+    """For a number: points when the covariate is at least this."""
     equals: str | None = None
     """For sex, race groups or tumor fields: the value that scores."""
     points: float = 1
+    """Points added when the term holds (default 1)."""
 
     @model_validator(mode="after")
     def _one_test(self) -> ScoreTerm:
@@ -1053,6 +1077,7 @@ class ExposureDurationCovariate(Spec):
     """Length in days of one era of an exposure."""
 
     exposure: Name
+    """Name of an exposure under `exposures`."""
     era: EraChoice = EraChoice.first_from_index
     """first_from_index, or last_before_index (e.g. prior sorafenib)."""
 
@@ -1086,6 +1111,7 @@ class Expectation(Spec):
     """A data-quality expectation on a covariate of the built cohort."""
 
     covariate: Name
+    """Name of a covariate under `covariates`."""
     mean_between: tuple[float, float] | None = None
     """Mean (share of 1s for a flag) within [low, high]."""
     missing_at_most: float | None = Field(default=None, ge=0, le=1)

@@ -197,17 +197,59 @@ def analyze_survival(frame: pd.DataFrame, time: str, event: str, group: str | No
     return results
 
 
+TIME_UNITS = {"days": 1.0, "weeks": 7.0, "months": DAYS_PER_MONTH, "years": 12 * DAYS_PER_MONTH}
+"""Days in one unit of a --time column: months and years are average calendar ones."""
+
+
+def leave_out_unmatched(frame: pd.DataFrame, cluster: str | None, weights: str | None) -> tuple[pd.DataFrame, int]:
+    """The rows psmatch matched: its matched.csv keeps every input row, the unmatched ones with
+    an empty match_id and weight 0. Those rows are left out (and counted) when clustering on
+    the match id or weighting by the match weight."""
+    keep = pd.Series(True, index=frame.index)
+    if cluster is not None and cluster in frame.columns:
+        keep &= frame[cluster].notna() & (frame[cluster].astype(str).str.strip() != "")
+    if weights is not None and weights in frame.columns:
+        keep &= pd.to_numeric(frame[weights], errors="coerce").ne(0) | frame[weights].isna()
+    return frame[keep].reset_index(drop=True), int((~keep).sum())
+
+
+def in_days(frame: pd.DataFrame, time: str, unit: str) -> pd.DataFrame:
+    """The time column converted from ``unit`` to days (values that are not numbers stay, to be reported)."""
+    if unit not in TIME_UNITS:
+        raise UserError(f"unknown time unit '{unit}'; use one of: {', '.join(TIME_UNITS)}")
+    if unit == "days" or time not in frame.columns:
+        return frame
+    numeric = pd.to_numeric(frame[time], errors="coerce")
+    frame = frame.copy()
+    frame[time] = (numeric * TIME_UNITS[unit]).where(numeric.notna(), frame[time])
+    return frame
+
+
 def run_survival(data_path: str | Path, out_dir: str | Path, time: str, event: str, group: str | None = None,
                  covariates: Sequence[str] = (), *, cluster: str | None = None, weights: str | None = None,
                  horizon: float | None = None, event_type: str | None = None, reference_group=None,
-                 suppress_small: bool = True) -> tuple[dict, Path, Path]:
-    """Read a CSV/Parquet file, analyse it, write ``results.json`` and ``km.png`` to ``out_dir``."""
-    data = prepare(load_table(data_path), time, event, group, covariates, cluster=cluster, weights=weights,
+                 suppress_small: bool = True, time_unit: str = "days") -> tuple[dict, Path, Path]:
+    """Read a CSV/Parquet file, analyse it, write ``results.json`` and ``km.png`` to ``out_dir``.
+
+    ``time`` (and ``horizon``) count ``time_unit``s; the analysis and its results are in days.
+    Rows psmatch left unmatched are left out when clustering or weighting (see leave_out_unmatched).
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: --out must be a folder; a file of that name exists")
+    frame, left_out = leave_out_unmatched(load_table(data_path), cluster, weights)
+    if left_out and frame.empty:
+        raise UserError(f"{data_path}: every row has an empty '{cluster or weights}' or weight 0 (none was matched)")
+    frame = in_days(frame, time, time_unit)
+    if horizon is not None:
+        horizon = horizon * TIME_UNITS[time_unit]
+    data = prepare(frame, time, event, group, covariates, cluster=cluster, weights=weights,
                    event_type=event_type, source=str(data_path))
     results = analyze_survival(data, time, event, group, covariates, cluster=cluster, weights=weights,
                                horizon=horizon, event_type=event_type, reference_group=reference_group,
                                source=str(data_path))
-    out = Path(out_dir)
+    results["input"]["time_unit"] = time_unit
+    results["input"]["left_out_unmatched"] = left_out
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / RESULTS_FILE
     results_path.write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
