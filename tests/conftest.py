@@ -13,6 +13,38 @@ REPO = Path(__file__).resolve().parents[1]
 DESYNPUF_FIXTURES = Path(os.environ.get("COHORTLAKE_DESYNPUF_FIXTURES", REPO / "tests" / "fixtures" / "desynpuf"))
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    # Generative tests draw from a fresh seed each run, printed in the header, so that a
+    # failure can be replayed with --hypothesis-seed=N.
+    if getattr(config.option, "hypothesis_seed", None) is None:
+        import random
+
+        config.option.hypothesis_seed = str(random.SystemRandom().randrange(2**32))
+
+
+def pytest_report_header(config):
+    return f"generative tests: --hypothesis-seed={config.option.hypothesis_seed} replays this run's examples"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark `spark` every test that uses a Spark session, directly or through another fixture."""
+    for item in items:
+        if "spark" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.spark)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    """A test that starts Spark without the `spark` marker fails: the fast lane must stay Spark-free."""
+    from pyspark import SparkContext
+
+    before = SparkContext._active_spark_context
+    yield
+    if before is None and SparkContext._active_spark_context is not None and item.get_closest_marker("spark") is None:
+        raise AssertionError(f"{item.nodeid} started Spark but is not marked spark (use the `spark` fixture)")
+
+
 @pytest.fixture(scope="session")
 def spark():
     """One local[2] session for every Spark test; small shuffles keep tiny tests fast."""
