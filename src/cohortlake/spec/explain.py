@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from cohortlake.spec.codes import CodeSystem
+from cohortlake.spec.matching import MatchingSettings, Method, Scale
 from cohortlake.spec.model import (
     Arm,
     CoverageRule,
@@ -47,27 +48,36 @@ def _words(items, last: str = "or") -> str:
 
 def _anchor(value: Any) -> str:
     if isinstance(value, ExposurePoint):
-        return f"the {value.at} of the {value.exposure} era"
-    return "index" if value == "index" else f"landmark `{value}`"
+        return f"the {value.at} of the first `{value.exposure}` era starting on or after index"
+    return "index" if value == "index" else f"the `{value}` landmark date"
+
+
+def _days(n: int) -> str:
+    return f"{n} day" if abs(n) == 1 else f"{n} days"
+
+
+def in_window(w: Window) -> str:
+    """"in days -30 to +60 from index", or "on day 0 from index" for a one-day window."""
+    return ("on " if w.from_ == w.to and w.unit is Unit.days else "in ") + window(w)
 
 
 def window(w: Window) -> str:
     """E.g. "days -30 to +60 from index", "months -12 to +2 from the index month"."""
     if w.unit is Unit.months:
         anchor = _anchor(w.relative_to)
-        anchor = f"the {anchor} month" if anchor == "index" or anchor.startswith("landmark") else f"the month of {anchor}"
+        anchor = "the index month" if anchor == "index" else f"the month of {anchor}"
         span = f"month {_signed(w.from_)}" if w.from_ == w.to else f"months {_signed(w.from_)} to {_signed(w.to)}"
         return f"calendar {span} from {anchor}"
     span = f"day {_signed(w.from_)}" if w.from_ == w.to else f"days {_signed(w.from_)} to {_signed(w.to)}"
     return f"{span} from {_anchor(w.relative_to)}"
 
 
-def _events(spec: EventSpec | Any, codesets=None, tables=None, settings=None) -> str:
+def _events(spec: EventSpec | Any, codesets=None, tables=None, settings=None, one: bool = False) -> str:
     codesets = codesets if codesets is not None else spec.codesets
     tables = tables if tables is not None else spec.tables
     settings = settings if settings is not None else getattr(spec, "settings", None)
     where = f" ({_words(settings)} claims)" if settings else ""
-    return f"{_words(tables)} events{where} of {_words(f'`{c}`' for c in codesets)}"
+    return f"{_words(tables)} event{'' if one else 's'}{where} of {_words(f'`{c}`' for c in codesets)}"
 
 
 def _coverage(rule: CoverageRule) -> str:
@@ -76,7 +86,7 @@ def _coverage(rule: CoverageRule) -> str:
         every = "every month" if rule.window.unit is Unit.months else "every day"
         parts.append(f"{_words(rule.require, 'and')} held {every} of {window(rule.window)}")
     if rule.exclude:
-        parts.append(f"no {_words(rule.exclude)} in {window(rule.window)}")
+        parts.append(f"no {_words(rule.exclude)} {in_window(rule.window)}")
     notes = [f"gaps up to {rule.allowed_gap_days} days allowed" if rule.allowed_gap_days else "no gap allowed"]
     if rule.truncate_at_death:
         notes.append("not required after death")
@@ -88,6 +98,9 @@ def criterion_text(c: Criterion, d: Definition) -> str:
     rule = c.rule
     match c.kind:
         case "index_exists":
+            if d.index.kind == "tumor":
+                return ("has an index tumor (a qualifying registry tumor; a tumor whose diagnosis year or month is "
+                        "unknown passes this rule but gives no index date, so rules on dates fail later)")
             return f"has an index date (a qualifying {d.index.kind})"
         case "tumor":
             parts = []
@@ -108,6 +121,7 @@ def criterion_text(c: Criterion, d: Definition) -> str:
             return "index tumor: " + "; ".join(parts)
         case "age":
             at = "index" if rule.at == "index" else f"landmark {rule.at}"
+            at = "index" if rule.at == "index" else f"the `{rule.at}` landmark date"
             if rule.min is not None and rule.max is not None:
                 return f"age at {at} {rule.min}-{rule.max} years"
             return f"age at {at} {'≥ ' + str(rule.min) if rule.min is not None else '≤ ' + str(rule.max)} years"
@@ -121,18 +135,23 @@ def criterion_text(c: Criterion, d: Definition) -> str:
         case "coverage":
             return _coverage(rule)
         case "occurrence":
-            what = f"{rule.exposure.name} era {rule.exposure.at}s" if rule.exposure else _events(rule)
+            if rule.exposure:
+                what, counted = f"`{rule.exposure.name}` era {rule.exposure.at}s", "distinct dates"
+            else:
+                what = _events(rule)
+                counted = {"distinct_dates": "distinct dates", "claims": "claims", "events": "event rows"}[rule.count]
             bound, n = rule.bound
-            counted = {"distinct_dates": "distinct dates", "claims": "claims", "events": "events"}[rule.count]
             if bound == "at_most" and n == 0:
-                return f"no {what} in {window(rule.window)}"
+                return f"no {what} {in_window(rule.window)}"
             words = {"at_least": "at least", "at_most": "at most", "exactly": "exactly"}[bound]
-            counted = counted.removesuffix("s") if n == 1 else counted
-            return f"{words} {n} {counted} with {what} in {window(rule.window)}"
+            counted = counted.replace("dates", "date").replace("claims", "claim").replace("rows", "row") if n == 1 else counted
+            return f"{words} {n} {counted} with {what} {in_window(rule.window)}"
         case "washout":
-            return f"no {_events(rule)} in {window(rule.as_window())}"
+            return f"no {_events(rule)} {in_window(rule.as_window())} (a {rule.days}-day washout)"
         case "index_period":
-            return f"index date from {rule.start or 'any date'} to {rule.end or 'any date'}"
+            if rule.start and rule.end:
+                return f"index date from {rule.start} to {rule.end}"
+            return f"index date on or after {rule.start}" if rule.start else f"index date on or before {rule.end}"
     raise AssertionError(c.kind)
 
 
@@ -155,11 +174,17 @@ def index_text(index: Index, d: Definition) -> str:
                 "(unknown month: no index date)."
             )
         case "event":
-            return f"The {rule.occurrence} {_events(rule)}."
+            if rule.occurrence == "each":
+                return f"Each distinct date of {_events(rule)} (every one an episode)."
+            return f"The date of the first of the {_events(rule)}."
         case "exposure":
-            return f"The {rule.at} of the {rule.occurrence} `{rule.name}` era."
+            if rule.occurrence == "each":
+                return f"The {rule.at} of each `{rule.name}` era (every one an episode)."
+            return f"The {rule.at} of the first `{rule.name}` era."
         case "regimen":
-            return f"The {rule.at} of the {rule.occurrence} `{rule.name}` regimen."
+            if rule.occurrence == "each":
+                return f"The {rule.at} of each `{rule.name}` regimen (every one an episode)."
+            return f"The {rule.at} of the first `{rule.name}` regimen."
     raise AssertionError(index.kind)
 
 
@@ -172,14 +197,16 @@ def arm_text(arm: Arm) -> str:
     rule = arm.rule
     match arm.kind:
         case "exposure_start":
-            return f"first `{rule.exposure}` record in {window(rule.window)}"
+            return f"a `{rule.exposure}` record (fill or administration) {in_window(rule.window)}"
         case "era_duration":
-            bounds = [f"≥ {rule.min_days}" if rule.min_days is not None else "", f"≤ {rule.max_days}" if rule.max_days is not None else ""]
-            return f"first `{rule.exposure}` era from index lasts {' and '.join(b for b in bounds if b)} days"
+            bounds = [f"at least {rule.min_days}" if rule.min_days is not None else "",
+                      f"at most {rule.max_days}" if rule.max_days is not None else ""]
+            return (f"the first `{rule.exposure}` era starting on or after index lasts "
+                    f"{' and '.join(b for b in bounds if b)} days")
         case "era_on_at":
-            return f"a `{rule.exposure}` era covers landmark {rule.landmark}"
+            return f"an era of `{rule.exposure}` covers the `{rule.landmark}` landmark date"
         case "regimen":
-            return f"regimen `{rule.name}` starts in {window(rule.window)}"
+            return f"the regimen `{rule.name}` starts {in_window(rule.window)}"
         case "otherwise":
             return "everyone not in an earlier arm"
     raise AssertionError(arm.kind)
@@ -192,10 +219,11 @@ def _end_text(end: FollowupEnd, d: Definition) -> str:
         case "study_end":
             return f"study end ({d.study_period.end})"
         case "coverage_end":
-            gap = f", gaps up to {end.rule.allowed_gap_days} days bridged" if end.rule.allowed_gap_days else ""
-            return f"end of {_words(end.rule.require, 'and')} coverage{gap}"
+            gap = f", gaps up to {_days(end.rule.allowed_gap_days)} bridged" if end.rule.allowed_gap_days else ""
+            return f"the last day of continuous {_words(end.rule.require, 'and')} coverage{gap}"
         case "exposure_end":
-            return f"end of the `{end.rule.exposure}` era + {end.rule.grace_days} days"
+            grace = f" + {_days(end.rule.grace_days)}" if end.rule.grace_days else ""
+            return f"the end of the `{end.rule.exposure}` era covering follow-up start{grace}"
     raise AssertionError(end.kind)
 
 
@@ -204,9 +232,9 @@ def outcome_text(outcome: Outcome | TimeVarying) -> str:
     if outcome.kind == "death":
         text = "death"
     elif outcome.kind == "exposure":
-        text = f"first `{outcome.rule.name}` era {outcome.rule.at} after follow-up start"
+        text = f"the first `{outcome.rule.name}` era {outcome.rule.at} after follow-up start"
     else:
-        text = f"first {_events(outcome.rule)} after follow-up start"
+        text = f"the first {_events(outcome.rule, one=True)} after follow-up start"
     competing = getattr(outcome, "competing", ())
     return text + (f"; competing risk: {_words(competing, 'and')}" if competing else "")
 
@@ -216,7 +244,7 @@ def covariate_text(c: Covariate) -> str:
     rule = c.rule
     match c.kind:
         case "age":
-            return f"age in years at {'index' if rule.at == 'index' else 'landmark ' + rule.at}"
+            return f"age in whole years at {'index' if rule.at == 'index' else 'the `' + rule.at + '` landmark date'}"
         case "sex":
             return "sex"
         case "race":
@@ -228,7 +256,7 @@ def covariate_text(c: Covariate) -> str:
         case "tumor_field":
             return f"index tumor {rule.field}"
         case "coverage_flag":
-            return f"1 if {rule.coverage} on any day of {window(rule.window)}"
+            return f"1 if {rule.coverage} is held on any day of {window(rule.window)}, else 0"
         case "nci_comorbidity" | "charlson":
             index = "NCI comorbidity index (the macro's weights" if c.kind == "nci_comorbidity" else "Charlson score (the macro's points"
             rule_out = ("with the macro's rule-out (outpatient/carrier diagnoses confirmed by MedPAR or by claims "
@@ -237,10 +265,12 @@ def covariate_text(c: Covariate) -> str:
             return (f"{index}, NCI.comorbidity.macro.sas 2022; conditions `{rule.conditions}`) from diagnosis claims in "
                     f"{window(rule.window)}, {rule_out}; {empty} without a claim in the window")
         case "flag":
-            least = f"at least {rule.at_least} " if rule.at_least > 1 else ""
-            return f"1 if {least}{_events(rule)} in {window(rule.window)}"
+            if rule.at_least > 1:
+                return f"1 if at least {rule.at_least} distinct dates with {_events(rule)} {in_window(rule.window)}, else 0"
+            return f"1 if any {_events(rule, one=True)} {in_window(rule.window)}, else 0"
         case "count":
-            return f"number of {rule.count.value.replace('_', ' ')} with {_events(rule)} in {window(rule.window)}"
+            counted = {"distinct_dates": "distinct dates", "claims": "claims", "events": "event rows"}[rule.count]
+            return f"number of {counted} with {_events(rule)} {in_window(rule.window)}"
         case "score":
             terms = " + ".join(
                 f"{t.points:g}×({t.covariate}{' ≥ ' + format(t.at_least, 'g') if t.at_least is not None else ''}{' = ' + t.equals if t.equals else ''})"
@@ -254,7 +284,9 @@ def covariate_text(c: Covariate) -> str:
                 )
             return f"score = {terms}{groups}"
         case "exposure_duration":
-            return f"days of the {rule.era.value.replace('_', ' ')} `{rule.exposure}` era"
+            which = ("the first `{0}` era starting on or after index" if rule.era == "first_from_index"
+                     else "the last `{0}` era starting before index").format(rule.exposure)
+            return f"duration in days (end - start + 1) of {which}; empty when there is none"
     raise AssertionError(c.kind)
 
 
@@ -327,14 +359,21 @@ def explain(d: Definition) -> str:
     if d.landmarks:
         out += ["## Landmarks", ""]
         for lm in d.landmarks:
-            needs = [n for n, on in (("alive", lm.require_alive), ("covered: " + _coverage(lm.require_coverage) if lm.require_coverage else "", bool(lm.require_coverage))) if on]
-            out.append(f"- **{lm.name}** — {_anchor(lm.from_)} + {lm.days} days" + (f"; requires {', '.join(needs)}" if needs else ""))
+            needs = []
+            if lm.require_alive:
+                needs.append("alive on the landmark date")
+            if lm.require_coverage:
+                needs.append("coverage: " + _coverage(lm.require_coverage))
+            out.append(f"- **{lm.name}** — {_days(lm.days)} after {_anchor(lm.from_)}"
+                       + (f"; in its analysis: {', '.join(needs)}" if needs else ""))
         out += [""]
-    out += ["## Follow-up", "", f"Starts at {_anchor(d.followup.start)}; ends at the earliest of {_words((_end_text(e, d) for e in d.followup.end))}.", ""]
+    ends = [_end_text(e, d) for e in d.followup.end]
+    end = f"ends at the earliest of {_words(ends)}" if len(ends) > 1 else f"ends at {ends[0]}"
+    out += ["## Follow-up", "", f"Starts at {_anchor(d.followup.start)}; {end}.", ""]
     if d.outcomes:
         out += ["## Outcomes", ""] + [f"- **{o.name}** — {outcome_text(o)}" for o in d.outcomes] + [""]
     if d.time_varying:
-        out += ["## Time-varying covariates", ""] + [f"- **{t.name}** — 0 until the {outcome_text(t)}, then 1" for t in d.time_varying] + [""]
+        out += ["## Time-varying covariates", ""] + [f"- **{t.name}** — 0 until {outcome_text(t)}, then 1" for t in d.time_varying] + [""]
     if d.covariates:
         out += ["## Covariates", "", "| covariate | definition |", "|---|---|"]
         out += [f"| {c.name} | {covariate_text(c)} |" for c in d.covariates] + [""]
@@ -346,9 +385,53 @@ def explain(d: Definition) -> str:
                 parts.append(f"mean in [{e.mean_between[0]:g}, {e.mean_between[1]:g}]")
             if e.missing_at_most is not None:
                 parts.append(f"missing ≤ {e.missing_at_most:g}")
-            out.append(f"- {e.covariate}: {', '.join(parts)} ({e.severity})")
+            stop = "stops the build" if e.severity == "critical" else "reported"
+            out.append(f"- {e.covariate}: {', '.join(parts)} ({e.severity}: {stop})")
         out += [""]
     if d.matching:
-        settings = d.matching.model_dump(mode="json", exclude_unset=True)
-        out += ["## Matching", ""] + [f"- {key}: {value}" for key, value in settings.items()] + [""]
+        out += ["## Matching", "", *(f"- {line}" for line in matching_lines(d.matching)), ""]
     return "\n".join(out)
+
+
+def _listing(names) -> str:
+    return _words([f"`{n}`" for n in names], "and") or "none"
+
+
+def matching_lines(m: MatchingSettings) -> list[str]:
+    """The matching section in plain English, every setting shown (defaults marked)."""
+    def mark(field: str) -> str:
+        return "" if field in m.model_fields_set else " [default]"
+
+    lines = []
+    if m.treatment is not None:
+        lines.append(f"Compares arm `{m.treatment.arm}` (treated) with arm `{m.treatment.control}` (control).")
+    penalty = f", L2 penalty {m.l2:g}" if m.l2 else ""
+    lines.append(f"Propensity score: {m.ps_model.value} regression of the treatment on {_listing(m.ps_covariates)}"
+                 f"{penalty}{mark('ps_model')}.")
+    if m.method is Method.greedy_nearest_neighbor:
+        scale = "the logit of the propensity score" if m.scale is Scale.logit else "the propensity score"
+        units = {None: "standard deviations of the matching scale", "sd_of_logit": "standard deviations of the logit",
+                 "sd_of_probability": "standard deviations of the propensity score",
+                 "sd": "standard deviations of the matching scale", "raw": "units of the matching scale"}
+        caliper = ("no caliper" if m.caliper is None else
+                   f"caliper {m.caliper:g} {units[m.caliper_scale.value if m.caliper_scale else None]} (inclusive)")
+        order = {"nearest": "globally nearest pair first", "largest": "highest propensity score first",
+                 "smallest": "lowest propensity score first", "random": f"in a random order (seed {m.seed})",
+                 "data": "in data order"}[m.order.value]
+        lines.append(f"Greedy nearest-neighbour matching on {scale}{mark('scale')}: up to {m.ratio} control"
+                     f"{'s' if m.ratio != 1 else ''} per treated person{mark('ratio')}, "
+                     f"{'with' if m.replacement else 'without'} replacement{mark('replacement')}, "
+                     f"{caliper}{mark('caliper')}, {order}{mark('order')}.")
+        if m.exact:
+            lines.append(f"Matched only within equal values of {_listing(m.exact)}.")
+    elif m.method is Method.iptw:
+        lines.append(f"Inverse probability of treatment weights for the {m.estimand.value.upper()}{mark('estimand')}, "
+                     f"{'stabilized' if m.stabilized else 'not stabilized'}{mark('stabilized')}; every person is kept.")
+    else:
+        lines.append("Overlap weights (treated 1 - ps, controls ps); every person is kept.")
+    denominator = ("the pooled SD" if m.smd_denominator.value == "pooled" else "the treated group's SD")
+    lines.append(f"Balance: every |standardized mean difference| after matching at most {m.smd_threshold:g}"
+                 f"{mark('smd_threshold')} (divided by {denominator} before matching{mark('smd_denominator')}); "
+                 f"equipoise = the share with a preference score in [{m.equipoise[0]:g}, {m.equipoise[1]:g}]"
+                 f"{mark('equipoise')}.")
+    return lines
