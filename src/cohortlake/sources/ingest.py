@@ -1,10 +1,14 @@
 """Ingest a raw layout: files → bronze (as delivered) → silver (canonical) + quarantine.
 
 Each raw table is parsed once from its files into ``bronze/<raw table>`` (every value as
-text, plus the source file name and load time). The mapping then types the bronze rows;
+text, plus the source file name and load time). A table's files may be CSV (plain or
+gzipped), Parquet, fixed-record-length text (``.txt``/``.dat``, plain or gzipped) whose
+layout a SAS INFILE/INPUT program beside them gives, or SAS datasets (``.sas7bdat``,
+``.xpt``); all reach bronze as the same text. The mapping then types the bronze rows;
 rows that cannot be typed go to ``quarantine/<raw table>`` with the column and the
-reason, never silently dropped, and the clean rows feed the ``silver/`` tables.
-Re-running on the same files replaces every table with the same rows.
+reason, never silently dropped, and the clean rows feed the ``silver/`` tables. A code
+value that breaks its code's format is set aside the same way while the rest of its row
+lands. Re-running on the same files replaces every table with the same rows.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import gzip
 import hashlib
 import io
 import os
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -29,13 +34,24 @@ from cohortlake.lake.delta import Lakehouse  # noqa: E402
 from cohortlake.lake.manifest import RunManifest
 from cohortlake.progress import Progress
 from cohortlake.quality import gates
-from cohortlake.sources import mapper
+from cohortlake.sources import fixed_width, mapper, sas_dataset
 from cohortlake.sources.canonical import SILVER_TABLES, silver_name
 from cohortlake.sources.mapping import Mapping, load_mapping
+from cohortlake.sources.sas_layout import RecordLayout, parse_layout
 
 CORRUPT = "_corrupt_record"
 LOADED_AT = "_loaded_at"
-SUFFIXES = (".csv", ".csv.gz", ".parquet")
+SOURCE_ROW = sas_dataset.SOURCE_ROW
+FORMATS = {
+    "csv": (".csv", ".csv.gz"),
+    "parquet": (".parquet",),
+    "fixed-width": (".txt", ".txt.gz", ".dat", ".dat.gz"),
+    "sas": (".sas7bdat", ".xpt"),
+}
+SUFFIXES = tuple(s for suffixes in FORMATS.values() for s in suffixes)
+LAYOUT_SUFFIX = ".sas"
+STAGING = "_staging"
+READ_PROBLEMS = "_read_problems"
 INGEST_THREADS = int(os.environ.get("COHORTLAKE_INGEST_THREADS", "3"))
 
 
@@ -47,6 +63,8 @@ class RawTableCounts:
     duplicates: int = 0
     quarantined: int = 0
     rows_out: int = 0
+    values_set_aside: int = 0
+    """code values set aside in quarantine while their rows landed"""
 
 
 @dataclass
@@ -72,6 +90,20 @@ def quarantine_name(raw_table: str) -> str:
     return f"quarantine/{raw_table}"
 
 
+@dataclass(frozen=True)
+class FileGroup:
+    """Files of one raw table read together: same format, same columns (and layout)."""
+
+    format: str
+    header: tuple[str, ...]
+    layout: RecordLayout | None = None
+
+
+def file_format(path: Path) -> str:
+    name = path.name.lower()
+    return next(kind for kind, suffixes in FORMATS.items() if name.endswith(suffixes))
+
+
 def discover_files(raw_dir: Path, mapping: Mapping) -> dict[str, list[Path]]:
     """Files of each raw table by name pattern; a table without files is an error."""
     if not raw_dir.is_dir():
@@ -79,21 +111,56 @@ def discover_files(raw_dir: Path, mapping: Mapping) -> dict[str, list[Path]]:
     names = sorted(p.name for p in raw_dir.iterdir() if p.is_file() and p.name.lower().endswith(SUFFIXES))
     found: dict[str, list[Path]] = {}
     for table, spec in mapping.raw.items():
-        matches = [n for n in names if any(fnmatch.fnmatchcase(n, spec.files + s) for s in SUFFIXES)]
+        matches = [n for n in names if any(fnmatch.fnmatchcase(n.lower(), spec.files.lower() + s) for s in SUFFIXES)]
         if not matches:
             raise MissingInputError(
                 f"{raw_dir}: no file for raw table '{table}' of layout '{mapping.layout}' "
-                f"(expected a name matching '{spec.files}' ending in .csv, .csv.gz or .parquet)")
+                f"(expected a name matching '{spec.files}' ending in {', '.join(SUFFIXES)})")
         found[table] = [raw_dir / n for n in matches]
     return found
 
 
+def layout_path(table: str, data_file: Path, mapping: Mapping) -> Path:
+    """The SAS program giving a fixed-width file's layout.
+
+    The mapping's ``layout:`` for the table when given (relative to the raw folder);
+    otherwise a ``.sas`` file beside the data named ``<table>*.sas`` or after the table's
+    file pattern: the one whose name the data file's name starts with, or the only one.
+    """
+    spec = mapping.raw[table]
+    raw_dir = data_file.parent
+    if spec.layout:
+        path = Path(spec.layout)
+        path = path if path.is_absolute() else raw_dir / path
+        if not path.is_file():
+            raise MissingInputError(f"{path}: SAS layout named by the mapping for raw table '{table}' not found")
+        return path
+    candidates = sorted(p for p in raw_dir.iterdir() if p.is_file() and p.name.lower().endswith(LAYOUT_SUFFIX) and (
+        fnmatch.fnmatchcase(p.name.lower(), f"{table.lower()}*{LAYOUT_SUFFIX}")
+        or fnmatch.fnmatchcase(p.name.lower(), spec.files.lower() + LAYOUT_SUFFIX)))
+    if not candidates:
+        raise MissingInputError(
+            f"{data_file}: fixed-width file without a record layout: expected a SAS program "
+            f"'{table}*.sas' beside it (INFILE … LRECL=, INPUT @1 NAME $CHAR10. …) or 'layout:' for "
+            f"raw table '{table}' in the mapping")
+    stem = data_file.name.lower()
+    prefixed = [p for p in candidates if stem.startswith(p.name.lower()[: -len(LAYOUT_SUFFIX)])]
+    if prefixed:
+        return max(prefixed, key=lambda p: len(p.name))
+    if len(candidates) == 1:
+        return candidates[0]
+    raise UserError(f"{data_file}: several SAS layouts could describe it ({', '.join(p.name for p in candidates)}); "
+                    "name the layout after the data file or give 'layout:' in the mapping")
+
+
 def read_header(path: Path) -> list[str]:
-    """Column names of a raw file (CSV header row, or Parquet schema)."""
+    """Column names of a raw file (CSV header row, Parquet schema, SAS dataset metadata)."""
     if path.name.endswith(".parquet"):
         import pyarrow.parquet as pq
 
         return list(pq.read_schema(path).names)
+    if file_format(path) == "sas":
+        return sas_dataset.read_columns(path)
     opener = gzip.open if path.name.endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8-sig", newline="") as handle:
         first = handle.readline()
@@ -102,43 +169,70 @@ def read_header(path: Path) -> list[str]:
     return [name.strip() for name in next(csv.reader(io.StringIO(first)))]
 
 
-def check_columns(table: str, path: Path, header: list[str], mapping: Mapping) -> None:
+def check_columns(table: str, path: Path, header: list[str], mapping: Mapping, where: str = "line 1") -> None:
     required, optional = mapping.columns_used(table)
     missing = sorted(required - set(header))
     if missing:
         raise MissingInputError(
-            f"{path}: line 1: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+            f"{path}: {where}: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
             f"required by the '{mapping.layout}' mapping for raw table '{table}'")
     if optional and not optional & set(header):
         raise MissingInputError(
-            f"{path}: line 1: none of the repeated columns {', '.join(sorted(optional)[:4])}, … "
+            f"{path}: {where}: none of the repeated columns {', '.join(sorted(optional)[:4])}, … "
             f"that the '{mapping.layout}' mapping reads from raw table '{table}'")
     duplicated = sorted({c for c in header if header.count(c) > 1})
     if duplicated:
-        raise UserError(f"{path}: line 1: column{'s' if len(duplicated) > 1 else ''} {', '.join(duplicated)} appear twice")
+        raise UserError(f"{path}: {where}: column{'s' if len(duplicated) > 1 else ''} {', '.join(duplicated)} appear twice")
 
 
-def group_by_header(table: str, files: list[Path], mapping: Mapping) -> dict[tuple[str, ...], list[Path]]:
-    """Check every file's header against the mapping and group the files by header."""
-    groups: dict[tuple[str, ...], list[Path]] = {}
+def group_by_header(table: str, files: list[Path], mapping: Mapping) -> dict[FileGroup, list[Path]]:
+    """Check every file's columns against the mapping and group the files by format and columns."""
+    groups: dict[FileGroup, list[Path]] = {}
+    layouts: dict[Path, RecordLayout] = {}
     for path in files:
-        header = read_header(path)
-        check_columns(table, path, header, mapping)
-        groups.setdefault(tuple(header), []).append(path)
+        kind = file_format(path)
+        if kind == "fixed-width":
+            program = layout_path(table, path, mapping)
+            if program not in layouts:
+                layouts[program] = parse_layout(program)
+                check_columns(table, program, layouts[program].names, mapping, where="INPUT statement")
+            group = FileGroup(kind, tuple(layouts[program].names), layouts[program])
+        else:
+            header = read_header(path)
+            check_columns(table, path, header, mapping, where="line 1" if kind == "csv" else "columns")
+            group = FileGroup("csv" if kind == "csv" else kind, tuple(header))
+        groups.setdefault(group, []).append(path)
     return groups
 
 
-def read_raw(spark, table: str, groups: dict[tuple[str, ...], list[Path]], mapping: Mapping) -> DataFrame:
+def read_raw(spark, table: str, groups: dict[FileGroup, list[Path]], mapping: Mapping,
+             staging: Path | None = None) -> DataFrame:
     """All rows of a raw table as text, with the file each came from.
 
-    Files are read per header so a delivery whose years differ in trailing columns
-    still lines up by name; malformed CSV rows keep their text in ``_corrupt_record``.
+    Files are read per format and header so a delivery whose years differ in trailing
+    columns still lines up by name; malformed CSV rows and fixed-width records of the
+    wrong length keep their text in ``_corrupt_record``. SAS datasets are converted
+    chunk by chunk to Parquet under ``staging`` first (see ``sas_dataset``).
     """
     spec = mapping.raw[table]
     frames = []
-    for header, paths in groups.items():
-        csvs = [str(p) for p in paths if not p.name.endswith(".parquet")]
-        parquets = [str(p) for p in paths if p.name.endswith(".parquet")]
+    for group, paths in groups.items():
+        header = list(group.header)
+        csvs = [str(p) for p in paths] if group.format == "csv" else []
+        parquets = [str(p) for p in paths] if group.format == "parquet" else []
+        if group.format == "fixed-width":
+            frames.append(fixed_width.read_fixed_width(spark, [str(p) for p in paths], group.layout,
+                                                       CORRUPT, mapper.SOURCE_FILE))
+        if group.format == "sas":
+            if staging is None:
+                raise ValueError("SAS datasets need a staging folder")
+            staging.mkdir(parents=True, exist_ok=True)
+            for path in paths:
+                target = staging / f"{path.name}.parquet"
+                sas_dataset.to_parquet(path, target)
+                frame = spark.read.parquet(str(target))
+                frames.append(frame.select(*header, F.lit(None).cast("string").alias(CORRUPT),
+                                           F.lit(path.name).alias(mapper.SOURCE_FILE), SOURCE_ROW))
         if csvs:
             schema = StructType([StructField(c, StringType()) for c in header] + [StructField(CORRUPT, StringType())])
             frame = (spark.read.schema(schema)
@@ -160,15 +254,33 @@ def read_raw(spark, table: str, groups: dict[tuple[str, ...], list[Path]], mappi
     return raw.withColumn(LOADED_AT, F.current_timestamp())
 
 
-def type_bronze(bronze: DataFrame, table: str, mapping: Mapping) -> DataFrame:
-    data_columns = [c for c in bronze.columns if c not in (CORRUPT, LOADED_AT, mapper.SOURCE_FILE)]
+def type_bronze(bronze: DataFrame, table: str, mapping: Mapping,
+                groups: dict[FileGroup, list[Path]] | None = None) -> DataFrame:
+    """Deduplicated, typed rows with their problems: what the reading found, then the mapping's."""
+    meta = (CORRUPT, LOADED_AT, mapper.SOURCE_FILE, SOURCE_ROW)
+    data_columns = [c for c in bronze.columns if c not in meta]
+    spec = mapping.raw[table]
     deduped = mapper.dedupe(bronze, data_columns + [CORRUPT])
-    typed = mapper.type_rows(deduped, mapping.raw[table], data_columns)
-    malformed = F.when(F.col(CORRUPT).isNotNull(), F.struct(
-        F.lit("(whole row)").alias("column"), F.col(CORRUPT).alias("value"),
-        F.lit(f"malformed CSV row: expected {len(data_columns) - (1 if mapping.raw[table].file_year else 0)} fields").alias("reason")))
-    return typed.withColumn(mapper.PROBLEMS, F.filter(
-        F.concat(F.col(mapper.PROBLEMS), F.array(malformed)), lambda p: p.isNotNull())).drop(CORRUPT)
+    corrupt = F.col(CORRUPT)
+    # Fixed-width files: records of the wrong length, and numeric and date fields their
+    # informat cannot read (the columns the mapping types are left to the mapping).
+    fixed = [(g, [p.name for p in ps]) for g, ps in (groups or {}).items() if g.format == "fixed-width"]
+    fixed_names = [n for _, names in fixed for n in names]
+    typed_columns = set(spec.column_types())
+    text = {c: mapper.clean_text(c) for c in data_columns}
+    read_problems = []
+    for group, names in fixed:
+        in_group = F.col(mapper.SOURCE_FILE).isin(names)
+        for problem in fixed_width.informat_problems(group.layout, text, typed_columns, corrupt):
+            read_problems.append(F.when(in_group, problem))
+    csv_fields = len(data_columns) - (1 if spec.file_year else 0)
+    malformed_csv = corrupt.isNotNull() & (~F.col(mapper.SOURCE_FILE).isin(fixed_names) if fixed_names else F.lit(True))
+    read_problems.append(F.when(malformed_csv, mapper.problem(
+        F.lit("(whole row)"), corrupt, F.lit(f"malformed CSV row: expected {csv_fields} fields"))))
+    with_read = deduped.withColumn(READ_PROBLEMS, F.filter(F.array(*read_problems), lambda p: p.isNotNull()))
+    typed = mapper.type_rows(with_read, spec, data_columns, mapper.code_columns(mapping, table))
+    return typed.withColumn(mapper.PROBLEMS, F.concat(F.col(READ_PROBLEMS), F.col(mapper.PROBLEMS))).drop(
+        CORRUPT, READ_PROBLEMS)
 
 
 def ingest(spark, lake: Lakehouse, layout: str, raw_dir: str | Path, mapping_path: str | None = None,
@@ -203,7 +315,11 @@ def ingest(spark, lake: Lakehouse, layout: str, raw_dir: str | Path, mapping_pat
 
     def load_bronze(table: str) -> None:
         with progress.step(f"bronze/{table}") as step, manifest.phase(f"bronze/{table}"):
-            lake.write(bronze_name(table), read_raw(spark, table, headers[table], mapping))
+            staging = Path(lake.root) / STAGING / table
+            try:
+                lake.write(bronze_name(table), read_raw(spark, table, headers[table], mapping, staging))
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
             counts[table].rows_in = lake.row_count(bronze_name(table))
             step["detail"] = f"{counts[table].rows_in:,} rows from {len(files[table])} file(s)"
 
@@ -211,15 +327,23 @@ def ingest(spark, lake: Lakehouse, layout: str, raw_dir: str | Path, mapping_pat
         """Typing, quarantine write and counts for one raw table."""
         table_counts = counts[table]
         with progress.step(f"type {table}") as step, manifest.phase(f"type/{table}"):
-            typed = type_bronze(lake.read(bronze_name(table)), table, mapping).persist(StorageLevel.MEMORY_AND_DISK)
+            typed = type_bronze(lake.read(bronze_name(table)), table, mapping, headers[table]).persist(
+                StorageLevel.MEMORY_AND_DISK)
             persisted.append(typed)
+            rejected = mapper.row_rejected()
             totals = typed.agg(
                 F.count(F.lit(1)).alias("distinct_rows"),
                 F.sum(mapper.COPIES).alias("rows"),
-                F.sum((F.size(mapper.PROBLEMS) > 0).cast("long")).alias("quarantined"),
+                F.sum(rejected.cast("long")).alias("quarantined"),
+                F.sum(F.when(~rejected, F.size(mapper.PROBLEMS))).alias("set_aside"),
             ).first()
-            table_counts.duplicates = int(totals["rows"] or 0) - int(totals["distinct_rows"])
+            rows = int(totals["rows"] or 0)
+            if rows != table_counts.rows_in:
+                raise RuntimeError(f"{table}: typed {rows} rows of the {table_counts.rows_in} in bronze")
+            table_counts.duplicates = rows - int(totals["distinct_rows"])
             table_counts.quarantined = int(totals["quarantined"] or 0)
+            table_counts.values_set_aside = int(totals["set_aside"] or 0)
+            # in = out + quarantined + duplicates, by construction (checked just above)
             table_counts.rows_out = int(totals["distinct_rows"]) - table_counts.quarantined
             data_columns = [c for c in typed.columns if c not in (mapper.PROBLEMS, mapper.SOURCE_FILE, mapper.COPIES)]
             lake.write(quarantine_name(table), mapper.quarantine_rows(typed, table, mapping.raw[table], data_columns))

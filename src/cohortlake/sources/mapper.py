@@ -32,6 +32,19 @@ PROBLEMS = "_problems"
 SOURCE_FILE = "_source_file"
 COPIES = "_copies"
 
+CODE_FORMATS = {
+    # (pattern on the code as stored, see code_value; reason); the bronze suites' code rules
+    # say the same of the text as delivered
+    "diagnosis": (r"^(?:[0-9]{3,5}|V[0-9]{2,4}|E[0-9]{3,4}|[A-TV-Z][0-9][0-9A-Z]{1,5})$",
+                  "expected an ICD-9-CM or ICD-10-CM diagnosis code"),
+    "procedure": (r"^(?:[0-9]{2,4}|[0-9A-HJ-NP-Z]{7})$", "expected an ICD-9 procedure code (2-4 digits) or ICD-10-PCS code"),
+    "hcpcs": (r"^(?:[0-9]{4}[0-9FTU]|[A-V][0-9]{4})$", "expected a CPT or HCPCS level II code"),
+    "ndc": (r"^[0-9]{11}$", "expected an 11-digit NDC"),
+}
+CODE_KIND = {"icd9cm": "diagnosis", "icd10cm": "diagnosis", "icd_diagnosis_by_date": "diagnosis",
+             "icd9pcs": "procedure", "icd10pcs": "procedure", "icd_procedure_by_date": "procedure",
+             "hcpcs": "hcpcs"}
+
 EXPECTED = {
     "date": "expected a date YYYYMMDD",
     "integer": "expected a whole number",
@@ -39,6 +52,30 @@ EXPECTED = {
     "year": "expected a year YYYY",
     "month": "expected a month 1-12",
 }
+
+
+def problem(column: Column, value: Column, reason: Column, scope: str = "row") -> Column:
+    """One problem of a row: ``scope`` ``row`` quarantines the row, ``value`` only sets the value aside."""
+    return F.struct(column.alias("column"), value.cast("string").alias("value"), reason.alias("reason"),
+                    F.lit(scope).alias("scope"))
+
+
+def row_rejected() -> Column:
+    """True for a typed row that goes to quarantine (a problem of row scope)."""
+    return F.exists(PROBLEMS, lambda p: p["scope"] == "row")
+
+
+def code_columns(mapping: Mapping, table: str) -> dict[str, str]:
+    """Code columns of a raw table that feed events, with their code kind (``CODE_FORMATS``)."""
+    found = {}
+    for feed in [*mapping.diagnosis, *mapping.procedure]:
+        if feed.from_ == table:
+            for column, _ in feed.positions():
+                found[column] = CODE_KIND[feed.code_system]
+    for feed in mapping.dispensing:
+        if feed.from_ == table:
+            found[feed.ndc] = "ndc"
+    return found
 
 
 def clean_text(column: str) -> Column:
@@ -75,28 +112,39 @@ def dedupe(raw: DataFrame, data_columns: list[str]) -> DataFrame:
     return grouped.select("_row.*", SOURCE_FILE, COPIES)
 
 
-def type_rows(raw: DataFrame, spec: RawTable, data_columns: list[str]) -> DataFrame:
-    """Trim every value, type the declared columns, and list each row's problems.
+def type_rows(raw: DataFrame, spec: RawTable, data_columns: list[str], codes: dict[str, str] | None = None) -> DataFrame:
+    """Trim every value, type the declared columns, check the codes, and list each row's problems.
 
-    Adds ``_problems``: array of (column, value, reason); an empty array means the row
-    is clean. Typed columns keep their raw names with the typed values.
+    Adds ``_problems``: array of (column, value, reason, scope); an empty array means the
+    row is clean. A value that cannot be typed or a missing required value has scope
+    ``row`` (the row goes to quarantine); a code that breaks its code's format has scope
+    ``value``: it is set aside (null in the row) and the row lands, unless the column is
+    required. Typed columns keep their raw names with the typed values.
     """
     types = {c: t for c, t in spec.column_types().items() if c in data_columns}
+    codes = {c: kind for c, kind in (codes or {}).items() if c in data_columns and c not in types}
+    required = set(spec.key) | set(spec.not_null)
     text = {c: clean_text(c) for c in data_columns}
     problems = []
     for column in spec.not_null:
-        problems.append(F.when(text[column].isNull(), F.struct(
-            F.lit(column).alias("column"), F.lit(None).cast("string").alias("value"),
-            F.lit("missing required value").alias("reason"))))
+        problems.append(F.when(text[column].isNull(), problem(
+            F.lit(column), F.lit(None), F.lit("missing required value"))))
     for column, column_type in types.items():
         unknown = text[column].isin(column_type.unknown) if column_type.unknown else F.lit(False)
         bad = text[column].isNotNull() & ~unknown & parse_value(text[column], column_type).isNull()
-        problems.append(F.when(bad, F.struct(
-            F.lit(column).alias("column"), text[column].alias("value"),
-            F.lit(EXPECTED[column_type.type]).alias("reason"))))
+        problems.append(F.when(bad, problem(F.lit(column), text[column], F.lit(EXPECTED[column_type.type]))))
+    bad_code = {}
+    for column, kind in codes.items():
+        pattern, reason = CODE_FORMATS[kind]
+        # judged as stored: without dots, dashes or blanks, upper case
+        bad_code[column] = text[column].isNotNull() & ~code_value(text[column]).rlike(pattern)
+        problems.append(F.when(bad_code[column], problem(
+            F.lit(column), text[column], F.lit(reason), "row" if column in required else "value")))
     selected = []
     for column in data_columns:
-        if column in types:
+        if column in bad_code:
+            selected.append(F.when(~bad_code[column], text[column]).alias(column))
+        elif column in types:
             column_type = types[column]
             value = parse_value(text[column], column_type)
             if column_type.unknown:
@@ -110,10 +158,12 @@ def type_rows(raw: DataFrame, spec: RawTable, data_columns: list[str]) -> DataFr
 
 
 def quarantine_rows(typed: DataFrame, raw_table: str, spec: RawTable, data_columns: list[str]) -> DataFrame:
-    """One row per problem of every row that could not be typed, with the whole raw record.
+    """One row per problem, with the whole raw record.
 
-    ``copies`` says how many identical raw rows arrived (exact duplicates are one row
-    here), so quarantine counts reconcile with row counts of the raw table.
+    ``scope`` is ``row`` when the row went to quarantine, ``value`` when only this value
+    was set aside and the rest of the row landed. ``copies`` says how many identical raw
+    rows arrived (exact duplicates are one row here), so quarantine counts reconcile with
+    row counts of the raw table.
     """
     key = F.concat_ws(", ", *[F.concat(F.lit(f"{k}="), F.coalesce(F.col(k).cast("string"), F.lit(""))) for k in spec.key])
     record = F.to_json(F.struct(*[F.col(c).cast("string").alias(c) for c in data_columns]))
@@ -125,15 +175,17 @@ def quarantine_rows(typed: DataFrame, raw_table: str, spec: RawTable, data_colum
             key.alias("row_key"),
             record.alias("record"),
             F.col(COPIES).cast("int").alias("copies"),
+            F.when(row_rejected(), "row").otherwise("value").alias("scope"),
             F.explode(PROBLEMS).alias("problem"),
         )
         .select("raw_table", "source_file", "row_key", "problem.column", "problem.value", "problem.reason", "record",
-                "copies")
+                "copies", "scope")
     )
 
 
 def clean_rows(typed: DataFrame) -> DataFrame:
-    return typed.where(F.size(PROBLEMS) == 0).drop(PROBLEMS)
+    """Rows that land: no problem of row scope (values set aside are already null)."""
+    return typed.where(~row_rejected()).drop(PROBLEMS)
 
 
 # ---------------------------------------------------------------------------------

@@ -57,7 +57,11 @@ class ColumnType(Strict):
 
 
 class RawTable(Strict):
-    files: str = Field(description="file-name pattern (glob), e.g. 'mbsf*'; .csv, .csv.gz or .parquet")
+    files: str = Field(description="file-name pattern (glob), e.g. 'mbsf*'; .csv(.gz), .parquet, fixed-width "
+                                   ".txt(.gz)/.dat(.gz), or SAS datasets .sas7bdat/.xpt")
+    layout: str | None = Field(None, description="SAS program (INFILE/INPUT) giving the record layout of the "
+                                                 "table's fixed-width files, relative to the raw folder; default: "
+                                                 "the '<table>*.sas' file beside them")
     key: list[str] = Field(description="columns that identify a row in messages and quarantine")
     file_year: str | None = Field(None, description="regex with one group taking the year from the file name")
     not_null: list[str] = Field(default_factory=list, description="columns that must have a value")
