@@ -54,7 +54,8 @@ def cmd_synth(args, progress) -> int:
 
     spark = _spark(args)
     with progress.step(f"synth {args.layout}") as step:
-        summary = generate(spark, args.layout, args.out, args.patients, args.seed, dirty_rate=args.dirty_rate)
+        summary = generate(spark, args.layout, args.out, args.patients, args.seed, dirty_rate=args.dirty_rate,
+                           file_format=args.format)
         total = sum(t["rows"] for t in summary["files"].values())
         step["detail"] = f"{args.patients:,} patients, {total:,} rows in {len(summary['files'])} tables"
     for table, info in summary["files"].items():
@@ -64,9 +65,12 @@ def cmd_synth(args, progress) -> int:
 
 
 def print_ingest_report(report, progress) -> None:
-    progress.info(f"{'raw table':<26}{'rows in':>12}{'duplicates':>12}{'quarantined':>13}{'rows out':>12}")
+    progress.info(f"{'raw table':<26}{'rows in':>12}{'duplicates':>12}{'quarantined':>13}{'rows out':>12}"
+                  f"{'values set aside':>18}")
     for c in report.raw:
-        progress.info(f"{c.raw_table:<26}{c.rows_in:>12,}{c.duplicates:>12,}{c.quarantined:>13,}{c.rows_out:>12,}")
+        progress.info(f"{c.raw_table:<26}{c.rows_in:>12,}{c.duplicates:>12,}{c.quarantined:>13,}{c.rows_out:>12,}"
+                      f"{c.values_set_aside:>18,}")
+    progress.info("(rows in = rows out + quarantined + duplicates; a value set aside is in quarantine, its row landed)")
     progress.info(f"{'silver table':<26}{'rows':>12}")
     for table, rows in report.silver.items():
         progress.info(f"{table:<26}{rows:>12,}")
@@ -520,6 +524,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for the raw files")
     p.add_argument("--dirty-rate", type=float, default=0.002,
                    help="share of rows made dirty like real extracts (duplicates, bad dates, …); default 0.002")
+    p.add_argument("--format", choices=("csv", "fixed-width"), default="csv",
+                   help="csv (default), or fixed-width: gzipped fixed-record-length text plus a SAS layout "
+                        "(INFILE/INPUT) per table, as NCI ships SEER-Medicare")
     spark_options(p)
     p.set_defaults(handler=cmd_synth)
 
@@ -528,7 +535,9 @@ def build_parser() -> argparse.ArgumentParser:
                                         "as delivered, quarantine/<raw table> for rows that cannot be typed, and the "
                                         "canonical silver/ tables. Prints counts in/out/quarantined per table.")
     p.add_argument("--layout", choices=LAYOUTS, required=True)
-    p.add_argument("--raw", required=True, help="folder with the raw files")
+    p.add_argument("--raw", required=True,
+                   help="folder with the raw files: CSV (.csv, .csv.gz), Parquet, fixed-width text (.txt, .dat, "
+                        "gzipped or not) with a SAS layout <table>*.sas beside it, or SAS datasets (.sas7bdat, .xpt)")
     p.add_argument("--lake", default=DEFAULT_LAKE, help=f"lakehouse root (default {DEFAULT_LAKE})")
     p.add_argument("--mapping", help="a mapping YAML to use instead of the shipped one for the layout")
     p.add_argument("--no-validate", action="store_true",

@@ -17,6 +17,7 @@ from cohortlake.synth import desynpuf, seer_medicare
 from cohortlake.synth.writer import TMP_DIR_NAME, remove_tmp
 
 TRUTH_FILE = "truth.json"
+FILE_FORMATS = ("csv", "fixed-width")
 LAYOUTS = {seer_medicare.LAYOUT: seer_medicare, desynpuf.LAYOUT: desynpuf}
 MAX_PATIENTS = 100_000_000  # ids, claim ids and PATIENT_ID's 10 digits stay in range below this
 
@@ -57,8 +58,11 @@ def check_arguments(layout: str, out_dir: str, patients: int, seed: int, dirty_r
 
 
 def generate(spark, layout: str, out_dir: str, patients: int, seed: int, dirty_rate: float = 0.002,
-             **options) -> dict:
+             file_format: str = "csv", **options) -> dict:
     """Write ``patients`` synthetic persons in ``layout`` as CSV files into ``out_dir``.
+
+    ``file_format="fixed-width"`` (seer-medicare only) writes the same rows as NCI ships
+    them: gzipped fixed-record-length text plus one SAS layout program per table.
 
     ``out_dir`` is created if needed. It may already hold files of the same layout (from
     an earlier run): those and ``truth.json`` are deleted first, so no stale part file
@@ -70,6 +74,13 @@ def generate(spark, layout: str, out_dir: str, patients: int, seed: int, dirty_r
     "files": {table: {"files": [...], "rows": n}}}``.
     """
     check_arguments(layout, out_dir, patients, seed, dirty_rate)
+    if file_format not in FILE_FORMATS:
+        raise UserError(f"unknown format {file_format!r}; choose one of: {', '.join(FILE_FORMATS)}")
+    if file_format != "csv":
+        if layout != seer_medicare.LAYOUT:
+            raise UserError(f"--format {file_format} is for seer-medicare (NCI's delivery); "
+                            f"CMS publishes {layout} as CSV")
+        options["file_format"] = file_format
     module = LAYOUTS[layout]
     hr = options.get("sorafenib_hazard_ratio")
     if hr is not None and not (isinstance(hr, (int, float)) and 0 < hr <= 10):
@@ -88,7 +99,7 @@ def generate(spark, layout: str, out_dir: str, patients: int, seed: int, dirty_r
     finally:
         remove_tmp(out_dir)
     summary = {"layout": layout, "patients": patients, "seed": seed, "dirty_rate": dirty_rate,
-               "files": result["files"]}
+               "format": file_format, "files": result["files"]}
     truth = {"layout": layout, "patients": patients, "seed": seed, **result["truth"], "files": result["files"]}
     with open(os.path.join(out_dir, TRUTH_FILE), "w", encoding="utf-8") as fh:
         json.dump(truth, fh, indent=2, sort_keys=True)

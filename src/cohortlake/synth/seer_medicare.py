@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from pyspark.sql import DataFrame, Observation
 from pyspark.sql import functions as F
 
 from cohortlake.synth.random import RandomSource, Sql, choice, indices, lit, pick, uniform_int
-from cohortlake.synth.writer import csv_line, header_line, parts_for, write_files
+from cohortlake.synth.writer import csv_line, fixed_line, header_line, parts_for, sas_program, write_files
 
 LAYOUT = "seer-medicare"
 
@@ -204,6 +205,59 @@ COLUMNS: dict[str, list[str]] = {
     "outpatient_revenue": ["PATIENT_ID", "CLM_ID", "CLM_LINE_NUM", "REV_CNTR", "REV_CNTR_DT", "HCPCS_CD"],
     "pde": ["PATIENT_ID", "PDE_ID", "SRVC_DT", "PROD_SRVC_ID", "QTY_DSPNSD_NUM", "DAYS_SUPLY_NUM", "GNN", "BN"],
 }
+# The fixed-width delivery (--format fixed-width): each column's informat in the SAS
+# layout, first matching pattern wins. Widths hold every value the generator writes,
+# the injected dirt included (a non-numeric quantity such as "thirty").
+FIXED_WIDTH_INFORMATS: list[tuple[str, str]] = [
+    (r"^PATIENT_ID$", "$char10."),
+    (r"^(MEDPAR_ID|CLM_ID|PDE_ID)$", "$char15."),
+    (r"(_DT|_DT\d+)$", "yymmdd8."),
+    (r"^(BENE_ENROLLMT_REF_YR|YEAR_OF_DIAGNOSIS|SEER_DOD_YEAR)$", "4."),
+    (r"^(MONTH_OF_DIAGNOSIS|SEER_DOD_MONTH)$", "2."),
+    (r"^(LINE_NUM|CLM_LINE_NUM)$", "3."),
+    (r"^LINE_SRVC_CNT$", "8."),
+    (r"^QTY_DSPNSD_NUM$", "10."),
+    (r"^DAYS_SUPLY_NUM$", "6."),
+    (r"^(GNN|BN)$", "$char30."),
+    (r"^PROD_SRVC_ID$", "$char11."),
+    (r"^PTD_CNTRCT_ID_", "$char5."),
+    (r"^(DUAL_STUS_CD_\d+|SEQUENCE_NUMBER)$", "$char2."),
+    (r"^(SEX_IDENT_CD|BENE_RACE_CD)$", "$1."),
+    (r"^(PRIMARY_SITE|HISTOLOGIC_TYPE_ICD_O_3|REV_CNTR)$", "$char4."),
+    (r"^(VALID_DEATH_DT_SW|BEHAVIOR_CODE_ICD_O_3|SEER_HISTORIC_STAGE_A|TYPE_OF_REPORTING_SOURCE"
+     r"|MDCR_ENTLMT_BUYIN_IND_\d+|HMO_IND_\d+|RDS_IND_\d+)$", "$char1."),
+    (r"(DGNS|PRCDR|HCPCS)", "$char7."),
+]
+FIXED_WIDTH_LABELS: list[tuple[str, str]] = [
+    (r"^PATIENT_ID$", "Patient ID (SEER-Medicare)"),
+    (r"_ID$", "Record or claim ID"),
+    (r"_DT\d*$", "Date (YYYYMMDD)"),
+    (r"DGNS", "Diagnosis code (ICD-9-CM / ICD-10-CM, no decimal)"),
+    (r"PRCDR", "Procedure code (ICD-9 / ICD-10-PCS, no decimal)"),
+    (r"HCPCS", "HCPCS / CPT code"),
+    (r"MDCR_ENTLMT_BUYIN_IND_(\d+)", "Medicare entitlement / buy-in indicator, month \\1"),
+    (r"HMO_IND_(\d+)", "HMO indicator, month \\1"),
+    (r"PTD_CNTRCT_ID_(\d+)", "Part D contract ID, month \\1"),
+    (r"RDS_IND_(\d+)", "Retiree drug subsidy indicator, month \\1"),
+    (r"DUAL_STUS_CD_(\d+)", "Dual status code, month \\1"),
+]
+
+
+def fixed_width_fields(columns: Sequence[str]) -> list[tuple[str, int, str, str]]:
+    """(column, start, informat, label) of a table's fixed-width layout, columns in order."""
+    import re
+
+    fields, start = [], 1
+    for column in columns:
+        informat = next(i for pattern, i in FIXED_WIDTH_INFORMATS if re.search(pattern, column))
+        label = next((re.sub(pattern, text, re.search(pattern, column).group(0))
+                      for pattern, text in FIXED_WIDTH_LABELS if re.search(pattern, column)),
+                     column.replace("_", " ").capitalize())
+        fields.append((column, start, informat, label))
+        start += int(re.search(r"(\d+)\.", informat).group(1))
+    return fields
+
+
 # rough rows per person, only to size output partitions from the patient count
 ROWS_PER_PERSON = {"seer_cancer": 1.2, "mbsf": 6.0, "medpar": 1.5, "nch_base": 20.0, "nch_line": 32.0,
                    "outpatient_base": 6.0, "outpatient_revenue": 14.0, "pde": 8.0}
@@ -1048,9 +1102,28 @@ def numbered_file(table: str, n: int, person_col: str = "PATIENT_ID") -> tuple[s
     return sql, [f"{table}_{i:04d}.csv" for i in range(n)]
 
 
-def write_tables(out_dir: str, tables: Sequence[OutputTable], partitions: int, quoted_header: bool = False
-                 ) -> tuple[dict, dict]:
-    """Write all tables in one Spark job; return ``files`` (names, rows) and injected-dirt counts."""
+FIXED_WIDTH_SUFFIX = ".txt.gz"
+
+
+def write_tables(out_dir: str, tables: Sequence[OutputTable], partitions: int, quoted_header: bool = False,
+                 file_format: str = "csv") -> tuple[dict, dict]:
+    """Write all tables in one Spark job; return ``files`` (names, rows) and injected-dirt counts.
+
+    ``file_format`` ``fixed-width``: gzipped fixed-record-length text (``.txt.gz`` for
+    ``.csv``) and one SAS layout program ``<table>.sas`` per table, as NCI ships them.
+    """
+    fixed = file_format == "fixed-width"
+    layouts = {t.name: fixed_width_fields(t.columns) for t in tables} if fixed else {}
+    if fixed:
+        tables = [OutputTable(t.name, t.rows, t.columns, f"regexp_replace({t.file}, '[.]csv$', '{FIXED_WIDTH_SUFFIX}')",
+                              t.sort, [n.removesuffix(".csv") + FIXED_WIDTH_SUFFIX for n in t.expected_files],
+                              t.bucket, t.text_columns) for t in tables]
+    def line_sql(t: OutputTable) -> str:
+        if fixed:
+            return fixed_line([(c, int(re.search(r"(\d+)\.", i).group(1)), not i.startswith("$") and "yymmdd" not in i)
+                               for c, _, i, _ in layouts[t.name]])
+        return csv_line(t.columns, t.text_columns)
+
     branches, observations = [], {}
     for t in tables:
         flags = {f: (f if f in t.rows.columns else "FALSE") for f in DIRTY_FLAGS}
@@ -1061,12 +1134,18 @@ def write_tables(out_dir: str, tables: Sequence[OutputTable], partitions: int, q
                             *[F.count_if(F.col(flag)).alias(kind) for kind, flag in zip(DIRTY_KINDS, DIRTY_FLAGS)])
         branches.append(rows.selectExpr(
             f"{lit(t.name)} AS __table", f"{t.file} AS __file", f"CAST({t.bucket} AS INT) AS __bucket",
-            f"{t.sort} AS __sort", f"{csv_line(t.columns, t.text_columns)} AS line"))
+            f"{t.sort} AS __sort", f"{line_sql(t)} AS line"))
     lines = branches[0]
     for branch in branches[1:]:
         lines = lines.unionByName(branch)
-    names = write_files(lines, out_dir, {t.name: header_line(t.columns, quoted_header) for t in tables},
-                        {t.name: t.expected_files for t in tables}, partitions)
+    headers = {t.name: "" if fixed else header_line(t.columns, quoted_header) for t in tables}
+    names = write_files(lines, out_dir, headers, {t.name: t.expected_files for t in tables}, partitions)
+    for t in tables:
+        if fixed:
+            program = sas_program(t.name, f"{t.name}_*{FIXED_WIDTH_SUFFIX}", layouts[t.name],
+                                  "written by cohortlake synth (synthetic data, seer-medicare layout)")
+            with open(os.path.join(out_dir, f"{t.name}.sas"), "w", encoding="ascii") as handle:
+                handle.write(program)
     counts = {name: obs.get for name, obs in observations.items()}
     files = {t.name: {"files": names[t.name], "rows": int(counts[t.name]["rows"])} for t in tables}
     dirty = {t.name: {kind: int(counts[t.name][kind]) for kind in DIRTY_KINDS}
@@ -1076,8 +1155,12 @@ def write_tables(out_dir: str, tables: Sequence[OutputTable], partitions: int, q
 
 # --------------------------------------------------------------------------- generate
 def generate(spark, out_dir: str, patients: int, seed: int, dirty_rate: float = 0.002, *,
-             sorafenib_hazard_ratio: float = SORAFENIB_HR, source_partitions: int | None = None) -> dict:
-    """Write the SEER-Medicare CSV tables into ``out_dir``; return ``{"files", "truth"}``.
+             sorafenib_hazard_ratio: float = SORAFENIB_HR, source_partitions: int | None = None,
+             file_format: str = "csv") -> dict:
+    """Write the SEER-Medicare tables into ``out_dir``; return ``{"files", "truth"}``.
+
+    ``file_format``: ``csv`` or ``fixed-width`` (gzipped text + a SAS layout per table);
+    the same seed gives the same rows in either.
 
     ``source_partitions`` only changes how Spark splits the work (tests use it to show
     that the output does not depend on it).
@@ -1103,7 +1186,7 @@ def generate(spark, out_dir: str, patients: int, seed: int, dirty_rate: float = 
             tables.append(OutputTable(name, rows, COLUMNS[name], file_sql, sort, expected,
                                       text_columns=("GNN", "BN") if name == "pde" else ()))
         partitions = sum(len(t.expected_files) for t in tables)
-        files, dirty = write_tables(out_dir, tables, partitions)
+        files, dirty = write_tables(out_dir, tables, partitions, file_format=file_format)
         counts = person_counts(persons)
     finally:
         release(events)
@@ -1118,4 +1201,5 @@ def generate(spark, out_dir: str, patients: int, seed: int, dirty_rate: float = 
 
 def owned_file(name: str) -> bool:
     """True for a file name this layout's generator writes."""
-    return name.endswith(".csv") and any(name.startswith(t) for t in COLUMNS) and os.sep not in name
+    return (name.endswith((".csv", FIXED_WIDTH_SUFFIX, ".sas")) and any(name.startswith(t) for t in COLUMNS)
+            and os.sep not in name)

@@ -1,4 +1,5 @@
-"""Write generated tables as plain CSV files with their final names, byte-identical per seed.
+"""Write generated tables as CSV files (or fixed-width text with a SAS layout) with their
+final names, byte-identical per seed.
 
 All tables of a layout go out in one Spark job: every row becomes one CSV line (built
 in SQL), tagged with the table, the final file name and a bucket; Spark writes the lines
@@ -13,6 +14,7 @@ partitions by a stable key, so the bytes depend only on the data.
 
 from __future__ import annotations
 
+import gzip
 import math
 import os
 import re
@@ -56,6 +58,55 @@ def csv_line(columns: Sequence[str], text_columns: Sequence[str] = ()) -> str:
     return f"concat_ws(',', {', '.join(fields)})"
 
 
+def fixed_line(fields: Sequence[tuple[str, int, bool]]) -> str:
+    """SQL for one fixed-width record: each (column, width, numeric) padded to its width.
+
+    Character fields are left-aligned and padded with blanks (their own trailing blanks
+    cannot be told from padding, so they are dropped), numeric fields right-aligned as in
+    NCI's files. A value longer than its field is a generator bug and fails the job.
+    """
+    parts = []
+    for column, width, numeric in fields:
+        value = f"rtrim(coalesce(`{column}`, ''))"
+        padded = f"lpad(trim({value}), {width}, ' ')" if numeric else f"rpad({value}, {width}, ' ')"
+        parts.append(f"CASE WHEN length({value}) > {width} THEN "
+                     f"raise_error(concat('{column} longer than its {width} positions: ', {value})) "
+                     f"ELSE {padded} END")
+    return f"concat({', '.join(parts)})"
+
+
+def sas_program(table: str, files: str, fields: Sequence[tuple[str, int, str, str]], note: str) -> str:
+    """A SAS program reading one table's fixed-width files, in the style of NCI's layouts.
+
+    ``fields``: (column, start position, informat, label). INFILE gives the record length,
+    INPUT a column pointer and informat per field, LABEL the meaning of each column.
+    """
+    lrecl = max(start + _informat_width(informat) - 1 for _, start, informat, _ in fields)
+    name_width = max(len(c) for c, *_ in fields)
+    lines = [
+        "/*" + "-" * 76 + "*/",
+        f"/* {table}: fixed-record-length layout".ljust(78) + " */",
+        f"/* {note}".ljust(78) + " */",
+        f"/* Files: {files} (gzipped ASCII, one record per line)".ljust(78) + " */",
+        "/*" + "-" * 76 + "*/",
+        "",
+        f"filename {table[:8]} '{files}';",
+        "",
+        f"data {table};",
+        f"  infile {table[:8]} lrecl={lrecl} missover pad;",
+        "  input",
+    ]
+    lines += [f"    @{start:05d} {column.ljust(name_width)} {informat}" for column, start, informat, _ in fields]
+    lines += ["  ;", "", "  label"]
+    lines += [f"    {column.ljust(name_width)} = \"{label}\"" for column, _, _, label in fields]
+    lines += ["  ;", "run;", ""]
+    return "\n".join(lines)
+
+
+def _informat_width(informat: str) -> int:
+    return int(re.search(r"(\d+)\.", informat).group(1))
+
+
 def _part_files(directory: str) -> list[str]:
     # part-00003-<uuid>.c000.txt: order by the partition number Spark put in the name
     found = []
@@ -73,7 +124,9 @@ def _partition_dirs(directory: str, column: str) -> dict[str, str]:
 
 
 def _concatenate(target: str, header: str, sources: Sequence[str]) -> None:
-    with open(target, "wb") as out:
+    opener = (lambda path: gzip.GzipFile(path, "wb", compresslevel=6, mtime=0)) if target.endswith(".gz") else \
+        (lambda path: open(path, "wb"))
+    with opener(target) as out:
         out.write(header.encode("utf-8"))
         for source in sources:
             with open(source, "rb") as part:
