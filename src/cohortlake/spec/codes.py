@@ -64,17 +64,21 @@ _FULL = {
 # The JSON Schema's view of an entry: the characters and shape a system allows, dots, a
 # trailing x/* prefix marker and a low-high range included. Looser than normalise (which
 # also places dots, orders ranges and checks NDC layouts); editors flag the rest.
+def _schema_pattern(exact: str, prefix: str, marker: str = r"(?:[xX]+|\*)") -> str:
+    return rf"^\s*(?:{exact}(?:\s*-\s*{exact})?|{prefix}{marker})\s*$"
+
+
 SCHEMA_PATTERNS = {
-    CodeSystem.icd9cm: r"^\s*(?:[0-9]{1,3}|[VvEe][0-9]{0,3})(?:\.?[0-9]{0,2})(?:[xX]+|\*)?"
-                       r"(?:\s*-\s*(?:[0-9]{3}|[VvEe][0-9]{2,3})(?:\.?[0-9]{0,2}))?\s*$",
-    CodeSystem.icd10cm: r"^\s*[A-Za-z](?:[0-9][0-9A-Za-z]{0,2}(?:\.?[0-9A-Za-z]{0,4}))?\*?"
-                        r"(?:\s*-\s*[A-Za-z][0-9][0-9A-Za-z]{1,2}(?:\.?[0-9A-Za-z]{0,4}))?\s*$",
-    CodeSystem.icd9pcs: r"^\s*[0-9]{1,2}(?:\.?[0-9]{0,2})(?:[xX]+|\*)?(?:\s*-\s*[0-9]{2}(?:\.?[0-9]{0,2}))?\s*$",
-    CodeSystem.icd10pcs: r"^\s*[0-9A-HJ-NP-Za-hj-np-z]{1,7}\*?(?:\s*-\s*[0-9A-HJ-NP-Za-hj-np-z]{7})?\s*$",
-    CodeSystem.hcpcs: r"^\s*[0-9A-Za-z][0-9]{0,3}[0-9A-Za-z]?(?:[xX]+|\*)?(?:\s*-\s*[0-9A-Za-z][0-9]{3}[0-9A-Za-z])?\s*$",
-    CodeSystem.ndc: r"^\s*(?:[0-9]{11}|[0-9]{4,5}-[0-9]{3,4}-[0-9]{1,2}|[0-9]{1,10}\*)\s*$",
-    CodeSystem.icdo3_site: r"^\s*[Cc](?:[0-9]{1,2}(?:\.?[0-9]?))?(?:[xX]+|\*)?(?:\s*-\s*[Cc][0-9]{2}(?:\.?[0-9]?))?\s*$",
-    CodeSystem.icdo3_histology: r"^\s*[0-9]{1,4}(?:[xX]+|\*)?(?:\s*-\s*[0-9]{4})?\s*$",
+    CodeSystem.icd9cm: _schema_pattern(r"(?:[0-9]{3}|[Vv][0-9]{2}|[Ee][0-9]{3})(?:\.?[0-9]{1,2})?",
+                                       r"(?:[0-9]{1,3}|[VvEe][0-9]{0,3})\.?(?:[0-9]{1,2})?"),
+    CodeSystem.icd10cm: _schema_pattern(r"[A-Za-z][0-9][0-9A-Za-z](?:\.?[0-9A-Za-z]{1,4})?",
+                                        r"[A-Za-z](?:[0-9][0-9A-Za-z]?\.?(?:[0-9A-Za-z]{1,3})?)?"),
+    CodeSystem.icd9pcs: _schema_pattern(r"[0-9]{2}(?:\.?[0-9]{1,2})?", r"[0-9]{1,2}\.?[0-9]?"),
+    CodeSystem.icd10pcs: _schema_pattern(r"[0-9A-HJ-NP-Za-hj-np-z]{7}", r"[0-9A-HJ-NP-Za-hj-np-z]{1,6}", r"\*"),
+    CodeSystem.hcpcs: _schema_pattern(r"(?:[0-9]{4}[0-9A-Za-z]|[A-Za-z][0-9]{4})", r"(?:[0-9]{1,4}|[A-Za-z][0-9]{0,3})"),
+    CodeSystem.ndc: r"^\s*(?:[0-9]{11}|[0-9]{4}-[0-9]{4}-[0-9]{2}|[0-9]{5}-[0-9]{3,4}-[0-9]{1,2}|[0-9]{1,10}\*)\s*$",
+    CodeSystem.icdo3_site: _schema_pattern(r"[Cc][0-9]{2}(?:\.?[0-9])?", r"[Cc][0-9]{0,2}\.?"),
+    CodeSystem.icdo3_histology: _schema_pattern(r"[0-9]{4}", r"[0-9]{1,3}"),
 }
 
 # What may start a full code: a prefix entry must be a non-empty start of some valid code.
