@@ -244,21 +244,26 @@ def load_located(path: str | Path, text: str | None = None, *, strict: bool = Fa
         text = read_text(path)
     elif len(text) > MAX_BYTES:
         raise _fail(path, None, f"is larger than {MAX_BYTES:,} bytes; a YAML file here is a few kB")
-    loader = (_StrictLoader if strict else _BoundedLoader)(text)
-    builder = _Builder(path, loader)
+    loader = None
     try:
+        loader = (_StrictLoader if strict else _BoundedLoader)(text)  # its reader rejects control characters
+        builder = _Builder(path, loader)
         node = loader.get_single_node()
         data = {} if node is None else builder.build(node, ())
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "not valid YAML"
         raise _fail(path, mark.line + 1 if mark else None, f"not valid YAML: {problem}") from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        raise _fail(path, line, f"not valid YAML: character #x{exc.character:04x} is not allowed in YAML text") from None
     except yaml.YAMLError as exc:
         raise _fail(path, None, f"not valid YAML: {exc}") from None
     except RecursionError:
         raise _fail(path, None, f"nested too deeply (at most {MAX_DEPTH} levels)") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return LocatedYaml(path, data, builder.lines)
 
 

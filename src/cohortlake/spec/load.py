@@ -546,7 +546,9 @@ class _Checker:
         seen: set[str] = set()
         for i, item in enumerate(raw if isinstance(raw, list) else ()):
             name = item.get("name") if isinstance(item, dict) else None
-            if isinstance(name, str) and name in seen:
+            if not isinstance(name, str):
+                continue
+            if name in seen:
                 self.add((section, i, "name"), f"{what} name '{name}' is used twice")
             seen.add(name)
 
