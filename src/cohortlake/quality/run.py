@@ -471,10 +471,15 @@ class QualityRunner:
     def _build_docs(self, report: GateReport, identifiers) -> None:
         from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
 
+        from cohortlake.quality.offline import make_offline
+
         context = self.context()
         # Only this run's pages (and their suites' pages) are rendered; the index lists every run.
         suites = {ExpectationSuiteIdentifier(name=run.suite) for run in report.runs}
+        started = time.time()
         context.build_data_docs(site_names=[DOCS_SITE], resource_identifiers=[*identifiers, *suites])
+        # GX's pages load scripts, styles and a logo from public hosts: point them at local copies.
+        make_offline(self.root / "docs", since=started - 1)
         for run, identifier in zip(report.runs, identifiers):
             urls = context.get_docs_sites_urls(resource_identifier=identifier, site_name=DOCS_SITE, only_if_exists=False)
             if urls and urls[0].get("site_url"):
