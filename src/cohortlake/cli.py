@@ -85,6 +85,18 @@ def print_quality(report, progress) -> None:
     progress.info(f"  Data Docs: {report.docs_index}")
 
 
+def write_quality_page(lake, progress, study=None) -> dict:
+    """The quality page of the lake (and the analyst and release ones beside a study's outputs);
+    prints the lake's page as ``Quality page: …``."""
+    from cohortlake.quality.page import write_quality_pages
+
+    with progress.step("quality page") as step:
+        pages = write_quality_pages(lake, study)
+        step["detail"] = ", ".join(str(path) for path in pages.values())
+    progress.info(f"Quality page: {pages['lake']}")
+    return pages
+
+
 def run_ingest(spark, lake, layout, raw, progress, mapping=None, validate: bool = True):
     """Ingest raw files and print the counts and every gate; returns the IngestReport."""
     from cohortlake.sources.ingest import ingest
@@ -101,6 +113,7 @@ def cmd_ingest(args, progress) -> int:
     lake = _lake(args, spark)
     report = run_ingest(spark, lake, args.layout, args.raw, progress, args.mapping, validate=not args.no_validate)
     progress.info(f"manifest: {report.manifest_path}")
+    write_quality_page(lake, progress)
     return 0
 
 
@@ -116,8 +129,8 @@ def cmd_validate(args, progress) -> int:
     if failed:
         print(f"cohortlake validate: critical expectations not met at {', '.join(failed)}; see Data Docs: "
               f"{reports[0].docs_index}", file=sys.stderr)
-        return 1
-    return 0
+    write_quality_page(lake, progress)
+    return 1 if failed else 0
 
 
 def cmd_tables(args, progress) -> int:
@@ -176,6 +189,7 @@ def cmd_demo(args, progress) -> int:
         progress.info(f"  analyst view (every count; not for release)       {Path(study) / 'analyst'}")
         progress.info(f"  release set (small-cell rule applied)             {Path(study) / 'release'}")
     progress.info(f"Data Docs: {built.quality.docs_index}")
+    write_quality_page(lake, progress, study)
     print_reports(reports, progress)
     return 0
 
@@ -337,6 +351,7 @@ def cmd_run(args, progress) -> int:
                               "match": f"{lake.root}/matched/{definition.cohort}/manifest.json"},
                 "outputs": sorted(p.name for p in Path(args.out).iterdir() if p.is_file())}
     (Path(args.out) / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    write_quality_page(lake, progress, args.out)
     print_reports(reports, progress)
     return 0
 

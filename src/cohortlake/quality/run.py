@@ -472,6 +472,7 @@ class QualityRunner:
         from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
 
         from cohortlake.quality.offline import make_offline
+        from cohortlake.quality.page import record_gate
 
         context = self.context()
         # Only this run's pages (and their suites' pages) are rendered; the index lists every run.
@@ -484,6 +485,7 @@ class QualityRunner:
             urls = context.get_docs_sites_urls(resource_identifier=identifier, site_name=DOCS_SITE, only_if_exists=False)
             if urls and urls[0].get("site_url"):
                 run.page = os.path.normpath(urls[0]["site_url"].removeprefix("file://"))
+        record_gate(self.root, report)  # the gate's summary, read by the quality page
 
 
 def _error(result) -> str | None:
