@@ -119,7 +119,7 @@ def check_codesets(path: Path, codesets_dir) -> FileResult:
 
 
 def check_tests(path: Path) -> FileResult:
-    from cohortlake.engine.assure import load_suite  # imports nothing of Spark's running parts
+    from cohortlake.engine.assure import load_suite  # reads and checks the file; starts no Spark
 
     result = FileResult(str(path), "tests")
     try:
