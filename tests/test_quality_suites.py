@@ -122,3 +122,36 @@ def test_definition_expectations_and_parameters():
     params = cohort_parameters(reference)
     assert params["arms"] == ["sorafenib", "untreated"]
     assert params["study_start"] < params["study_end"]
+
+
+CODE_SAMPLES = {
+    "diagnosis": ("DGNS_1_CD", "bronze.seer-medicare.medpar",
+                  ["1550", "V5811", "E8497", "C220", "K7031", "Z515", "U071", "12", "E8781X", "49121"]),
+    "procedure": ("SRGCL_PRCDR_1_CD", "bronze.seer-medicare.medpar",
+                  ["5022", "99", "0DTJ0ZZ", "E8781", "V5866", "49121", "1", "0DTJ0Z"]),
+    "hcpcs": ("HCPCS_CD", "bronze.seer-medicare.nch_line", ["99213", "J9999", "0001F", "9921", "J99999", "W1234"]),
+    "ndc": ("PROD_SRVC_ID", "bronze.seer-medicare.pde", ["50419048858", "5041904885", "504190488580", "ABCDEFGHIJK"]),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(CODE_SAMPLES))
+def test_code_rules_are_warnings_and_say_what_ingest_sets_aside(kind):
+    """The suites' code rules warn on exactly the codes ingest sets aside (mapper.CODE_FORMATS)."""
+    from cohortlake.sources.mapper import CODE_FORMATS
+
+    column, suite_name, samples = CODE_SAMPLES[kind]
+    rule = next(e for e in SUITES[suite_name].expectations
+                if e["type"] == "expect_column_values_to_match_regex" and e["kwargs"]["column"] == column
+                and "should be" in e.get("notes", ""))
+    assert rule["severity"] == "warning" and "mostly" not in rule["kwargs"]
+    ingest_pattern = re.compile(CODE_FORMATS[kind][0])
+    for value in samples:
+        assert bool(re.match(rule["kwargs"]["regex"], value)) is bool(ingest_pattern.match(value)), (kind, value)
+
+
+def test_every_bronze_suite_states_what_is_critical_and_what_warns():
+    for suite in SUITES.values():
+        if suite.stage == "bronze":
+            assert "critical: the delivery cannot be trusted" in suite.notes and "warning:" in suite.notes, suite.name
+            corrupt = [e for e in suite.expectations if e["kwargs"].get("column") == "_corrupt_record"]
+            assert corrupt and corrupt[0]["severity"] == "critical" and "record length" in corrupt[0]["notes"]

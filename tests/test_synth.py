@@ -49,6 +49,8 @@ def seer(spark, tmp_path_factory):
     ({"layout": "omop"}, "unknown layout"),
     ({"seed": -1}, "--seed"),
     ({"dirty_rate": 0.5}, "dirty rate"),
+    ({"file_format": "sas"}, "unknown format 'sas'"),
+    ({"layout": "desynpuf", "file_format": "fixed-width"}, "CMS publishes desynpuf as CSV"),
 ])
 def test_bad_arguments_raise_one_clear_user_error(tmp_path, kwargs, message):
     args = {"layout": "seer-medicare", "out_dir": str(tmp_path / "out"), "patients": 10, "seed": 1, **kwargs}
