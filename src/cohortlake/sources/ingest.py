@@ -13,6 +13,7 @@ lands. Re-running on the same files replaces every table with the same rows.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import fnmatch
 import gzip
@@ -302,6 +303,8 @@ def ingest(spark, lake: Lakehouse, layout: str, raw_dir: str | Path, mapping_pat
     # every header is checked before anything is written, so a bad delivery leaves the lake as it was
     headers = {table: group_by_header(table, paths, mapping) for table, paths in files.items()}
     manifest.extra["raw_files"] = {t: [{"name": p.name, "bytes": p.stat().st_size} for p in ps] for t, ps in files.items()}
+    manifest.extra["layouts"] = {t: sorted({Path(g.layout.path).name for g in groups if g.layout})
+                                 for t, groups in headers.items() if any(g.layout for g in groups)}
     report = IngestReport(layout=layout)
     clean: dict[str, DataFrame] = {}
     persisted: list[DataFrame] = []
@@ -320,6 +323,8 @@ def ingest(spark, lake: Lakehouse, layout: str, raw_dir: str | Path, mapping_pat
                 lake.write(bronze_name(table), read_raw(spark, table, headers[table], mapping, staging))
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
+                with contextlib.suppress(OSError):  # still in use by another table's SAS files
+                    staging.parent.rmdir()
             counts[table].rows_in = lake.row_count(bronze_name(table))
             step["detail"] = f"{counts[table].rows_in:,} rows from {len(files[table])} file(s)"
 
