@@ -21,6 +21,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from cohortlake.spec.codes import CodeSystem, NormalisedCodeSet, matches, normalise
+from cohortlake.spec.followup import FOLLOWUP_STEP, needs_followup_step
 from cohortlake.spec.model import (
     NAME_PATTERN,
     SEER_CODES,
@@ -999,6 +1000,8 @@ class Evaluator:
 
         steps = [(c.name, c) for c in self.d.criteria]
         extra = self.landmark_step()
+        # README: the implied step is there unless the criteria guarantee it (spec.followup)
+        followup_step = needs_followup_step(self.d)
         # flags[pid] = one list of per-step flags per episode
         flags: dict[str, list[list[bool]]] = {}
         for pid, episodes in episodes_of.items():
@@ -1007,9 +1010,13 @@ class Evaluator:
                 ep_flags = [self.criterion_holds(ep, c) for _, c in steps]
                 if extra is not None:
                     ep_flags.append(self.in_landmark(ep, extra))
+                if followup_step:
+                    start = self.anchor_date(ep, self.d.followup.start) if ep.index_date else None
+                    ep_flags.append(start is None or start <= self.d.study_period.end)
                 flags[pid].append(ep_flags)
 
         names = [name for name, _ in steps] + ([f"In landmark {extra.name} analysis"] if extra is not None else [])
+        names += [FOLLOWUP_STEP] if followup_step else []
         attrition = [(0, "Persons in the data", len(episodes_of), 0)]
         previous = len(episodes_of)
         for k, name in enumerate(names, 1):

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from cohortlake.spec import Definition, load_definition
+from cohortlake.spec.followup import FOLLOWUP_STEP
 from reference_evaluator import Era, Record, age_on, build_eras, cohort_columns, event_columns, evaluate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -568,14 +569,16 @@ def test_death_on_the_landmark_day():
     )
     result = evaluate(with_criterion, data)
     assert ids(result) == ["alive", "day_after"]
-    assert len(result.attrition) == 3                      # the criterion guarantees the landmark: no extra step
+    # the criterion guarantees the landmark (no landmark step); nothing bounds the index, so
+    # the implied follow-up step is there (it removes nobody here)
+    assert [a[1] for a in result.attrition[1:]] == ["Has index", "Alive at lm", FOLLOWUP_STEP]
     row = by_person(result)["day_after"]
     assert (row["followup_start"], row["followup_end"], row["event"], row["time_days"]) == (lm_day, date(2010, 8, 15), 1, 1)
 
     extra_step = definition(landmarks=landmark, followup={"start": "lm", "end": ["death", "study_end"]})
     result = evaluate(extra_step, data)
     assert ids(result) == ["alive", "day_after"]
-    assert result.attrition[-1] == (2, "In landmark lm analysis", 2, 1)
+    assert result.attrition[-2:] == [(2, "In landmark lm analysis", 2, 1), (3, FOLLOWUP_STEP, 2, 0)]
 
     from_index = definition(landmarks=landmark,
                             criteria=[{"name": "Has index", "index_exists": {}},
@@ -596,7 +599,7 @@ def test_landmark_step_without_requirements_still_removes_missing_landmark_dates
     )
     data = tables(indexed("era"), fill("era", INDEX), death("era", INDEX), indexed("no_era"))
     result = evaluate(d, data)
-    assert result.attrition[-1] == (2, "In landmark lm analysis", 1, 1)
+    assert result.attrition[-2:] == [(2, "In landmark lm analysis", 1, 1), (3, FOLLOWUP_STEP, 1, 0)]
     row = result.cohort[0]
     # Dead at index, but require_alive is false: in the analysis, death before follow-up start.
     assert (row["person_id"], row["in_lm"], row["followup_start"], row["followup_end"], row["time_days"], row["event"]) == (
@@ -622,7 +625,7 @@ def test_landmark_require_coverage_and_exposure_anchor():
         person("short"), fill("short", INDEX), enroll("short", "part_d", date(2010, 7, 15), date(2010, 8, 13)),
     )
     result = evaluate(d, data)
-    assert result.attrition[-1] == (2, "In landmark lm analysis", 1, 1)
+    assert result.attrition[-2:] == [(2, "In landmark lm analysis", 1, 1), (3, FOLLOWUP_STEP, 1, 0)]
     row = result.cohort[0]
     assert (row["person_id"], row["landmark_date"], row["lm_date"], row["in_lm"], row["lm2_date"], row["in_lm2"]) == (
         "ok", date(2010, 8, 13), date(2010, 8, 13), 1, date(2010, 6, 25), 0)
@@ -952,8 +955,8 @@ def test_shipped_sorafenib_duration_groups():
         "on": ("continued", date(2010, 3, 1), 110, date(2010, 5, 30)),
         "off": ("stopped", None, 70, date(2010, 5, 30)),
     }
-    assert result.attrition[7] == (7, "Alive at the 90-day landmark", 2, 1)
-    assert len(result.attrition) == 9                                      # no extra landmark step
+    assert result.attrition[6] == (6, "Alive at the 90-day landmark", 2, 1)
+    assert len(result.attrition) == 8          # no implied step: the criteria keep the landmark in the study
 
 
 def test_shipped_sorafenib_time_varying_response():

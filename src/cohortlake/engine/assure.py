@@ -615,14 +615,9 @@ class _Columns:
 
 def attrition_steps(d: Definition) -> list[str]:
     """Attrition step names after the population (step 1 first), as the README defines them."""
-    names = [criterion.name for criterion in d.criteria]
-    start = d.followup.start
-    if isinstance(start, str) and start != "index" and any(lm.name == start for lm in d.landmarks):
-        landmark = d.landmark(start)
-        alive = any(c.kind == "alive" and c.alive.through == start for c in d.criteria)
-        if not (alive and landmark.require_coverage is None):
-            names.append(f"In landmark {start} analysis")
-    return names
+    from cohortlake.spec.followup import implied_steps
+
+    return [criterion.name for criterion in d.criteria] + implied_steps(d)
 
 
 def _value(p: _Problems, loc: Loc, kind: str, value: Any, columns: _Columns) -> tuple[bool, Any]:

@@ -32,6 +32,7 @@ from cohortlake.engine.coverage import CoverageCheck, answer_checks
 from cohortlake.engine.eras import all_eras
 from cohortlake.spec.comorbidity import CONDITIONS as COMORBIDITY_CONDITIONS
 from cohortlake.spec.comorbidity import DECIMALS, RULE_OUT_MARGIN_DAYS, TERMS, ComorbidityIndex
+from cohortlake.spec.followup import FOLLOWUP_STEP, landmark_step, needs_followup_step
 from cohortlake.spec.model import (
     SEER_CODES,
     Behavior,
@@ -475,14 +476,13 @@ class Compiler:
 
     def steps(self) -> list[Step]:
         steps = [Step(c.name, self.criterion_flag(i, c)) for i, c in enumerate(self.d.criteria, 1)]
-        start = self.d.followup.start
-        if isinstance(start, str) and start != "index":
-            landmark = self.d.landmark(start)
-            guaranteed = landmark.require_coverage is None and any(
-                c.kind == "alive" and c.alive.through == landmark.name for c in self.d.criteria
-            )
-            if not guaranteed:
-                steps.append(Step(f"In landmark {landmark.name} analysis", F.col(f"_in_{landmark.name}")))
+        landmark = landmark_step(self.d)
+        if landmark is not None:
+            steps.append(Step(f"In landmark {landmark.name} analysis", F.col(f"_in_{landmark.name}")))
+        if needs_followup_step(self.d):
+            # a follow-up start after the study end would make follow-up run backwards
+            start = F.col("_fs")
+            steps.append(Step(FOLLOWUP_STEP, start.isNull() | (start <= F.lit(self.d.study_period.end))))
         return steps
 
     # -- arms, follow-up, outcomes ---------------------------------------------------------

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cohortlake.errors import UserError
-from cohortlake.spec.load import CodeSet, Library, codeset_search_path, load_definition
+from cohortlake.spec.followup import definition_warnings
+from cohortlake.spec.load import CodeSet, Library, codeset_search_path, field_path, load_definition
 from cohortlake.yamlfile import LocatedYaml, Problem, YamlError, load_located, read_text
 
 DEFINITION_KEYS = {"cohort", "title", "study_period", "index", "criteria", "followup"}
@@ -33,6 +34,8 @@ class FileResult:
     kind: str | None
     problems: list[Problem] = field(default_factory=list)
     summary: str | None = None
+    warnings: list[Problem] = field(default_factory=list)
+    """Findings that do not stop the file (e.g. follow-up that can start after the study end)."""
 
     @property
     def ok(self) -> bool:
@@ -105,6 +108,11 @@ def check_definition(path: Path, codesets_dir) -> FileResult:
         return result
     result.summary = (f"cohort '{d.cohort}', {len(d.criteria)} criteria, {len(d.codesets)} code sets, "
                       f"{len(d.covariates)} covariates")
+    found = definition_warnings(d)
+    if found:
+        located = load_located(str(path), read_text(path), strict=True)
+        result.warnings = [Problem(str(path), located.line_of(w.path), field_path(located.data, w.path), w.message)
+                           for w in found]
     return result
 
 
@@ -173,12 +181,16 @@ def check_paths(paths: list[str], codesets_dir=None) -> list[FileResult]:
 def render(results: list[FileResult], fmt: str) -> tuple[str, str]:
     """(stdout, stderr) of check in the given format."""
     problems = [p for r in results for p in r.problems]
+    warnings = [w for r in results for w in r.warnings]
     bad = sum(1 for r in results if not r.ok)
     if fmt == "json":
+        def listed(items):
+            return [{"path": p.path, "line": p.line, "field": p.field or None, "message": p.message} for p in items]
+
         payload = {
             "files": [{"path": r.path, "kind": r.kind, "ok": r.ok, "summary": r.summary} for r in results],
-            "problems": [{"path": p.path, "line": p.line, "field": p.field or None, "message": p.message}
-                         for p in problems],
+            "problems": listed(problems),
+            "warnings": listed(warnings),
             "ok": not problems,
         }
         return json.dumps(payload, indent=2) + "\n", ""
@@ -187,18 +199,25 @@ def render(results: list[FileResult], fmt: str) -> tuple[str, str]:
             return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
         lines = []
-        for p in problems:
-            where = f"file={escape(p.path).replace(',', '%2C').replace(':', '%3A')}"
-            if p.line:
-                where += f",line={p.line}"
-            lines.append(f"::error {where},title=cohortlake check::{escape((p.field + ': ' if p.field else '') + p.message)}")
+        for level, items in (("error", problems), ("warning", warnings)):
+            for p in items:
+                where = f"file={escape(p.path).replace(',', '%2C').replace(':', '%3A')}"
+                if p.line:
+                    where += f",line={p.line}"
+                lines.append(f"::{level} {where},title=cohortlake check::"
+                             f"{escape((p.field + ': ' if p.field else '') + p.message)}")
         summary = f"{len(results)} file(s) checked, {bad} with problems ({len(problems)} problem(s))"
         return "\n".join(lines + [summary]) + "\n", ""
     out = [f"{r.path}: ok: {r.summary}" for r in results if r.ok]
-    err = [str(p) for p in problems]
+    err = [str(p) for p in problems] + [_warning_line(w) for w in warnings]
     summary = f"{len(results)} file(s) checked, {bad} with problems" + (f" ({len(problems)} problem(s))" if problems else "")
     if problems:
         err.append(summary)
     elif len(results) > 1:
         out.append(summary)
     return "\n".join(out) + "\n" if out else "", "\n".join(err) + "\n" if err else ""
+
+
+def _warning_line(w: Problem) -> str:
+    where = f"{w.path}:{w.line}" if w.line else w.path
+    return f"{where}: warning: {w.field + ': ' if w.field else ''}{w.message}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from cohortlake.spec.codes import CodeSystem
+from cohortlake.spec.followup import FOLLOWUP_STEP, implied_steps
 from cohortlake.spec.matching import MatchingSettings, Method, Scale
 from cohortlake.spec.model import (
     Arm,
@@ -328,6 +329,13 @@ def explain(d: Definition) -> str:
 
     out += ["## Criteria (attrition steps, in order)", ""]
     out += [f"{i}. {c.name} — {criterion_text(c, d)}" for i, c in enumerate(d.criteria, 1)]
+    for i, name in enumerate(implied_steps(d), len(d.criteria) + 1):
+        if name == FOLLOWUP_STEP:
+            why = (f"implied: follow-up starts at {_anchor(d.followup.start)}, which the criteria do not keep "
+                   f"on or before the study end ({d.study_period.end}); a later start would run follow-up backwards")
+        else:
+            why = "implied: follow-up starts at this landmark, and no criterion guarantees its analysis"
+        out.append(f"{i}. {name} — {why}")
     out += [""]
 
     if d.exposures:
