@@ -33,10 +33,29 @@ def small_arm_cohort():
     return cohort.drop(index=treated[9:]).reset_index(drop=True)
 
 
+_BUILT: dict[str, dict] = {}
+
+
 @pytest.fixture(scope="module", params=list(CASES))
 def case(request, tmp_path_factory):
-    out = tmp_path_factory.mktemp(request.param.replace(" ", "_")) / "OUT"
-    if request.param == "small arm":
+    return _case(request.param, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def one_unmatched(tmp_path_factory):
+    """The 1-unmatched case alone (built once, shared with `case`)."""
+    return _case("1 unmatched", tmp_path_factory)
+
+
+def _case(name, tmp_path_factory):
+    if name not in _BUILT:
+        _BUILT[name] = _write_case(name, tmp_path_factory)
+    return _BUILT[name]
+
+
+def _write_case(name, tmp_path_factory):
+    out = tmp_path_factory.mktemp(name.replace(" ", "_")) / "OUT"
+    if name == "small arm":
         cohort = small_arm_cohort()
         results = write_out_folder(out, cohort, covariates=["age", "sex", "nci_index"])
         # the attrition of this smaller cohort: its last step is the two arms together
@@ -46,9 +65,9 @@ def case(request, tmp_path_factory):
         pd.DataFrame(steps, columns=["step", "name", "persons_remaining", "persons_excluded"]).to_csv(
             out / "attrition.csv", index=False)
     else:
-        results = write_out_folder(out, synthetic_cohort(), unmatched_treated=CASES[request.param])
+        results = write_out_folder(out, synthetic_cohort(), unmatched_treated=CASES[name])
     reports = write_reports(out, generated=dt.date(2024, 5, 17))
-    return {"name": request.param, "out": out, "results": results, "reports": reports}
+    return {"name": name, "out": out, "results": results, "reports": reports}
 
 
 def read_csv(path):
@@ -77,9 +96,8 @@ def test_release_set_passes_the_checker_and_keeps_the_matched_sizes(case):
     assert (case["out"] / "report.html").read_bytes() == (release / "report.html").read_bytes()
 
 
-def test_one_unmatched_person_keeps_every_smd_after_matching(case):
-    if case["name"] != "1 unmatched":
-        pytest.skip("the one-person case")
+def test_one_unmatched_person_keeps_every_smd_after_matching(one_unmatched):
+    case = one_unmatched
     first, rows = read_csv(case["out"] / "release" / "table1.csv")
     after = [row for row in rows if row["kind"] == "count" and row["phase"] == "after"]
     assert after and all(row["smd"] not in ("–", "") for row in after), after
@@ -127,11 +145,10 @@ def test_plots_of_the_analyst_view_carry_the_notice_and_the_release_plots_do_not
 
 
 @pytest.fixture()
-def leaky(case, tmp_path):
-    if case["name"] != "1 unmatched":
-        pytest.skip("edited copies of one release set")
+def leaky(one_unmatched, tmp_path):
+    """An editable copy of the 1-unmatched release set."""
     folder = tmp_path / "release"
-    shutil.copytree(case["out"] / "release", folder)
+    shutil.copytree(one_unmatched["out"] / "release", folder)
     return folder
 
 
@@ -157,7 +174,8 @@ def test_checker_fails_on_a_printed_small_count(leaky):
     assert main(["disclosure-check", str(leaky)]) == 1
 
 
-def test_checker_fails_on_a_total_shown_with_all_but_one_member(case, leaky):
+def test_checker_fails_on_a_total_shown_with_all_but_one_member(one_unmatched, leaky):
+    case = one_unmatched
     # the arm's N before matching printed beside the matched N gives the one unmatched person
     n_treated = str(case["results"]["matching"]["n_treated"])
 
@@ -173,7 +191,8 @@ def analyst_table1(case) -> dict:
     return {(r["label"], r["phase"]): r for r in read_csv(case["out"] / "analyst" / "table1.csv")[1]}
 
 
-def test_checker_fails_when_the_complementary_cells_are_shown(case, leaky):
+def test_checker_fails_when_the_complementary_cells_are_shown(one_unmatched, leaky):
+    case = one_unmatched
     # every * of Table 1 printed as counted: the <11 beside them follow from the totals
     analyst = analyst_table1(case)
 
@@ -188,7 +207,8 @@ def test_checker_fails_when_the_complementary_cells_are_shown(case, leaky):
     assert leaks and all(leak.detail.startswith("a reader can work out") for leak in leaks), leaks
 
 
-def test_checker_fails_on_an_smd_that_pins_a_hidden_size(case, leaky):
+def test_checker_fails_on_an_smd_that_pins_a_hidden_size(one_unmatched, leaky):
+    case = one_unmatched
     # the release leaves out the before-matching SMDs of 0/1 rows: with the arm's N before matching hidden
     # and its counts shown, each pins that N, and so the one unmatched person. Print the analyst's.
     first, rows = read_csv(leaky / "table1.csv")
