@@ -79,6 +79,7 @@ from typing import Any
 
 from cohortlake.errors import UserError
 from cohortlake.spec.codes import CodeError, CodeSystem, canonical_code, normalise
+from cohortlake.spec.followup import implied_steps
 from cohortlake.spec.model import (
     SEER_CODES,
     Behavior,
@@ -615,8 +616,6 @@ class _Columns:
 
 def attrition_steps(d: Definition) -> list[str]:
     """Attrition step names after the population (step 1 first), as the README defines them."""
-    from cohortlake.spec.followup import implied_steps
-
     return [criterion.name for criterion in d.criteria] + implied_steps(d)
 
 

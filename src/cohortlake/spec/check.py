@@ -99,7 +99,7 @@ def problems_of(error: UserError, default_path: str) -> list[Problem]:
     return out
 
 
-def check_definition(path: Path, codesets_dir) -> FileResult:
+def check_definition(path: Path, located: LocatedYaml, codesets_dir) -> FileResult:
     result = FileResult(str(path), "definition")
     try:
         d = load_definition(path, codesets_dir=codesets_dir)
@@ -108,11 +108,8 @@ def check_definition(path: Path, codesets_dir) -> FileResult:
         return result
     result.summary = (f"cohort '{d.cohort}', {len(d.criteria)} criteria, {len(d.codesets)} code sets, "
                       f"{len(d.covariates)} covariates")
-    found = definition_warnings(d)
-    if found:
-        located = load_located(str(path), read_text(path), strict=True)
-        result.warnings = [Problem(str(path), located.line_of(w.path), field_path(located.data, w.path), w.message)
-                           for w in found]
+    result.warnings = [Problem(str(path), located.line_of(w.path), field_path(located.data, w.path), w.message)
+                       for w in definition_warnings(d)]
     return result
 
 
@@ -147,7 +144,7 @@ def check_file(path: Path, codesets_dir=None) -> FileResult:
         return FileResult(str(path), None, problems_of(error, str(path)))
     kind = kind_of(located, path)
     if kind == "definition":
-        return check_definition(path, codesets_dir)
+        return check_definition(path, located, codesets_dir)
     if kind == "codesets":
         return check_codesets(path, codesets_dir)
     if kind == "tests":

@@ -104,14 +104,14 @@ def needs_followup_step(d: Definition) -> bool:
 
 
 @dataclass(frozen=True)
-class Warning:
+class Finding:
     """A lint finding: where (a path in the definition) and what to do."""
 
     path: tuple
     message: str
 
 
-def followup_warnings(d: Definition) -> list[Warning]:
+def followup_warnings(d: Definition) -> list[Finding]:
     """Follow-up that can start after the study end, with the index-period end that avoids it."""
     bound, offset = latest_index(d), followup_offset(d)
     end = d.study_period.end
@@ -120,7 +120,7 @@ def followup_warnings(d: Definition) -> list[Warning]:
     by = end - timedelta(days=offset)
     leave = f"such persons leave at the step '{FOLLOWUP_STEP}'"
     if bound is None:
-        return [Warning(("index",), f"nothing bounds the index date and follow-up starts {offset} days after it, so "
+        return [Finding(("index",), f"nothing bounds the index date and follow-up starts {offset} days after it, so "
                                     f"it can start after the study end ({end}): add an index_period that ends by "
                                     f"{by}; until then {leave}")]
     if bound.latest + timedelta(days=offset) <= end:
@@ -129,38 +129,37 @@ def followup_warnings(d: Definition) -> list[Warning]:
         what, fix = f"index_period ends {bound.latest}", f"end the index period by {by}"
     else:
         what, fix = f"diagnoses are allowed up to {bound.latest.year}", f"add an index_period that ends by {by}"
-    return [Warning(("criteria", bound.criterion - 1, bound.rule),
+    return [Finding(("criteria", bound.criterion - 1, bound.rule),
                     f"{what} but follow-up starts {offset} days after the index, after the study end ({end}) for "
                     f"the latest: {fix}; {leave}")]
 
 
-def washout_warnings(d: Definition) -> list[Warning]:
+def washout_warnings(d: Definition) -> list[Finding]:
     """Washouts that can never exclude anyone: the index is the first record of the same codes ever."""
     index = d.index
-    out: list[Warning] = []
+    out: list[Finding] = []
     if index.kind == "exposure" and index.exposure.occurrence.value == "first" and index.exposure.at.value == "start":
         exposure = d.exposures.get(index.exposure.name)
         if exposure is None:
             return out
         table = "dispensing" if exposure.source.value == "dispensing" else "procedure"
-        first = set(exposure.codesets), {table}, f"the first `{index.exposure.name}` record ever"
+        codesets, tables, what = set(exposure.codesets), {table}, f"the first `{index.exposure.name}` record ever"
     elif index.kind == "event" and index.event.occurrence.value == "first" and not index.event.settings:
-        first = set(index.event.codesets), {t.value for t in index.event.tables}, "the first such event ever"
+        codesets, tables, what = set(index.event.codesets), {t.value for t in index.event.tables}, "the first such event ever"
     else:
         return out
-    codesets, tables, what = first
     for number, criterion in enumerate(d.criteria):
         if criterion.kind != "washout":
             continue
         rule = criterion.washout
-        if set(rule.codesets) <= codesets and {t.value for t in rule.tables} <= tables and not getattr(rule, "settings", None):
-            out.append(Warning(("criteria", number, "washout"), (
+        if set(rule.codesets) <= codesets and {t.value for t in rule.tables} <= tables and not rule.settings:
+            out.append(Finding(("criteria", number, "washout"), (
                 f"this washout can never exclude anyone: the index is {what}, so no record of "
                 f"{', '.join(f'`{c}`' for c in rule.codesets)} precedes it; look back with other codes or "
                 f"index on a later occurrence")))
     return out
 
 
-def definition_warnings(d: Definition) -> list[Warning]:
+def definition_warnings(d: Definition) -> list[Finding]:
     """Everything check warns about in a definition that loads without problems."""
     return followup_warnings(d) + washout_warnings(d)
