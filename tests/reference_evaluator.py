@@ -21,7 +21,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from cohortlake.spec.codes import CodeSystem, NormalisedCodeSet, matches, normalise
-from cohortlake.spec.followup import FOLLOWUP_STEP, needs_followup_step
+from cohortlake.spec.followup import FOLLOWUP_STEP, alive_step, needs_followup_step
 from cohortlake.spec.model import (
     NAME_PATTERN,
     SEER_CODES,
@@ -930,12 +930,12 @@ class Evaluator:
 
     def event_rows(self, ep: Episode, row: dict) -> list[dict]:
         start, time_days, event = row["followup_start"], row["time_days"], row["event"]
-        # READING: no follow-up, or a follow-up ending before it starts, has no rows.
-        if start is None or time_days is None or time_days < 0:
+        # README: no follow-up, or 0 days of it, has no rows (every row has stop_day > start_day).
+        if start is None or time_days is None or time_days <= 0:
             return []
         switches = {tv.name: self.switch_day(ep, tv, start, time_days) for tv in self.d.time_varying}
         cuts = sorted({0, time_days} | {s for s in switches.values() if s is not None})
-        spans = [(0, 0)] if time_days == 0 else list(zip(cuts[:-1], cuts[1:]))
+        spans = list(zip(cuts[:-1], cuts[1:]))
         out = []
         for i, (lo, hi) in enumerate(spans):
             item = {
@@ -989,6 +989,27 @@ class Evaluator:
 
     # --- the whole build --------------------------------------------------------------
 
+    def step_names(self) -> list[str]:
+        """The attrition steps: the criteria, then the implied steps (spec.followup says which)."""
+        extra, alive = self.landmark_step(), alive_step(self.d)
+        return ([c.name for c in self.d.criteria] + ([f"In landmark {extra.name} analysis"] if extra else [])
+                + ([alive] if alive else []) + ([FOLLOWUP_STEP] if needs_followup_step(self.d) else []))
+
+    def step_flags(self, ep: Episode) -> list[bool]:
+        """Whether the episode passes each attrition step of step_names()."""
+        flags = [self.criterion_holds(ep, c) for c in self.d.criteria]
+        extra = self.landmark_step()
+        if extra is not None:
+            flags.append(self.in_landmark(ep, extra))
+        start = self.anchor_date(ep, self.d.followup.start) if ep.index_date else None
+        if alive_step(self.d) is not None:
+            # README: a death on the start day stays (0 days); before it, the person leaves
+            death = ep.rows.death_date
+            flags.append(start is None or death is None or death >= start)
+        if needs_followup_step(self.d):
+            flags.append(start is None or start <= self.d.study_period.end)
+        return flags
+
     def run(self, tables: dict[str, list[dict]]) -> Result:
         people = group_by_person(tables)
         # The population: everyone in `person` plus everyone the index rule finds.
@@ -998,25 +1019,9 @@ class Evaluator:
             if rows.person is not None or found:
                 episodes_of[pid] = found or [Episode(rows, False, None)]
 
-        steps = [(c.name, c) for c in self.d.criteria]
-        extra = self.landmark_step()
-        # README: the implied step is there unless the criteria guarantee it (spec.followup)
-        followup_step = needs_followup_step(self.d)
+        names = self.step_names()
         # flags[pid] = one list of per-step flags per episode
-        flags: dict[str, list[list[bool]]] = {}
-        for pid, episodes in episodes_of.items():
-            flags[pid] = []
-            for ep in episodes:
-                ep_flags = [self.criterion_holds(ep, c) for _, c in steps]
-                if extra is not None:
-                    ep_flags.append(self.in_landmark(ep, extra))
-                if followup_step:
-                    start = self.anchor_date(ep, self.d.followup.start) if ep.index_date else None
-                    ep_flags.append(start is None or start <= self.d.study_period.end)
-                flags[pid].append(ep_flags)
-
-        names = [name for name, _ in steps] + ([f"In landmark {extra.name} analysis"] if extra is not None else [])
-        names += [FOLLOWUP_STEP] if followup_step else []
+        flags = {pid: [self.step_flags(ep) for ep in episodes] for pid, episodes in episodes_of.items()}
         attrition = [(0, "Persons in the data", len(episodes_of), 0)]
         previous = len(episodes_of)
         for k, name in enumerate(names, 1):

@@ -150,7 +150,7 @@ def test_check_a_folder_of_every_kind(capsys):
     code, out, err = _check(capsys, DEFS)
     assert code == 0, err
     assert "cohort_defs/codesets/nci_comorbidity.yaml: ok: code-set file, 16 code sets" in out
-    assert "cohort_defs/tests/hcc_sorafenib_landmark.yaml: ok: test patients, 72 for cohort" in out
+    assert "cohort_defs/tests/hcc_sorafenib_landmark.yaml: ok: test patients, 75 for cohort" in out
     assert "16 file(s) checked, 0 with problems" in out
 
 

@@ -693,15 +693,12 @@ def compare(spark, definition: Definition, data: dict[str, list[dict]]) -> str |
 
     want_cohort = sorted(({k: _value(v) for k, v in row.items()} for row in expected.cohort), key=_key)
     want_events = sorted(expected.events, key=_key) if expected.events is not None else None
-    # The README does not say what time-varying rows a follow-up that ends before it
-    # starts (time_days < 0, e.g. death before index) has: those episodes' rows are not
-    # compared (the reference gives none).
-    backwards = {(r["person_id"], r["index_date"]) for r in want_cohort if (r["time_days"] or 0) < 0}
-    if events is not None:
-        events = [r for r in events if (r["person_id"], r["index_date"]) not in backwards]
-    if want_events is not None:
-        want_events = [r for r in want_events if (r["person_id"], r["index_date"]) not in backwards]
     problems: list[str] = []
+    # The implied steps (spec.followup) keep follow-up from running backwards, in both.
+    for who, rows in (("engine", cohort), ("reference", want_cohort)):
+        backwards = [(r["person_id"], r["index_date"], r["time_days"]) for r in rows if (r["time_days"] or 0) < 0]
+        if backwards:
+            problems.append(f"{who}: follow-up ends before it starts (time_days < 0): {backwards[:5]}")
     persons: set[str] = set()
     if columns != cohort_columns(definition):
         problems.append(f"cohort columns differ:\n  engine:    {columns}\n  reference: {cohort_columns(definition)}")
@@ -761,14 +758,7 @@ def _reference_flags(definition: Definition, data, pid: str) -> list[tuple]:
     episodes = ev.episodes(rows)
     if not episodes and rows.person is None:
         return []
-    extra = ev.landmark_step()
-    out = []
-    for ep in episodes or [Episode(rows, False, None)]:
-        flags = [ev.criterion_holds(ep, c) for c in definition.criteria]
-        if extra is not None:
-            flags.append(ev.in_landmark(ep, extra))
-        out.append((ep.index_date, flags))
-    return out
+    return [(ep.index_date, ev.step_flags(ep)) for ep in episodes or [Episode(rows, False, None)]]
 
 
 def _flag_differences(definition: Definition, data, engine_flags: list[dict]) -> set[str]:

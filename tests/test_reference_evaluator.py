@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from cohortlake.spec import Definition, load_definition
-from cohortlake.spec.followup import FOLLOWUP_STEP
+from cohortlake.spec.followup import ALIVE_AT_INDEX, ALIVE_AT_START, FOLLOWUP_STEP
 from reference_evaluator import Era, Record, age_on, build_eras, cohort_columns, event_columns, evaluate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -160,7 +160,8 @@ def test_age_criterion_65_66_on_the_birthday():
     )
     result = evaluate(d, data)
     assert ids(result) == ["turns66"]
-    assert result.attrition == [(0, "Persons in the data", 3, 0), (1, "Has index", 3, 0), (2, "66+", 1, 2)]
+    assert result.attrition == [(0, "Persons in the data", 3, 0), (1, "Has index", 3, 0), (2, "66+", 1, 2),
+                                (3, ALIVE_AT_INDEX, 1, 0)]
     assert result.cohort[0]["time_days"] == (date(2013, 12, 31) - INDEX).days
 
 
@@ -178,7 +179,7 @@ def test_day_window_is_inclusive_minus_30_and_plus_60():
                     for pid, n in offset.items()])
     result = evaluate(d, data)
     assert ids(result) == ["m31", "p61"]
-    assert result.attrition[-1] == (2, "No resection", 2, 2)
+    assert result.attrition[2] == (2, "No resection", 2, 2)
 
 
 def test_washout_is_days_minus_n_to_minus_1():
@@ -269,10 +270,13 @@ def test_coverage_allowed_gap_and_truncation_at_death_month():
         enroll("died_ok", "part_a", date(2009, 6, 1), date(2010, 7, 30)),  # 1-day gap at the end: allowed
         indexed("died_short"), death("died_short", date(2010, 7, 20)),
         enroll("died_short", "part_a", date(2009, 6, 1), date(2010, 7, 20)),
-        # Died before the window: W2 < W1, the rule holds without any coverage.
+        # Died before the window: W2 < W1, the rule holds without any coverage; the death
+        # before the index then removes the person at the implied step.
         indexed("died_before"), death("died_before", date(2009, 5, 1)),
     )
-    assert ids(evaluate(d, data)) == ["died_before", "died_ok", "hole1"]
+    result = evaluate(d, data)
+    assert ids(result) == ["died_ok", "hole1"]
+    assert result.attrition[2:] == [(2, "Covered", 3, 2), (3, ALIVE_AT_INDEX, 2, 1)]
 
 
 def test_coverage_truncation_in_days_and_without_truncation():
@@ -307,7 +311,8 @@ def test_fee_for_service_and_exclusions():
     )
     result = evaluate(d, data)
     assert ids(result) == ["hmo2", "hmo_out", "nohmo"]
-    assert result.attrition == [(0, "Persons in the data", 6, 0), (1, "FFS", 4, 2), (2, "No RDS", 3, 1)]
+    assert result.attrition == [(0, "Persons in the data", 6, 0), (1, "FFS", 4, 2), (2, "No RDS", 3, 1),
+                                (3, ALIVE_AT_INDEX, 3, 0)]
     assert ids(evaluate(d_hmo, data)) == ["allhmo"]
 
 
@@ -385,7 +390,7 @@ def test_tumor_criteria_and_missing_fields():
     )
     result = evaluate(d, data)
     assert ids(result) == ["ok"]
-    assert [a[2:] for a in result.attrition] == [(10, 0), (9, 1), (6, 3), (4, 2), (2, 2), (1, 1)]
+    assert [a[2:] for a in result.attrition] == [(10, 0), (9, 1), (6, 3), (4, 2), (2, 2), (1, 1), (1, 0)]
 
     unknown = definition(index=TUMOR_INDEX, criteria=[{"name": "Month unknown", "tumor": {"diagnosis_month_known": False}}])
     # A missing month fails any filter on it, even `diagnosis_month_known: false`.
@@ -407,12 +412,13 @@ def test_event_index_each_gives_episodes_and_attrition_counts_persons():
     result = evaluate(d, data)
     assert [(r["person_id"], r["index_date"]) for r in result.cohort] == [
         ("a", date(2010, 1, 1)), ("a", date(2010, 12, 31))]
-    assert result.attrition == [(0, "Persons in the data", 2, 0), (1, "Has index", 2, 0), (2, "2010", 1, 1)]
+    assert result.attrition == [(0, "Persons in the data", 2, 0), (1, "Has index", 2, 0), (2, "2010", 1, 1),
+                                (3, ALIVE_AT_INDEX, 1, 0)]
 
 
 def test_person_without_index_is_in_the_population_only():
     result = evaluate(definition(), tables(person("x"), dx("y", INDEX, "5715")))
-    assert result.attrition == [(0, "Persons in the data", 2, 0), (1, "Has index", 1, 1)]
+    assert result.attrition == [(0, "Persons in the data", 2, 0), (1, "Has index", 1, 1), (2, ALIVE_AT_INDEX, 1, 0)]
     assert ids(result) == ["y"]
 
 
@@ -597,13 +603,16 @@ def test_landmark_step_without_requirements_still_removes_missing_landmark_dates
         landmarks=[{"name": "lm", "days": 30, "from": {"exposure": "sor", "at": "start"}, "require_alive": False}],
         followup={"start": "lm", "end": ["death", "study_end"]},
     )
-    data = tables(indexed("era"), fill("era", INDEX), death("era", INDEX), indexed("no_era"))
+    data = tables(indexed("era"), fill("era", INDEX), indexed("no_era"), indexed("dead"), fill("dead", INDEX),
+                  death("dead", INDEX))
     result = evaluate(d, data)
-    assert result.attrition[-2:] == [(2, "In landmark lm analysis", 1, 1), (3, FOLLOWUP_STEP, 1, 0)]
+    # Dead at index, but require_alive is false: in the landmark's analysis; the death before
+    # follow-up starts then removes the person at the implied step instead of follow-up of -30 days.
+    assert result.attrition[-3:] == [(2, "In landmark lm analysis", 2, 1), (3, ALIVE_AT_START, 1, 1),
+                                     (4, FOLLOWUP_STEP, 1, 0)]
     row = result.cohort[0]
-    # Dead at index, but require_alive is false: in the analysis, death before follow-up start.
-    assert (row["person_id"], row["in_lm"], row["followup_start"], row["followup_end"], row["time_days"], row["event"]) == (
-        "era", 1, date(2010, 7, 15), INDEX, -30, 0)
+    assert (row["person_id"], row["in_lm"], row["followup_start"], row["followup_end"], row["event"]) == (
+        "era", 1, date(2010, 7, 15), date(2013, 12, 31), 0)
 
 
 def test_landmark_require_coverage_and_exposure_anchor():
@@ -763,8 +772,8 @@ def test_time_varying_rows():
         ("late", 0, 30, 1, 0, 0),
         ("same", 0, 10, 0, 0, 0), ("same", 10, 30, 1, 1, 1),
         ("two", 0, 10, 0, 0, 0), ("two", 10, 25, 0, 1, 0), ("two", 25, 40, 1, 1, 1),
-        ("zero", 0, 0, 1, 0, 0),
-    ]
+    ]  # "zero" (death on the index day) has time_days 0 and so no rows: every row has stop_day > start_day
+    assert by_person(result)["zero"]["time_days"] == 0
     assert evaluate(definition(), data).events is None
 
 

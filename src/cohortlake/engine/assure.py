@@ -643,8 +643,9 @@ def _read_events(p: _Problems, loc: Loc, value: Any, columns: _Columns) -> list[
     if len(columns.events) == len(EVENT_BASE):
         p.add(loc, "this definition has no time_varying covariates, so it has no events rows")
         return None
-    if not isinstance(value, list) or not value:
-        p.add(loc, f"expected a list of rows [{{start_day: 0, stop_day: N, event: 0|1, ...}}], got {_shown(value)}")
+    if not isinstance(value, list):  # [] = no rows (no follow-up, or 0 days of it)
+        p.add(loc, f"expected a list of rows [{{start_day: 0, stop_day: N, event: 0|1, ...}}] or [] for none, "
+                   f"got {_shown(value)}")
         return None
     rows, ok = [], True
     for i, raw in enumerate(value):

@@ -32,7 +32,7 @@ from cohortlake.engine.coverage import CoverageCheck, answer_checks
 from cohortlake.engine.eras import all_eras
 from cohortlake.spec.comorbidity import CONDITIONS as COMORBIDITY_CONDITIONS
 from cohortlake.spec.comorbidity import DECIMALS, RULE_OUT_MARGIN_DAYS, TERMS, ComorbidityIndex
-from cohortlake.spec.followup import FOLLOWUP_STEP, landmark_step, needs_followup_step
+from cohortlake.spec.followup import FOLLOWUP_STEP, alive_step, landmark_step, needs_followup_step
 from cohortlake.spec.model import (
     SEER_CODES,
     Behavior,
@@ -479,6 +479,11 @@ class Compiler:
         landmark = landmark_step(self.d)
         if landmark is not None:
             steps.append(Step(f"In landmark {landmark.name} analysis", F.col(f"_in_{landmark.name}")))
+        alive = alive_step(self.d)
+        if alive is not None:
+            # a recorded death before follow-up starts would make follow-up run backwards
+            death, start = F.col("_death_date"), F.col("_fs")
+            steps.append(Step(alive, death.isNull() | start.isNull() | (death >= start)))
         if needs_followup_step(self.d):
             # a follow-up start after the study end would make follow-up run backwards
             start = F.col("_fs")
@@ -878,8 +883,9 @@ def _time_varying_rows(cohort: DataFrame, names: list[str]) -> DataFrame:
                F.datediff(F.col(f"_sw_{n}"), F.col("followup_start")))
         for n in names
     ]
-    # Episodes without follow-up (no start, or ending before it starts) have no rows.
-    rows = cohort.where(time.isNotNull() & (time >= 0)).select(
+    # Counting-process rows need stop_day > start_day (R's survival and lifelines reject anything
+    # else), so an episode with no follow-up, or 0 days of it, has no rows.
+    rows = cohort.where(time.isNotNull() & (time > 0)).select(
         "person_id", "index_date", "event", "time_days",
         *[day.alias(f"_day_{n}") for n, day in zip(names, switch_days)],
     )

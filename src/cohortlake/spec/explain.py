@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from cohortlake.spec.codes import CodeSystem
-from cohortlake.spec.followup import FOLLOWUP_STEP, implied_steps
+from cohortlake.spec.followup import ALIVE_AT_INDEX, ALIVE_AT_START, FOLLOWUP_STEP, implied_steps
 from cohortlake.spec.matching import MatchingSettings, Method, Scale
 from cohortlake.spec.model import (
     Arm,
@@ -330,7 +330,11 @@ def explain(d: Definition) -> str:
     out += ["## Criteria (attrition steps, in order)", ""]
     out += [f"{i}. {c.name} — {criterion_text(c, d)}" for i, c in enumerate(d.criteria, 1)]
     for i, name in enumerate(implied_steps(d), len(d.criteria) + 1):
-        if name == FOLLOWUP_STEP:
+        if name in (ALIVE_AT_INDEX, ALIVE_AT_START):
+            why = (f"implied: follow-up ends at death and starts at {_anchor(d.followup.start)}, and no criterion "
+                   f"excludes a recorded death before that day (fills and claims can be dated after death); "
+                   f"such a death would run follow-up backwards, a death on the start day stays with 0 days")
+        elif name == FOLLOWUP_STEP:
             why = (f"implied: follow-up starts at {_anchor(d.followup.start)}, which the criteria do not keep "
                    f"on or before the study end ({d.study_period.end}); a later start would run follow-up backwards")
         else:

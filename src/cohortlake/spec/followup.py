@@ -5,6 +5,12 @@ test-patient runner and ``explain`` alike:
 
 * ``In landmark <name> analysis`` when follow-up starts at a landmark that no criterion
   guarantees;
+* ``alive_step``: when follow-up ends at death, a recorded death before follow-up starts
+  (a fill or claim dated after death, a SEER death imputed to mid-month) would make
+  follow-up run backwards. Such persons leave at "Alive at index" (or "Alive at follow-up
+  start" when follow-up starts later), unless a criterion or the follow-up landmark's own
+  analysis already excludes every death before the start. A death on the start day stays
+  (follow-up of 0 days);
 * ``FOLLOWUP_STEP``: when follow-up starts after the index (at a landmark or an exposure
   point), a definition may admit an index so late that follow-up would start after the
   study ends (a landmark 90 days after an index allowed up to the study end). Such
@@ -23,6 +29,8 @@ from datetime import date, timedelta
 from cohortlake.spec.model import Definition, ExposurePoint, Landmark
 
 FOLLOWUP_STEP = "Follow-up starts on or before the study end"
+ALIVE_AT_INDEX = "Alive at index"
+ALIVE_AT_START = "Alive at follow-up start"
 
 
 def landmark_step(d: Definition) -> Landmark | None:
@@ -39,9 +47,33 @@ def landmark_step(d: Definition) -> Landmark | None:
 
 def implied_steps(d: Definition) -> list[str]:
     """The attrition steps the language adds after the criteria, in order."""
-    landmark = landmark_step(d)
-    return ([f"In landmark {landmark.name} analysis"] if landmark else []) + (
-        [FOLLOWUP_STEP] if needs_followup_step(d) else [])
+    landmark, alive = landmark_step(d), alive_step(d)
+    return (([f"In landmark {landmark.name} analysis"] if landmark else []) + ([alive] if alive else [])
+            + ([FOLLOWUP_STEP] if needs_followup_step(d) else []))
+
+
+def alive_step(d: Definition) -> str | None:
+    """The implied step that removes persons whose recorded death precedes follow-up start, or None.
+
+    It is there when follow-up ends at death, unless the definition already excludes every
+    death before the start: follow-up starts at a landmark whose analysis requires being
+    alive through it, or an ``alive`` criterion reaches at least the day before the start.
+    """
+    if not any(end.death for end in d.followup.end):
+        return None
+    start = d.followup.start
+    if isinstance(start, str) and start != "index" and d.landmark(start).require_alive:
+        return None  # the landmark's analysis (implied step or criterion) needs no death on or before it
+    offset = followup_offset(d)
+    if offset is not None:
+        for criterion in d.criteria:
+            if criterion.kind != "alive":
+                continue
+            through = criterion.alive.through
+            reach = through.days if not isinstance(through, str) else anchor_offset(d, through)
+            if reach is not None and reach >= offset - 1:
+                return None
+    return ALIVE_AT_INDEX if start == "index" else ALIVE_AT_START
 
 
 @dataclass(frozen=True)
@@ -67,23 +99,25 @@ def latest_index(d: Definition) -> IndexBound | None:
     return min(bounds, key=lambda b: b.latest) if bounds else None
 
 
+def anchor_offset(d: Definition, anchor) -> int | None:
+    """Days from the index to an anchor (index, a landmark, an exposure point) when the
+    definition fixes them; None when they depend on the data."""
+    if anchor == "index":
+        return 0
+    if isinstance(anchor, ExposurePoint):
+        # the first era of the index exposure starting on or after the index is the index's own era
+        index = d.index
+        same = (index.kind == "exposure" and index.exposure.name == anchor.exposure
+                and index.exposure.at.value == "start" and anchor.at.value == "start")
+        return 0 if same else None
+    landmark = d.landmark(anchor)
+    base = anchor_offset(d, landmark.from_)
+    return None if base is None else base + landmark.days
+
+
 def followup_offset(d: Definition) -> int | None:
     """Days from the index to follow-up start, when the definition fixes them; None otherwise."""
-
-    def anchor_offset(anchor) -> int | None:
-        if anchor == "index":
-            return 0
-        if isinstance(anchor, ExposurePoint):
-            # the first era of the index exposure starting on or after the index is the index's own era
-            index = d.index
-            same = (index.kind == "exposure" and index.exposure.name == anchor.exposure
-                    and index.exposure.at.value == "start" and anchor.at.value == "start")
-            return 0 if same else None
-        landmark = d.landmark(anchor)
-        base = anchor_offset(landmark.from_)
-        return None if base is None else base + landmark.days
-
-    return anchor_offset(d.followup.start)
+    return anchor_offset(d, d.followup.start)
 
 
 def latest_followup_start(d: Definition) -> date | None:
