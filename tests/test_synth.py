@@ -173,6 +173,142 @@ def test_enrollment_dirt_matches_truth(seer):
     assert differing == truth["differing_death_date"] > 0
 
 
+# --------------------------------------------------------------------------- timing anomalies
+# Recomputed from the files alone, by the rules the seer-medicare mapping applies: a claim's
+# first date, the latest dated MBSF death, SEER's month with day 15, monthly MBSF codes.
+FIRST_DATE = {"medpar": "ADMSN_DT", "nch_base": "CLM_FROM_DT", "outpatient_base": "CLM_FROM_DT", "pde": "SRVC_DT"}
+CLAIM_HEADERS = ["medpar", "nch_base", "outpatient_base"]
+TKI_NAMES = {"REGORAFENIB", "LENVATINIB MESYLATE", "CABOZANTINIB S-MALATE"}
+STUDY_END = pd.Timestamp("2013-12-31")
+
+
+def to_date(values: pd.Series) -> pd.Series:
+    return pd.to_datetime(values.where(values != ""), format="%Y%m%d", errors="coerce")
+
+
+@pytest.fixture(scope="module")
+def dated(seer):
+    """Claim headers and fills with a readable date: ``date`` (first date), PATIENT_ID, GNN.
+
+    A row with an impossible date anywhere is left out, as truth.json's counts do.
+    """
+    out = {}
+    for table, col in FIRST_DATE.items():
+        df = seer["tables"][table]
+        bad = pd.Series(False, index=df.index)
+        for c in (c for c in df.columns if is_date_column(c)):
+            bad |= (df[c] != "") & to_date(df[c]).isna()
+        rows = df.loc[~bad, ["PATIENT_ID"] + (["GNN"] if table == "pde" else [])].copy()
+        rows["date"] = to_date(df.loc[~bad, col])
+        out[table] = rows
+    return out
+
+
+@pytest.fixture(scope="module")
+def deaths(seer):
+    """(death date in the MBSF by person, imputed death of persons known dead only from SEER)."""
+    mbsf, tumors = seer["tables"]["mbsf"], seer["tables"]["seer_cancer"]
+    dated_rows = mbsf[mbsf.BENE_DEATH_DT != ""].sort_values(["BENE_ENROLLMT_REF_YR", "BENE_DEATH_DT"])
+    in_mbsf = to_date(dated_rows.groupby("PATIENT_ID").BENE_DEATH_DT.last())
+    seer_dod = tumors[tumors.SEER_DOD_YEAR != ""]
+    imputed = to_date(seer_dod.SEER_DOD_YEAR + seer_dod.SEER_DOD_MONTH.str.zfill(2) + "15")
+    imputed = imputed.groupby(seer_dod.PATIENT_ID).max()
+    return in_mbsf, imputed[~imputed.index.isin(in_mbsf.index)]
+
+
+def counts_by_table(rows: dict[str, pd.DataFrame]) -> dict[str, int]:
+    return {"persons": pd.concat([r.PATIENT_ID for r in rows.values()]).nunique(),
+            **{table: len(r) for table, r in rows.items()}}
+
+
+def test_fills_and_claims_after_death_match_truth(seer, dated, deaths):
+    truth, in_mbsf = seer["truth"]["timing_anomalies"], deaths[0]
+    after = {t: r[r.date > r.PATIENT_ID.map(in_mbsf)] for t, r in dated.items()}
+    fills = after["pde"]
+    assert {"persons": fills.PATIENT_ID.nunique(), "fills": len(fills)} == truth["fills_after_death"]
+    assert counts_by_table({t: after[t] for t in CLAIM_HEADERS}) == truth["claims_after_death"]
+    assert len(fills) > fills.PATIENT_ID.nunique() > 0  # auto-refills: some decedents have several
+    assert truth["claims_after_death"]["nch_base"] > 0 and truth["claims_after_death"]["outpatient_base"] > 0
+    # late-posted: within a month of the death, some in a month after the death month
+    late = pd.concat([after[t] for t in after])
+    days = (late.date - late.PATIENT_ID.map(in_mbsf)).dt.days
+    assert days.between(1, 30).all()
+    assert (late.date.dt.to_period("M") > late.PATIENT_ID.map(in_mbsf).dt.to_period("M")).any()
+
+
+def test_some_first_sorafenib_and_tki_fills_come_after_death(seer, dated, deaths):
+    truth, in_mbsf = seer["truth"]["timing_anomalies"], deaths[0]
+    fills = dated["pde"]
+
+    def first(rows):
+        first_fill = rows.groupby("PATIENT_ID").date.min()
+        return first_fill, in_mbsf.reindex(first_fill.index)
+
+    sorafenib, death = first(fills[fills.GNN.str.contains("sorafenib", case=False)])
+    assert int((sorafenib > death).sum()) == truth["first_sorafenib_fill_after_death"] > 0
+    assert int((sorafenib == death).sum()) == truth["first_sorafenib_fill_on_death_day"] > 0
+    tki, death = first(fills[fills.GNN.isin(TKI_NAMES)])
+    assert int((tki > death).sum()) == truth["first_tki_fill_after_death"]
+
+
+def test_seer_only_deaths_imputed_mid_month_precede_claims_later_that_month(seer, dated, deaths):
+    truth, seer_only = seer["truth"]["timing_anomalies"], deaths[1]
+    after = {t: r[r.date > r.PATIENT_ID.map(seer_only)] for t, r in dated.items()}
+    assert counts_by_table(after) == truth["after_seer_imputed_death"]
+    assert truth["after_seer_imputed_death"]["persons"] > 0
+    # the person was alive then: the claims fall in the death month, after its imputed 15th
+    late = pd.concat(after.values())
+    assert (late.date.dt.to_period("M") == late.PATIENT_ID.map(seer_only).dt.to_period("M")).all()
+
+
+def test_claims_and_fills_outside_mbsf_coverage_match_truth(seer, dated):
+    truth, mbsf = seer["truth"]["timing_anomalies"], seer["tables"]["mbsf"]
+    months = pd.concat([pd.DataFrame({
+        "PATIENT_ID": mbsf.PATIENT_ID, "year": mbsf.BENE_ENROLLMT_REF_YR.astype(int), "month": m,
+        "a": mbsf[f"MDCR_ENTLMT_BUYIN_IND_{m:02d}"].isin(["1", "3", "A", "C"]),
+        "b": mbsf[f"MDCR_ENTLMT_BUYIN_IND_{m:02d}"].isin(["2", "3", "B", "C"]),
+        "d": mbsf[f"PTD_CNTRCT_ID_{m:02d}"].str[:1].isin(list("HRSE")) & (mbsf[f"RDS_IND_{m:02d}"] != "Y"),
+    }) for m in range(1, 13)])
+    part = {"medpar": "a", "nch_base": "b", "outpatient_base": "b", "pde": "d"}
+    outside = {}
+    for table, rows in dated.items():
+        keyed = rows.assign(year=rows.date.dt.year, month=rows.date.dt.month)
+        coverage = keyed.merge(months, on=["PATIENT_ID", "year", "month"], how="left")[part[table]]
+        outside[table] = keyed[~coverage.eq(True).to_numpy()]  # no MBSF row: not covered
+    assert counts_by_table(outside) == truth["outside_mbsf_coverage"]
+    assert all(n > 0 for n in truth["outside_mbsf_coverage"].values())
+    # run-out: fills dated after the last month whose MBSF covered the person's Part D
+    covered = months[months.d].assign(idx=lambda m: m.year * 12 + m.month)
+    last = covered.groupby("PATIENT_ID").idx.max()
+    fills = outside["pde"]
+    assert (fills.date.dt.year * 12 + fills.date.dt.month > fills.PATIENT_ID.map(last)).any()
+
+
+def test_some_first_sorafenib_fills_are_on_the_study_end_alive_and_covered(seer, dated, deaths):
+    truth, mbsf = seer["truth"]["timing_anomalies"], seer["tables"]["mbsf"]
+    fills = dated["pde"]
+    first = fills[fills.GNN.str.contains("sorafenib", case=False)].groupby("PATIENT_ID").date.min()
+    on_end = set(first[first == STUDY_END].index) - set(deaths[0].index) - set(deaths[1].index)
+    december = mbsf[(mbsf.BENE_ENROLLMT_REF_YR == "2013") & mbsf.PATIENT_ID.isin(on_end)]
+    covered = december[december.MDCR_ENTLMT_BUYIN_IND_12.isin(["3", "C"])
+                       & december.PTD_CNTRCT_ID_12.str[:1].isin(list("HRSE")) & (december.RDS_IND_12 != "Y")]
+    assert covered.PATIENT_ID.nunique() == truth["first_sorafenib_fill_on_study_end"] > 0
+
+
+def test_timing_anomalies_do_not_depend_on_the_dirty_rate(spark):
+    """Real features of deliveries, not dirt: the same persons carry them at any dirty rate."""
+    from cohortlake.synth import seer_medicare as model
+
+    def mechanisms(rate):
+        persons = model.build_persons(spark, 3000, 11, model.SEER_CALENDAR, rate)
+        return persons.selectExpr(
+            "count_if(late_fills)", "count_if(late_claims)", "count(sor_late_day)", "count(tki_late_day)",
+            "sum(hash(id, late_fills, late_claims, sor_late_day, tki_late_day, first_fill_day))").collect()[0]
+
+    default, dirty = mechanisms(0.002), mechanisms(0.01)
+    assert default == dirty and all(n > 0 for n in list(default)[:3])
+
+
 def test_hcc_directed_therapy_straddles_the_study_window(seer):
     tables = seer["tables"]
     tumors = tables["seer_cancer"]
@@ -228,6 +364,12 @@ def test_desynpuf_files_have_exactly_the_original_headers(spark, tmp_path, desyn
     result = generate(spark, "desynpuf", str(out), 200, 3)
     written = {name for info in result["files"].values() for name in info["files"]}
     assert len(written) == 8
+    # no SEER file and no monthly coverage: only the death and study-end timing counts
+    timing = json.loads((out / "truth.json").read_text())["timing_anomalies"]
+    assert set(timing) == {"fills_after_death", "claims_after_death", "first_sorafenib_fill_after_death",
+                           "first_sorafenib_fill_on_death_day", "first_tki_fill_after_death",
+                           "first_sorafenib_fill_on_study_end"}
+    assert set(timing["claims_after_death"]) == {"persons", "inpatient", "outpatient", "carrier_a", "carrier_b"}
     for fixture in sorted(desynpuf_fixture_dir.glob("*.csv")):
         name = fixture.name.replace("_Sample_0", "_Sample_1")
         assert name in written

@@ -1,8 +1,10 @@
 """Synthetic raw claims data with a known true model, in the project's raw layouts.
 
 ``generate(spark, layout, out_dir, patients, seed)`` writes the raw CSV files of one
-layout plus ``truth.json`` (the generating parameters and counts of injected dirty rows),
-so that every later step can be checked against what is known to be true.
+layout plus ``truth.json`` (the generating parameters, counts of injected dirty rows and
+of the timing anomalies real deliveries have: claims and fills after death or outside
+enrollment, first fills on the study's last day), so that every later step can be
+checked against what is known to be true.
 """
 
 from __future__ import annotations

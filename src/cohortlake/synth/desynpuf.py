@@ -230,7 +230,8 @@ def inpatient(events: DataFrame, seed: int) -> DataFrame:
         **_groups("ICD9_PRCDR_CD_{}", 6, lambda i: f"(get(proc_list, {i})).code"),
         **_groups("HCPCS_CD_{}", 45, lambda i: "CAST(NULL AS STRING)"),
     }
-    return project(e, {**{c: values[c] for c in INPATIENT_COLUMNS}, "__row": "claim_no", "__year": "year(clm_date)"})
+    return project(e, {**{c: values[c] for c in INPATIENT_COLUMNS}, "__row": "claim_no", "__year": "year(clm_date)",
+                       **model.timing_columns()})
 
 
 def outpatient(events: DataFrame, seed: int) -> DataFrame:
@@ -249,7 +250,8 @@ def outpatient(events: DataFrame, seed: int) -> DataFrame:
         **_groups("ICD9_PRCDR_CD_{}", 6, lambda i: f"(get(proc_list, {i})).code"),
         **_groups("HCPCS_CD_{}", 45, lambda i: f"get(hcpcs, {i})"),
     }
-    return project(e, {**{c: values[c] for c in OUTPATIENT_COLUMNS}, "__row": "claim_no", "__year": "year(clm_date)"})
+    return project(e, {**{c: values[c] for c in OUTPATIENT_COLUMNS}, "__row": "claim_no", "__year": "year(clm_date)",
+                       **model.timing_columns()})
 
 
 def carrier(events: DataFrame, seed: int, file_b: bool) -> DataFrame:
@@ -285,19 +287,20 @@ def carrier(events: DataFrame, seed: int, file_b: bool) -> DataFrame:
         **_groups("LINE_ICD9_DGNS_CD_{}", 13, lambda i: f"CASE WHEN {line(i)} IS NOT NULL "
                                                         f"THEN element_at(dx, CAST(pmod({i}, size(dx)) + 1 AS INT)) END"),
     }
-    return project(e, {**{c: values[c] for c in CARRIER_COLUMNS}, "__row": "claim_no", "__year": "year(clm_date)"})
+    return project(e, {**{c: values[c] for c in CARRIER_COLUMNS}, "__row": "claim_no", "__year": "year(clm_date)",
+                       **model.timing_columns()})
 
 
-def pde(p: DataFrame, seed: int) -> DataFrame:
-    """Part D events: NDC, quantity, days supply, patient pay and total cost."""
+def pde(fills: DataFrame, seed: int) -> DataFrame:
+    """Part D events from ``model.fills``: NDC, quantity, days supply, patient pay and total cost."""
     rng = RandomSource(seed, "id")
     cost = rng.uniform("rx_cost", "fill_no")
-    return project(model.fills(p, seed), {
+    return project(fills, {
         "DESYNPUF_ID": "pid", "PDE_ID": f"CAST({4 * 10**14}L + id * 10000 + fill_no AS STRING)",
         "SRVC_DT": ymd("fill_date"), "PROD_SRVC_ID": "ndc", "QTY_DSPNSD_NUM": "qty", "DAYS_SUPLY_NUM": "days",
         "PTNT_PAY_AMT": f"CAST(10 * {uniform_int(cost, 0, 5)} AS STRING)",
         "TOT_RX_CST_AMT": f"CAST(10 * {uniform_int(cost, 1, 40)} AS STRING)",
-        "__row": "id * 10000 + fill_no", "__year": "year(fill_date)"})
+        "__row": "id * 10000 + fill_no", "__year": "year(fill_date)", **model.timing_columns("drug")})
 
 
 def generate(spark, out_dir: str, patients: int, seed: int, dirty_rate: float = 0.002, *,
@@ -309,7 +312,8 @@ def generate(spark, out_dir: str, patients: int, seed: int, dirty_rate: float = 
     hashed = f"lpad(hex(xxhash64({int(seed)}L, id, {lit('desynpuf_id')})), 16, '0')"
     persons = stage(persons, {"pid": f"upper(concat(substring({hashed}, 1, 8), lpad(hex(id), 8, '0')))"})
     persons = model.materialize(persons)
-    events = model.materialize(model.finish_events(model.claim_events(persons, seed), seed))
+    events = model.materialize(model.finish_events(model.claim_events(persons, seed, CALENDAR), seed))
+    fills = model.materialize(model.fills(persons, seed, CALENDAR))
     try:
         years = range(CALENDAR.first_year, CALENDAR.last_year + 1)
         per_year = parts_for(patients * ROWS_PER_PERSON["beneficiary_summary"] / len(years))
@@ -319,7 +323,7 @@ def generate(spark, out_dir: str, patients: int, seed: int, dirty_rate: float = 
             [_beneficiary_name(str(y)) for y in years], bucket=f"pmod(xxhash64(DESYNPUF_ID), {per_year})")]
         claims = {"inpatient": inpatient(events, seed), "outpatient": outpatient(events, seed),
                   "carrier_a": carrier(events, seed, file_b=False), "carrier_b": carrier(events, seed, file_b=True),
-                  "pde": pde(persons, seed)}
+                  "pde": pde(fills, seed)}
         for name, df in claims.items():
             buckets = parts_for(patients * ROWS_PER_PERSON[name])
             # a big file is written in hash buckets by several tasks, then concatenated
@@ -330,11 +334,16 @@ def generate(spark, out_dir: str, patients: int, seed: int, dirty_rate: float = 
         partitions = per_year * len(years) + sum(parts_for(patients * ROWS_PER_PERSON[n]) for n in claims)
         files, dirty = model.write_tables(out_dir, tables, partitions, quoted_header=True)
         counts = model.person_counts(persons)
+        # DE-SynPUF has no SEER file and only yearly coverage month counts: the deaths and
+        # study-end counts apply, the SEER-only and monthly-coverage ones do not
+        timing = model.timing_counts({t.name: t.rows for t in tables if t.name in claims}, seer=False)
     finally:
+        model.release(fills)
         model.release(events)
         model.release(persons)
     dirty["beneficiary_summary"] = model.mbsf_dirty(counts)
     truth = model.true_parameters(dirty_rate, sorafenib_hazard_ratio, CALENDAR)
     truth["person_counts"] = counts
     truth["dirty_counts"] = dirty
+    truth["timing_anomalies"] = timing  # meanings: truth["timing_anomalies_model"]["counts"]
     return {"files": files, "truth": truth}

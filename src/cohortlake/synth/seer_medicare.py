@@ -12,6 +12,14 @@ stages (one JVM call per stage, where the Column API would make one per operator
 Flow: ``build_persons`` (one row per person, the true model) -> ``claim_events`` /
 ``finish_events`` (one row per claim) and ``fills`` (one row per Part D fill) -> one
 frame per raw table -> ``inject_dirty`` -> ``write_tables`` (all tables in one job).
+
+Besides the dirt, the data has the timing anomalies of real deliveries, at fixed low
+rates: fills and claims dated after death (auto-refills, late billing, a first sorafenib
+or TKI fill shipped after the person died), SEER-only deaths whose imputed day 15 precedes
+claims later that month, claims and fills in months the MBSF does not cover, and first
+sorafenib fills on the study's last day. Every claim and fill carries ``timing`` bits
+(``timing_bits``); ``timing_counts`` counts them in the tables as written into
+truth.json's ``timing_anomalies`` (meanings: ``TIMING_COUNT_MEANINGS``).
 """
 
 from __future__ import annotations
@@ -174,6 +182,32 @@ SORAFENIB_FILLS = {"extra_fills_geometric_p": 0.22, "max_fills": 15,
 SECOND_LINE = {"tki_probability": 0.20, "tki_start_days_after_era": [1, 60], "ici_probability": 0.55,
                "ici_first_days_after_tki": [0, 30]}
 STALE_DEATH_PER_DIRTY_RATE = 10.0  # stale MBSF death dates for 10 x dirty_rate of decedents
+
+# Timing anomalies of real deliveries. They come from how claims are posted and how
+# deaths and enrollment are recorded, not from damaged fields, so unlike the dirt their
+# rates do not scale with dirty_rate: every run has them, at the default rate too.
+# Deaths in scope for post-death claims are those the MBSF dates exactly (so a reader
+# can see the claim is after the death).
+# auto-refills and late-posted pharmacy claims reach a small share of decedents' PDE
+POST_DEATH_FILL_SHARE = 0.02
+# each chronic drug such a decedent was on is refilled after the death with this chance
+POST_DEATH_REFILL_PER_DRUG = 0.6
+# physician, lab and DME services billed with a date after death: rarer than refills
+POST_DEATH_CLAIM_SHARE = 0.015
+# specialty pharmacies ship an oral oncolytic already ordered: a first sorafenib (or
+# second-line TKI) fill after death, for this share of persons planned for it who died
+# before their first fill (the planned fill was in process when they died)
+POST_DEATH_FIRST_FILL_SHARE = 0.15
+# of those first fills, dated on the day of death itself (dispensed, then the person died)
+FIRST_FILL_ON_DEATH_DAY_SHARE = 0.25
+POST_DEATH_DAYS = (1, 30)  # a late claim or fill is dated this many days after death
+# A first sorafenib fill on the study's last day (alive, covered): a boundary case every
+# builder meets, deliberately over-represented (a realistic daily start rate puts none
+# there in a few thousand persons). Persons planned to start in the study's last 30 days
+# or after it are few (about 1 in 1000); this share of them starts on the last day,
+# about 1 in 1500 persons, so the 3000-person test set has one
+STUDY_END_FIRST_FILL_WINDOW_DAYS = 30
+STUDY_END_FIRST_FILL_SHARE = 0.7
 
 TABLE_ORDER = ["seer_cancer", "mbsf", "medpar", "nch_base", "nch_line", "outpatient_base", "outpatient_revenue",
                "pde"]
@@ -433,10 +467,19 @@ def build_persons(spark, patients: int, seed: int, calendar: Calendar, dirty_rat
     p = stage(p, {
         "treat_prob": f"CASE WHEN is_hcc AND NOT dco AND has_partd AND partd_start_idx <= dx_idx "
                       f"THEN 1.0D / (1.0D + exp(-{logit})) ELSE 0.0D END",
-        "first_fill_day": f"CAST(floor(121.0D * power({u('first_fill')}, 1.5D)) AS INT)",
+        "first_fill_raw": f"CAST(floor(121.0D * power({u('first_fill')}, 1.5D)) AS INT)",
         "t_untreated": f"{rng.exponential('death')} / (({baseline}) * exp({lp}))",
+        "days_to_end": f"datediff({end}, dx_date)",
     })
     p = stage(p, {"planned": f"{u('treat')} < treat_prob"})
+    # a planned start at or after the study's end moves to its last day for some persons
+    # alive then (untreated time beyond it, so also after the hazard ratio applies) and
+    # covered in its last month
+    at_end = (f"planned AND first_fill_raw >= days_to_end - {STUDY_END_FIRST_FILL_WINDOW_DAYS} "
+              f"AND t_untreated > days_to_end + {float(sorafenib_hr)!r}D "
+              f"AND NOT no_mbsf AND {covered(str(last_idx), 'abd', alive='TRUE')} "
+              f"AND {u('study_end_fill')} < {STUDY_END_FIRST_FILL_SHARE!r}D")
+    p = stage(p, {"first_fill_day": f"CASE WHEN {at_end} THEN days_to_end ELSE first_fill_raw END"})
     # piecewise-exponential inversion: the hazard is multiplied by the HR from the first fill day
     t_days = (f"CASE WHEN dco THEN CAST({rng.uniform_int('dco_death', -14, 14)} AS DOUBLE) "
               f"WHEN planned AND t_untreated > first_fill_day "
@@ -473,6 +516,22 @@ def build_persons(spark, patients: int, seed: int, calendar: Calendar, dirty_rat
                   f"THEN {rng.choice('b_site', [('lung', 0.4), ('colon', 0.35), ('prostate', 0.25)])} "
                   f"ELSE {rng.choice('b_site', [('lung', 0.35), ('colon', 0.35), ('breast', 0.30)])} END",
         "b_months": rng.uniform_int("b_months", 6, 60),
+    })
+    p = stage(p, {
+        # the MBSF dates a death exactly (and wins over SEER's month in the mapping) when
+        # its death year row exists; persons with a death year before their first MBSF
+        # year (a death certificate before the diagnosis month) have none
+        "death_in_mbsf": "death_observed AND death_where <> 'seer_only' AND NOT no_mbsf AND n_years >= 1",
+        "covered_at_end": f"NOT death_observed AND {mbsf_row(str(calendar.last_year))} "
+                          f"AND {covered(str(last_idx), 'abd')}",
+    })
+    p = stage(p, {
+        # a death known only from SEER is recorded as day 15 of its month, as the mapping imputes
+        "death_seer_imputed": "CASE WHEN death_observed AND death_where <> 'mbsf_only' AND NOT death_in_mbsf "
+                              "THEN make_date(year(death_true), month(death_true), 15) END",
+        "late_claims": f"death_in_mbsf AND {u('late_claims')} < {POST_DEATH_CLAIM_SHARE!r}D",
+        "late_fills": f"death_in_mbsf AND has_partd AND NOT rds AND partd_start_idx <= death_idx "
+                      f"AND {u('late_fills')} < {POST_DEATH_FILL_SHARE!r}D",
     })
     p = stage(p, {"b_idx": f"CASE WHEN b_first THEN greatest(dx_idx - b_months, {first_idx}) "
                            f"ELSE dx_idx + least(b_months, 48) END"})
@@ -519,6 +578,7 @@ def build_persons(spark, patients: int, seed: int, calendar: Calendar, dirty_rat
 # person columns only the model itself needs: dropped before the persons are stored
 _INTERMEDIATE = {"other_site", "dx_month", "age_group", "has_partd_draw", "partd_late", "hmo_kind", "hmo_value_draw",
                  "parta_only", "gap", "gap_offset", "site_group", "t_untreated", "treat_prob", "planned", "b_months",
+                 "first_fill_raw", "days_to_end", "late_lag",
                  "b_idx", "b_site", "therapy_raw", "sor_n", "sor_all", "era1", "era1_last", "era1_end",
                  "tki_offset", "tki_candidate", "ici_candidate"}
 
@@ -544,7 +604,9 @@ def _sorafenib_course(p: DataFrame, rng: RandomSource, calendar: Calendar) -> Da
     day = (f"first_fill_day + aggregate(transform(sequence(0, xi), xj -> {step('xj')}), 0, (acc, xv) -> acc + xv)"
            f" - {step('xi')}")
     fill = f"named_struct('i', xi, 'day', {day}, 'supply', {supply('xi')}, 'gap', {gap('xi')})"
-    p = stage(p, {"sor_n": f"1 + {rng.geometric('sor_n', cfg['extra_fills_geometric_p'], max_k=cfg['max_fills'] - 1)}"})
+    p = stage(p, {"sor_n": f"1 + {rng.geometric('sor_n', cfg['extra_fills_geometric_p'], max_k=cfg['max_fills'] - 1)}",
+                  "prior_sorafenib_day": f"CASE WHEN is_hcc AND {u('prior_sorafenib')} < 0.02D "
+                                         f"THEN -{rng.uniform_int('prior_sorafenib_day', 1, 365)} END"})
     p = stage(p, {"sor_all": f"CASE WHEN treated THEN filter(transform(sequence(0, sor_n - 1), xi -> {fill}), "
                              f"xf -> xf.day < death_day AND {add_days('dx_date', 'xf.day')} <= {end}) END"})
     # the first era ends at the first refill gap longer than the study's 30-day grace
@@ -554,10 +616,22 @@ def _sorafenib_course(p: DataFrame, rng: RandomSource, calendar: Calendar) -> Da
     p = stage(p, {"era1_end": "aggregate(era1, -100000, (acc, xf) -> greatest(acc, xf.day + xf.supply - 1))",
                   "u_tki": u("tki"),
                   "tki_offset": rng.uniform_int("tki_day", *SECOND_LINE["tki_start_days_after_era"])})
-    p = stage(p, {"tki_candidate": "era1_end + tki_offset"})
-    p = stage(p, {"tki_day": f"CASE WHEN treated AND u_tki < {SECOND_LINE['tki_probability']!r}D "
-                             f"AND tki_candidate < death_day AND {add_days('dx_date', 'tki_candidate')} <= {end} "
-                             f"THEN tki_candidate END"})
+    p = stage(p, {"tki_candidate": "era1_end + tki_offset",
+                  "late_lag": f"CASE WHEN {u('late_first_fill_on_death_day')} < {FIRST_FILL_ON_DEATH_DAY_SHARE!r}D "
+                              f"THEN 0 ELSE {rng.uniform_int('late_first_fill_lag', *POST_DEATH_DAYS)} END"})
+    # persons planned for a drug who died before its first fill: sometimes it is filled anyway
+    late_first = (f"death_in_mbsf AND {u('late_first_fill')} < {POST_DEATH_FIRST_FILL_SHARE!r}D "
+                  f"AND {add_days('dx_date', 'death_day + late_lag')} <= {end}")
+    p = stage(p, {
+        "tki_day": f"CASE WHEN treated AND u_tki < {SECOND_LINE['tki_probability']!r}D "
+                   f"AND tki_candidate < death_day AND {add_days('dx_date', 'tki_candidate')} <= {end} "
+                   f"THEN tki_candidate END",
+        "tki_late_day": f"CASE WHEN treated AND u_tki < {SECOND_LINE['tki_probability']!r}D "
+                        f"AND tki_candidate >= death_day AND {late_first} THEN death_day + late_lag END",
+        # no sorafenib before the diagnosis either, so this fill is the person's first
+        "sor_late_day": f"CASE WHEN planned AND death_day <= first_fill_day AND prior_sorafenib_day IS NULL "
+                        f"AND {late_first} THEN death_day + late_lag END",
+    })
     p = stage(p, {"ici_candidate": f"tki_day + {rng.uniform_int('ici_day', *SECOND_LINE['ici_first_days_after_tki'])}"})
     return stage(p, {
         # a person moving on to a second-line TKI stops sorafenib after the first era
@@ -573,16 +647,17 @@ def _sorafenib_course(p: DataFrame, rng: RandomSource, calendar: Calendar) -> Da
         "ici_setting": f"CASE WHEN {u('ici_setting')} < 0.5D THEN 'carrier' ELSE 'outpatient' END",
         "sor_branded": f"{u('sor_branded')} < 0.7D",
         "sor_tabs_per_day": f"CASE WHEN {u('sor_tabs')} < 0.8D THEN 4 ELSE 2 END",
-        "prior_sorafenib_day": f"CASE WHEN is_hcc AND {u('prior_sorafenib')} < 0.02D "
-                               f"THEN -{rng.uniform_int('prior_sorafenib_day', 1, 365)} END",
     })
 
 
 # --------------------------------------------------------------------------- month status
-def month_status(m: str) -> dict[str, Sql]:
-    """Enrollment codes of a person for month index m (year*12 + month-1), as SQL over person columns."""
+def month_status(m: str, alive: str | None = None) -> dict[str, Sql]:
+    """Enrollment codes of a person for month index m (year*12 + month-1), as SQL over person columns.
+
+    ``alive``: SQL for "alive in month m" when ``death_idx`` is not known yet.
+    """
     m = f"({m})"
-    alive = f"({m} <= death_idx)"
+    alive = f"({alive or f'{m} <= death_idx'})"
     in_parta = f"(parta_start IS NOT NULL AND {m} >= parta_start AND {m} < parta_start + parta_len)"
     in_hmo = f"(hmo_value IS NOT NULL AND {m} >= hmo_start AND {m} < hmo_start + hmo_len)"
     partd_on = f"(has_partd AND {m} >= partd_start_idx)"
@@ -596,6 +671,28 @@ def month_status(m: str) -> dict[str, Sql]:
         "dual": Sql(f"CASE WHEN NOT {alive} THEN '00' WHEN dual THEN dual_code ELSE nondual_code END"),
         "partd_covered": Sql(f"({alive} AND {partd_on} AND NOT rds)"),
     }
+
+
+# entitlement codes that cover a Part, as the seer-medicare mapping reads them
+PART_CODES = {"a": ("1", "3", "A", "C"), "b": ("2", "3", "B", "C")}
+
+
+def covered(m: str, parts: str, alive: str | None = None) -> Sql:
+    """SQL: the MBSF codes of month m cover every Part in ``parts`` ("a", "b", "d", e.g. "abd").
+
+    Part D counts as covered when a Part D contract holds and no retiree drug subsidy
+    (then PDE has the claims). Whether the person has an MBSF row that year is ``mbsf_row``.
+    """
+    status = month_status(m, alive)
+    tests = [f"({status['buyin']} IN ({', '.join(lit(c) for c in PART_CODES[x])}))" if x in PART_CODES
+             else f"({status['partd_covered']})" for x in parts]
+    return Sql("(" + " AND ".join(tests) + ")")
+
+
+def mbsf_row(y: str) -> Sql:
+    """SQL: the person has an MBSF row for year y (see ``person_years``)."""
+    return Sql(f"(NOT no_mbsf AND ({y}) BETWEEN first_year AND last_year "
+               f"AND (missing_year IS NULL OR ({y}) <> missing_year))")
 
 
 # --------------------------------------------------------------------------- seer_cancer
@@ -651,15 +748,43 @@ def mbsf(p: DataFrame) -> DataFrame:
 
 # --------------------------------------------------------------------------- claim events
 EVENT_PERSON_COLS = ["id", "pid", "dx_date", "obs_start", "obs_end", "pool", "cancer_dx"]
-SRC_CONDITION, SRC_CANCER, SRC_BACKGROUND, SRC_THERAPY, SRC_ICI = 1, 2, 3, 4, 5
+# what the timing bits of a claim or fill read of its person (deaths, MBSF coverage)
+TIMING_PERSON_COLS = ["death_true", "death_in_mbsf", "death_seer_imputed", "no_mbsf", "first_year", "last_year",
+                      "missing_year", "death_idx", "gap_idx", "parta_start", "parta_len", "dual", "has_partd",
+                      "partd_start_idx", "rds", "covered_at_end"]
+SRC_CONDITION, SRC_CANCER, SRC_BACKGROUND, SRC_THERAPY, SRC_ICI, SRC_AFTER_DEATH = 1, 2, 3, 4, 5, 6
 LINE_TYPE = "ARRAY<STRUCT<hcpcs: STRING, rev: STRING, units: STRING>>"
 PROC_TYPE = "ARRAY<STRUCT<code: STRING, shift_days: INT, no_date: BOOLEAN>>"
+
+# Bits of the ``timing`` column of a claim (event) or fill, set from its date (a claim's
+# first date: admission, from-date; a fill's service date); ``timing_counts`` counts them.
+AFTER_DEATH = 1        # after a death the MBSF dates exactly
+AFTER_SEER_DEATH = 2   # after day 15 of the month of a death known only from SEER
+OUTSIDE_COVERAGE = 4   # no MBSF row that year, or the month does not cover the table's Part
+ON_DEATH_DAY = 8       # on the day of a death the MBSF dates
+ON_STUDY_END = 16      # on the study's last day
+COVERED_AT_END = 32    # (the person's) alive and covered by Parts A, B and D in the study's last month
+
+
+def timing_bits(d: str, parts: str, study_end: Sql) -> Sql:
+    """SQL: the ``timing`` bits of a claim or fill dated ``d`` whose table implies coverage ``parts``.
+
+    ``parts`` is SQL giving "a", "b" or "d" (the Part the claim is paid by).
+    """
+    d = f"({d})"
+    m = month_index(d)
+    uncovered = (f"NOT coalesce({mbsf_row(f'year({d})')} AND CASE {parts} "
+                 + " ".join(f"WHEN {lit(x)} THEN {covered(m, x)}" for x in "abd") + " END, FALSE)")
+    bits = [(AFTER_DEATH, f"death_in_mbsf AND {d} > death_true"), (AFTER_SEER_DEATH, f"{d} > death_seer_imputed"),
+            (OUTSIDE_COVERAGE, uncovered), (ON_DEATH_DAY, f"death_in_mbsf AND {d} = death_true"),
+            (ON_STUDY_END, f"{d} = {study_end}"), (COVERED_AT_END, "covered_at_end")]
+    return Sql("(" + " + ".join(f"CASE WHEN {cond} THEN {bit} ELSE 0 END" for bit, cond in bits) + ")")
 
 
 def _event(df: DataFrame, src: int, k: str, setting: str, clm_date: str, principal: str,
            procs: str = "NULL", lines: str = "NULL", admit_shift: str = "0") -> DataFrame:
-    return df.selectExpr(*EVENT_PERSON_COLS, f"{src} AS src", f"CAST({k} AS INT) AS k", f"{setting} AS setting",
-                         f"{clm_date} AS clm_date", f"CAST({principal} AS STRING) AS principal",
+    return df.selectExpr(*EVENT_PERSON_COLS, *TIMING_PERSON_COLS, f"{src} AS src", f"CAST({k} AS INT) AS k",
+                         f"{setting} AS setting", f"{clm_date} AS clm_date", f"CAST({principal} AS STRING) AS principal",
                          f"CAST({procs} AS {PROC_TYPE}) AS procs_given", f"CAST({lines} AS {LINE_TYPE}) AS lines_given",
                          f"CAST({admit_shift} AS INT) AS admit_shift")
 
@@ -668,18 +793,20 @@ def _setting(u: str, carrier: float, outpatient: float, inpatient: float) -> Sql
     return choice(u, [("carrier", carrier), ("outpatient", outpatient), ("inpatient", inpatient)])
 
 
-def claim_events(p: DataFrame, seed: int) -> DataFrame:
+def claim_events(p: DataFrame, seed: int, calendar: Calendar) -> DataFrame:
     """Every claim a person has, one row per claim, before it is laid out in a table.
 
     Columns: person columns, src/k (claim key within the person), setting (carrier,
-    outpatient, inpatient), clm_date, principal, procs_given, lines_given, admit_shift;
-    ``finish_events`` adds secondary diagnoses, default lines and procedures.
+    outpatient, inpatient), clm_date, principal, procs_given, lines_given, admit_shift,
+    timing (bits: ``timing_bits``); ``finish_events`` adds secondary diagnoses, default
+    lines and procedures.
     """
     rng = RandomSource(seed, "id")
     u = rng.uniform
+    end = calendar.study_end_sql
     partitions = p.rdd.getNumPartitions()
-    base = p.select(*EVENT_PERSON_COLS, "active_conditions", "therapy", "therapy_day", "ici_day", "ici_drug",
-                    "ici_n", "ici_setting", "death_day")
+    base = p.select(*EVENT_PERSON_COLS, *TIMING_PERSON_COLS, "active_conditions", "therapy", "therapy_day", "ici_day",
+                    "ici_drug", "ici_n", "ici_setting", "death_day", "late_claims")
 
     # 1. conditions: the first occurrence falls in months -12..-1 before the diagnosis
     # month ([-350, -15] days from the 15th), later ones anywhere in the year around it
@@ -739,9 +866,24 @@ def claim_events(p: DataFrame, seed: int) -> DataFrame:
                  lines=f"array(named_struct('hcpcs', element_at({str_array([t[0] for t in ICI])}, ici_drug + 1), "
                        f"'rev', '0636', 'units', element_at({str_array([t[2] for t in ICI])}, ici_drug + 1)))")
 
-    events = cond.unionByName(can).unionByName(bg).unionByName(th).unionByName(ici)
+    # 6. physician, outpatient and lab services billed with a date after death (one or two)
+    n_late = f"1 + CAST({u('late_claim_n')} < 0.3D AS INT)"
+    late = base.filter("late_claims").selectExpr("*", f"explode({indices(n_late)}) AS j")
+    late = _event(late, SRC_AFTER_DEATH, "j",
+                  choice(u("late_claim_setting", "j"), [("carrier", 0.7), ("outpatient", 0.3)]),
+                  add_days("death_true", rng.uniform_int("late_claim_day", *POST_DEATH_DAYS, "j")),
+                  f"element_at(pool, {uniform_int(u('late_claim_code', 'j'), 1, 'size(pool)')})")
+
+    events = cond.unionByName(can).unionByName(bg).unionByName(th).unionByName(ici).unionByName(late)
     # back to the person table's partition count: fewer, fuller tasks downstream
-    events = events.filter("clm_date >= obs_start AND clm_date <= obs_end")
+    events = events.filter(f"(clm_date >= obs_start AND clm_date <= obs_end) "
+                           f"OR (src = {SRC_AFTER_DEATH} AND clm_date <= {end})")
+    # a stay's first date is its admission; Part A pays stays, Part B the rest
+    events = stage(events, {"first_date": "CASE WHEN setting = 'inpatient' THEN date_sub(clm_date, admit_shift) "
+                                          "ELSE clm_date END",
+                            "part": "CASE WHEN setting = 'inpatient' THEN 'a' ELSE 'b' END"})
+    events = stage(events, {"timing": timing_bits("first_date", "part", end)})
+    events = events.drop(*TIMING_PERSON_COLS, "first_date", "part")
     return events.coalesce(partitions)
 
 
@@ -790,7 +932,7 @@ def finish_events(events: DataFrame, seed: int) -> DataFrame:
 def events_columns(e: DataFrame) -> DataFrame:
     """What the claim tables read of an event (the person's code pool is no longer needed)."""
     return e.select("id", "pid", "obs_end", "src", "k", "setting", "clm_date", "principal", "admit_shift", "los", "dx",
-                    "line_list", "proc_list", "claim_no")
+                    "line_list", "proc_list", "claim_no", "timing")
 
 
 def claim_id(prefix: int) -> Sql:
@@ -810,6 +952,11 @@ def _internal(row: str = "claim_no", year: str = "clm_date") -> dict[str, str]:
     return {"__row": row, "__year": f"year({year})"}
 
 
+def timing_columns(drug: str = "CAST(NULL AS STRING)") -> dict[str, str]:
+    """Internal columns ``timing_counts`` reads of a claim or fill table (not written)."""
+    return {"__id": "id", "__timing": "timing", "__drug": drug}
+
+
 def medpar(events: DataFrame) -> DataFrame:
     """Inpatient stays: admission, discharge, 25 diagnoses, 25 surgical procedures with dates."""
     e = stay_dates(events.filter("setting = 'inpatient'"))
@@ -821,7 +968,7 @@ def medpar(events: DataFrame) -> DataFrame:
         performed = f"least({add_days('clm_date', proc + '.shift_days')}, discharge)"
         cols[f"SRGCL_PRCDR_PRFRM_{i + 1}_DT"] = (f"CASE WHEN {proc} IS NOT NULL AND NOT {proc}.no_date "
                                                 f"THEN {ymd(performed)} END")
-    return project(e, {**cols, **_internal()})
+    return project(e, {**cols, **_internal(), **timing_columns()})
 
 
 def nch_base(events: DataFrame) -> DataFrame:
@@ -830,7 +977,7 @@ def nch_base(events: DataFrame) -> DataFrame:
     cols = {"PATIENT_ID": "pid", "CLM_ID": claim_id(2), "CLM_FROM_DT": ymd("clm_date"), "CLM_THRU_DT": ymd("clm_date"),
             "PRNCPAL_DGNS_CD": "get(dx, 0)"}
     cols.update({f"ICD_DGNS_CD{i + 1}": f"get(dx, {i})" for i in range(12)})
-    return project(e, {**cols, **_internal()})
+    return project(e, {**cols, **_internal(), **timing_columns()})
 
 
 def nch_line(events: DataFrame) -> DataFrame:
@@ -852,7 +999,7 @@ def outpatient_base(events: DataFrame) -> DataFrame:
     cols.update({f"ICD_PRCDR_CD{i + 1}": f"(get(proc_list, {i})).code" for i in range(25)})
     cols.update({f"PRCDR_DT{i + 1}": f"CASE WHEN (get(proc_list, {i})) IS NOT NULL AND NOT (get(proc_list, {i})).no_date "
                                      f"THEN {ymd('clm_date')} END" for i in range(25)})
-    return project(e, {**cols, **_internal()})
+    return project(e, {**cols, **_internal(), **timing_columns()})
 
 
 def outpatient_revenue(events: DataFrame, seed: int) -> DataFrame:
@@ -866,24 +1013,29 @@ def outpatient_revenue(events: DataFrame, seed: int) -> DataFrame:
 
 
 # --------------------------------------------------------------------------- pde
-FILL_PERSON_COLS = ["id", "pid", "dx_date", "obs_start", "obs_end", "death_day", "death_idx", "has_partd",
-                    "partd_start_idx", "rds"]
+FILL_PERSON_COLS = ["id", "pid", "dx_date", "obs_start", "obs_end", "death_day", "late_fills",
+                    *TIMING_PERSON_COLS]
+FILL_COLS = ["id", "pid", "fill_no", "fill_date", "ndc", "gnn", "bn", "qty", "days", "drug", "timing"]
 
 
 def _fill(df: DataFrame, src: int, k: str, fill_date: str, ndc: str, gnn: str, bn: str, qty: str,
-          days: str) -> DataFrame:
+          days: str, drug: str | None = None) -> DataFrame:
     return df.selectExpr(*FILL_PERSON_COLS, f"CAST({src * 1000} + {k} AS BIGINT) AS fill_no",
                          f"{fill_date} AS fill_date", f"{ndc} AS ndc", f"{gnn} AS gnn", f"{bn} AS bn",
-                         f"CAST({qty} AS STRING) AS qty", f"CAST({days} AS STRING) AS days")
+                         f"CAST({qty} AS STRING) AS qty", f"CAST({days} AS STRING) AS days",
+                         f"CAST({lit(drug)} AS STRING) AS drug")
 
 
-def fills(p: DataFrame, seed: int) -> DataFrame:
-    """Every Part D fill (background drugs, sorafenib, second-line TKIs), only in covered months.
+def fills(p: DataFrame, seed: int, calendar: Calendar) -> DataFrame:
+    """Every Part D fill (background drugs, sorafenib, second-line TKIs), in covered months,
+    plus the fills dated after death (auto-refills, first fills of a drug ordered before it).
 
-    Columns: person columns, fill_no (unique per person), fill_date, ndc, gnn, bn, qty, days.
+    Columns ``FILL_COLS``: id, pid, fill_no (unique per person), fill_date, ndc, gnn, bn,
+    qty, days, drug ('sorafenib', 'tki' or null), timing (bits: ``timing_bits``).
     """
     rng = RandomSource(seed, "id")
     u = rng.uniform
+    end = calendar.study_end_sql
     partitions = p.rdd.getNumPartitions()
 
     def flag(name):
@@ -897,8 +1049,8 @@ def fills(p: DataFrame, seed: int) -> DataFrame:
     uses = ", ".join(f"{u('drug_use', i)} < ({prob})" for i, prob in enumerate(use_p))
 
     # background chronic drugs: a few fills each, anywhere in the observed years
-    bg = p.selectExpr(*FILL_PERSON_COLS, f"explode(filter(sequence(0, {len(DRUGS) - 1}), "
-                                         f"xd -> element_at(array({uses}), xd + 1))) AS d")
+    used = f"explode(filter(sequence(0, {len(DRUGS) - 1}), xd -> element_at(array({uses}), xd + 1))) AS d"
+    bg = p.selectExpr(*FILL_PERSON_COLS, used)
     bg = bg.selectExpr("*", f"explode(sequence(0, 1 + {rng.poisson('drug_n', 3.0, 'd', max_k=10)})) AS j")
     bg = stage(bg, {"days_supply": f"CAST({rng.choice('drug_days', [(30, 0.6), (90, 0.4)], 'd', 'j')} AS INT)"})
 
@@ -909,6 +1061,11 @@ def fills(p: DataFrame, seed: int) -> DataFrame:
     bg = _fill(bg, 1, "d * 100 + j",
                add_days("obs_start", uniform_int(u("drug_day", "d", "j"), 0, "datediff(obs_end, obs_start)")),
                drug(1), drug(2), drug(3), f"days_supply * {per_day}", "days_supply")
+    # auto-refills after death: some of the chronic drugs of a few decedents
+    late_bg = p.filter("late_fills").selectExpr(*FILL_PERSON_COLS, used)
+    late_bg = late_bg.filter(f"{u('late_refill', 'd')} < {POST_DEATH_REFILL_PER_DRUG!r}D")
+    late_bg = _fill(late_bg, 5, "d", add_days("death_true", rng.uniform_int("late_refill_day", *POST_DEATH_DAYS, "d")),
+                    drug(1), drug(2), drug(3), f"30 * {per_day}", "30")
 
     sor_cols = [*FILL_PERSON_COLS, "sor_branded", "sor_tabs_per_day"]
     ndc = f"CASE WHEN sor_branded THEN {lit(SORAFENIB_BRANDED[0])} ELSE {lit(SORAFENIB_OTHER[0])} END"
@@ -916,10 +1073,13 @@ def fills(p: DataFrame, seed: int) -> DataFrame:
     bn = f"CASE WHEN sor_branded THEN {lit(SORAFENIB_BRANDED[2])} ELSE {lit(SORAFENIB_OTHER[2])} END"
     sor = p.filter("sor_fills IS NOT NULL").selectExpr(*sor_cols, "explode(sor_fills) AS fill")
     sor = _fill(sor, 2, "fill.i", add_days("dx_date", "fill.day"), ndc, gnn, bn, "fill.supply * sor_tabs_per_day",
-                "fill.supply")
+                "fill.supply", "sorafenib")
     prior = p.filter("prior_sorafenib_day IS NOT NULL").selectExpr(*sor_cols, "prior_sorafenib_day")
     prior = _fill(prior, 3, "0", add_days("dx_date", "prior_sorafenib_day"), ndc, gnn, bn,
-                  "30 * sor_tabs_per_day", "30")
+                  "30 * sor_tabs_per_day", "30", "sorafenib")
+    late_sor = p.filter("sor_late_day IS NOT NULL").selectExpr(*sor_cols, "sor_late_day")
+    late_sor = _fill(late_sor, 6, "0", add_days("dx_date", "sor_late_day"), ndc, gnn, bn,
+                     "30 * sor_tabs_per_day", "30", "sorafenib")
 
     tki = p.filter("tki_day IS NOT NULL").selectExpr(*FILL_PERSON_COLS, "tki_day", "tki_drug", "tki_gap",
                                                      f"explode({indices('tki_n')}) AS j")
@@ -928,21 +1088,29 @@ def fills(p: DataFrame, seed: int) -> DataFrame:
     def tki_attr(i):
         return f"element_at({str_array([t[i] for t in TKI])}, tki_drug + 1)"
 
-    tki = _fill(tki, 4, "j", add_days("dx_date", "tki_fill_day"), tki_attr(1), tki_attr(2), tki_attr(3), "30", "30")
+    tki = _fill(tki, 4, "j", add_days("dx_date", "tki_fill_day"), tki_attr(1), tki_attr(2), tki_attr(3), "30", "30",
+                "tki")
+    late_tki = p.filter("tki_late_day IS NOT NULL").selectExpr(*FILL_PERSON_COLS, "tki_late_day", "tki_drug")
+    late_tki = _fill(late_tki, 7, "0", add_days("dx_date", "tki_late_day"), tki_attr(1), tki_attr(2), tki_attr(3),
+                     "30", "30", "tki")
 
     allf = bg.unionByName(sor).unionByName(prior).unionByName(tki)
     m = month_index("fill_date")
     allf = allf.filter(f"has_partd AND NOT rds AND {m} >= partd_start_idx AND {m} <= death_idx "
                        f"AND fill_date >= obs_start AND fill_date <= obs_end")
-    return allf.coalesce(partitions)
+    # fills after death bypass the coverage rule (they may fall after coverage ended) but
+    # not the extract's end
+    late = late_bg.unionByName(late_sor).unionByName(late_tki).filter(f"fill_date <= {end}")
+    allf = stage(allf.unionByName(late), {"timing": timing_bits("fill_date", "'d'", end)})
+    return allf.select(*FILL_COLS).coalesce(partitions)
 
 
-def pde(p: DataFrame, seed: int) -> DataFrame:
-    """Part D events in the contract layout."""
-    return project(fills(p, seed), {
+def pde(f: DataFrame) -> DataFrame:
+    """Part D events in the contract layout, from ``fills``."""
+    return project(f, {
         "PATIENT_ID": "pid", "PDE_ID": f"CAST({4 * 10**14}L + id * 10000 + fill_no AS STRING)",
         "SRVC_DT": ymd("fill_date"), "PROD_SRVC_ID": "ndc", "QTY_DSPNSD_NUM": "qty", "DAYS_SUPLY_NUM": "days",
-        "GNN": "gnn", "BN": "bn", **_internal("id * 10000 + fill_no", "fill_date")})
+        "GNN": "gnn", "BN": "bn", **_internal("id * 10000 + fill_no", "fill_date"), **timing_columns("drug")})
 
 
 # --------------------------------------------------------------------------- dirty rows
@@ -1039,7 +1207,8 @@ def true_parameters(dirty_rate: float, sorafenib_hr: float, calendar: Calendar) 
             "intercept_by_stage": TREATMENT_INTERCEPT,
             "coefficients": TREATMENT_COEF,
             "covariates": "age_per_10_years = (age - 75) / 10; flags 0/1; dual = dual eligible",
-            "first_fill_day": "floor(121 * u**1.5) days after diagnosis (0-120; about 63% by day 60)",
+            "first_fill_day": "floor(121 * u**1.5) days after diagnosis (0-120; about 63% by day 60); for a few "
+                              "persons the study's last day (timing_anomalies_model)",
             "fills": SORAFENIB_FILLS,
             "branded_ndc_share_of_persons": 0.7,
             "sorafenib_in_year_before_diagnosis_share_of_hcc": 0.02,
@@ -1051,6 +1220,29 @@ def true_parameters(dirty_rate: float, sorafenib_hr: float, calendar: Calendar) 
         "structural": {"persons_without_mbsf": 0.005, "persons_missing_one_interior_mbsf_year": 0.02,
                        "stale_death_date_share_of_decedents": min(1.0, STALE_DEATH_PER_DIRTY_RATE * dirty_rate),
                        "death_only_in_seer": 0.03, "death_only_in_mbsf": 0.02},
+        "timing_anomalies_model": {
+            "note": "real features of deliveries, not dirt: the rates do not depend on dirty_rate",
+            "post_death_fill_share_of_decedents_with_part_d": POST_DEATH_FILL_SHARE,
+            "post_death_refill_per_chronic_drug": POST_DEATH_REFILL_PER_DRUG,
+            "post_death_claim_share_of_decedents": POST_DEATH_CLAIM_SHARE,
+            "post_death_claims_per_person": "1, or 2 with probability 0.3; carrier 70%, outpatient 30%",
+            "decedents_in_scope": "deaths the MBSF dates (death observed, not SEER-only, with an MBSF row); "
+                                  "in DE-SynPUF, read the beneficiary summary for the MBSF throughout",
+            "post_death_first_fill_share": POST_DEATH_FIRST_FILL_SHARE,
+            "post_death_first_fill_applies_to": "persons planned for sorafenib (no pre-diagnosis fill) or a "
+                                                "second-line TKI who died on or before its first fill day",
+            "first_fill_on_death_day_share": FIRST_FILL_ON_DEATH_DAY_SHARE,
+            "days_after_death": list(POST_DEATH_DAYS),
+            "study_end_first_fill_share": STUDY_END_FIRST_FILL_SHARE,
+            "study_end_first_fill_applies_to": f"persons planned for sorafenib whose planned first fill is at most "
+                                               f"{STUDY_END_FIRST_FILL_WINDOW_DAYS} days before the study end or "
+                                               f"after it, alive after it and covered by Parts A, B and D in its "
+                                               f"last month: their first fill is on its last day",
+            "seer_only_deaths": "recorded as day 15 of the month, so claims later in the month follow the "
+                                "recorded death; no extra mechanism",
+            "counts": {k: v for k, v in TIMING_COUNT_MEANINGS.items()
+                       if calendar is SEER_CALENDAR or k not in SEER_ONLY_TIMING},
+        },
     }
 
 
@@ -1072,6 +1264,91 @@ def person_counts(p: DataFrame) -> dict:
         "count_if(NOT no_mbsf AND stale_death) AS stale_death_rows",
     ).collect()[0]
     return {k: int(v) for k, v in row.asDict().items()}
+
+
+# What each count under truth.json's "timing_anomalies" means. Rows are counted in the
+# files as written: a row with an injected impossible date is left out (its date cannot
+# be read), an injected duplicate counts twice. A claim's date is its first date
+# (ADMSN_DT, CLM_FROM_DT), a fill's SRVC_DT. The MBSF death is the latest dated
+# BENE_DEATH_DT; a SEER-only death is SEER_DOD's month with day 15 (the mapping's rule).
+TIMING_COUNT_MEANINGS = {
+    "fills_after_death": "persons with a PDE fill dated after their MBSF death date, and those fills",
+    "claims_after_death": "persons with a claim dated after their MBSF death date, and those claims by table",
+    "first_sorafenib_fill_after_death": "persons whose first sorafenib fill (by NDC or generic name, "
+                                        "pre-diagnosis fills included) is after their MBSF death date",
+    "first_sorafenib_fill_on_death_day": "persons whose first sorafenib fill is on their MBSF death date",
+    "first_tki_fill_after_death": "persons whose first second-line TKI fill (regorafenib, lenvatinib, "
+                                  "cabozantinib) is after their MBSF death date",
+    "after_seer_imputed_death": "persons whose death is known only from SEER (no MBSF death date) with a claim "
+                                "or fill after day 15 of the death month, and those rows by table",
+    "outside_mbsf_coverage": "persons with a claim or fill in a month the MBSF does not cover for the table's "
+                             "Part (no row that year, or medpar: Part A, nch and outpatient: Part B entitlement, "
+                             "pde: a Part D contract without retiree drug subsidy), and those rows by table",
+    "first_sorafenib_fill_on_study_end": "persons whose first sorafenib fill is on the study's last day, with no "
+                                         "death recorded and Parts A, B and D covered in its last month",
+}
+SEER_ONLY_TIMING = ("after_seer_imputed_death", "outside_mbsf_coverage")
+TIMING_TABLES = ("medpar", "nch_base", "outpatient_base", "pde")
+
+
+def timing_counts(tables: dict[str, DataFrame], seer: bool = True) -> dict:
+    """The timing anomalies of ``TIMING_COUNT_MEANINGS`` in claim and fill tables as written.
+
+    ``tables``: claim header tables and ``pde`` by name, dirt injected, with the internal
+    columns of ``timing_columns``. Only the few rows with a timing bit or a drug of
+    interest are read on, grouped per person, then summed: one small Spark job.
+    """
+    anomaly = AFTER_DEATH | AFTER_SEER_DEATH | OUTSIDE_COVERAGE
+    rows = None
+    for i, df in enumerate(tables.values()):
+        part = df.filter(f"NOT __bad_date AND ((__timing & {anomaly}) <> 0 OR __drug IS NOT NULL)").selectExpr(
+            f"{i} AS t", "__id AS id", "__timing AS bits", "__drug AS drug")
+        rows = part if rows is None else rows.unionByName(part)
+
+    def has(bit):
+        return f"(bits & {bit}) <> 0"
+
+    kinds = {"after_death": AFTER_DEATH, "after_seer": AFTER_SEER_DEATH, "uncovered": OUTSIDE_COVERAGE}
+    per_person = [f"count_if(t = {i} AND {has(bit)}) AS `{kind}/{name}`"
+                  for kind, bit in kinds.items() for i, name in enumerate(tables)]
+    per_person += [
+        "count_if(drug = 'sorafenib') AS sor", f"count_if(drug = 'sorafenib' AND {has(AFTER_DEATH)}) AS sor_after",
+        f"count_if(drug = 'sorafenib' AND {has(ON_DEATH_DAY)}) AS sor_on_death_day",
+        f"count_if(drug = 'sorafenib' AND {has(ON_STUDY_END)}) AS sor_on_end",
+        "count_if(drug = 'tki') AS tki", f"count_if(drug = 'tki' AND {has(AFTER_DEATH)}) AS tki_after",
+        f"bool_or({has(COVERED_AT_END)}) AS covered_at_end"]
+    grouped = rows.groupBy("id").agg(*[F.expr(e) for e in per_person])
+    claims = [n for n in tables if n != "pde"]
+
+    def persons(kind, names):
+        return f"count_if({' + '.join(f'`{kind}/{n}`' for n in names)} > 0)"
+
+    totals = {f"{kind}/{name}": f"CAST(coalesce(sum(`{kind}/{name}`), 0) AS BIGINT)"
+              for kind in kinds for name in tables}
+    totals.update({
+        "fills_after_death/persons": persons("after_death", ["pde"]),
+        "claims_after_death/persons": persons("after_death", claims),
+        "after_seer_imputed_death/persons": persons("after_seer", tables),
+        "outside_mbsf_coverage/persons": persons("uncovered", tables),
+        "first_sorafenib_fill_after_death": "count_if(sor > 0 AND sor_after = sor)",
+        "first_sorafenib_fill_on_death_day": "count_if(sor_on_death_day > 0 AND sor_on_death_day + sor_after = sor)",
+        "first_tki_fill_after_death": "count_if(tki > 0 AND tki_after = tki)",
+        "first_sorafenib_fill_on_study_end": "count_if(sor_on_end > 0 AND sor_on_end = sor AND covered_at_end)",
+    })
+    row = grouped.selectExpr(*[f"{e} AS `{k}`" for k, e in totals.items()]).collect()[0].asDict()
+    n = {k: int(v or 0) for k, v in row.items()}
+    out = {
+        "fills_after_death": {"persons": n["fills_after_death/persons"], "fills": n["after_death/pde"]},
+        "claims_after_death": {"persons": n["claims_after_death/persons"],
+                               **{name: n[f"after_death/{name}"] for name in claims}},
+        **{k: n[k] for k in ("first_sorafenib_fill_after_death", "first_sorafenib_fill_on_death_day",
+                             "first_tki_fill_after_death", "first_sorafenib_fill_on_study_end")},
+        "after_seer_imputed_death": {"persons": n["after_seer_imputed_death/persons"],
+                                     **{name: n[f"after_seer/{name}"] for name in tables}},
+        "outside_mbsf_coverage": {"persons": n["outside_mbsf_coverage/persons"],
+                                  **{name: n[f"uncovered/{name}"] for name in tables}},
+    }
+    return {k: v for k, v in out.items() if seer or k not in SEER_ONLY_TIMING}
 
 
 def mbsf_dirty(counts: dict) -> dict:
@@ -1170,13 +1447,15 @@ def generate(spark, out_dir: str, patients: int, seed: int, dirty_rate: float = 
     persons = stage(persons, {"pid": "lpad(CAST(id + 1 AS STRING), 10, '0')"})
     persons = materialize(persons)
     # every claim table reads the events: build them once
-    events = materialize(finish_events(claim_events(persons, seed), seed))
+    events = materialize(finish_events(claim_events(persons, seed, calendar), seed))
+    # PDE is written and its timing anomalies counted: build the fills once too
+    pde_fills = materialize(fills(persons, seed, calendar))
     try:
         claims = {"medpar": (medpar(events), "MEDPAR_ID"), "nch_base": (nch_base(events), "CLM_ID"),
                   "nch_line": (nch_line(events), "CLM_ID", "LINE_NUM"),
                   "outpatient_base": (outpatient_base(events), "CLM_ID"),
                   "outpatient_revenue": (outpatient_revenue(events, seed), "CLM_ID", "CLM_LINE_NUM"),
-                  "pde": (pde(persons, seed), "PDE_ID")}
+                  "pde": (pde(pde_fills), "PDE_ID")}
         tables = [OutputTable("mbsf", mbsf(persons), COLUMNS["mbsf"], "concat('mbsf_', BENE_ENROLLMT_REF_YR, '.csv')",
                               "PATIENT_ID", [f"mbsf_{y}.csv" for y in range(calendar.first_year, calendar.last_year + 1)])]
         for name, rows, *keys in [("seer_cancer", seer_cancer(persons), "SEQUENCE_NUMBER")] + \
@@ -1188,13 +1467,16 @@ def generate(spark, out_dir: str, patients: int, seed: int, dirty_rate: float = 
         partitions = sum(len(t.expected_files) for t in tables)
         files, dirty = write_tables(out_dir, tables, partitions, file_format=file_format)
         counts = person_counts(persons)
+        timing = timing_counts({t.name: t.rows for t in tables if t.name in TIMING_TABLES})
     finally:
+        release(pde_fills)
         release(events)
         release(persons)
     dirty["mbsf"] = mbsf_dirty(counts)
     truth = true_parameters(dirty_rate, sorafenib_hazard_ratio, calendar)
     truth["person_counts"] = counts
     truth["dirty_counts"] = dirty
+    truth["timing_anomalies"] = timing  # meanings: truth["timing_anomalies_model"]["counts"]
     return {"files": {t.name: files[t.name] for t in sorted(tables, key=lambda t: TABLE_ORDER.index(t.name))},
             "truth": truth}
 
