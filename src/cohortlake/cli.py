@@ -532,7 +532,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("synth", help="write synthetic raw files in a layout",
                             description="Write synthetic raw claims files exactly in a raw layout, plus truth.json "
-                                        "with the true parameters (treatment model, hazard ratio).")
+                                        "with the true parameters (treatment model, hazard ratio) and the counts of the "
+                                        "injected dirt and of the timing anomalies real deliveries have (fills and "
+                                        "claims after death, claims outside coverage, first fills on the study's "
+                                        "last day).")
     p.add_argument("--layout", choices=LAYOUTS, required=True)
     p.add_argument("--patients", type=int, required=True, help="number of synthetic persons")
     p.add_argument("--seed", type=int, default=42, help="same seed, same files (default 42)")
