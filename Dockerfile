@@ -48,7 +48,9 @@ RUN set -eux; \
     rm -rf build src/*.egg-info
 
 # Job entry points, cohort definitions and expectation suites, used from this folder
-# (jobs find expectations/ beside jobs/; the variable says it explicitly).
+# (jobs find expectations/ beside jobs/; the variable says it explicitly). In the repository
+# cohort_defs and expectations are links to the package data under src/cohortlake/ (the
+# installed package and the zip carry the same files); COPY copies what a link points to.
 COPY jobs/ jobs/
 COPY cohort_defs/ cohort_defs/
 COPY expectations/ expectations/

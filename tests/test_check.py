@@ -238,7 +238,7 @@ def test_library_order_option_and_environment(tmp_path, capsys, monkeypatch):
                            "  cirrhosis: {include: [liver_disease.cirrhosis, local.hcc]}")
     code, _, err = _check(capsys, path)
     assert code == 1
-    assert (f"no code-set file local.yaml; looked in {tmp_path / 'codesets'}, {DEFS / 'codesets'}") in err
+    assert (f"no code-set file local.yaml; looked in {tmp_path / 'codesets'}, {(DEFS / 'codesets').resolve()}") in err
     assert _check(capsys, path, "--codesets", library)[0] == 0
     monkeypatch.setenv("COHORTLAKE_CODESETS", str(library))
     assert _check(capsys, path)[0] == 0

@@ -74,6 +74,11 @@ def test_the_bundle_is_reproducible_and_the_package_runs_from_it(tmp_path):
     names = zipfile.ZipFile(first).namelist()
     assert "cohortlake/sources/mappings/seer-medicare.yaml" in names
     assert "cohortlake/report/templates/report.html.j2" in names
+    shipped = REPO / "src" / "cohortlake"
+    for folder in ("cohort_defs", "expectations"):  # the shipped definitions, code sets, test patients, suites
+        files = {f"cohortlake/{p.relative_to(shipped).as_posix()}" for p in (shipped / folder).rglob("*") if p.is_file()}
+        assert files and files <= set(names), sorted(files - set(names))
+    assert "cohortlake/cohort_defs/codesets/nci_comorbidity.yaml" in names
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
 
     # From the zip alone (first on the path, as --py-files puts it): code, mappings, templates.
@@ -89,4 +94,39 @@ def test_the_bundle_is_reproducible_and_the_package_runs_from_it(tmp_path):
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.splitlines() == [str(first), "['desynpuf', 'seer-medicare']", "8", "report.html.j2"]
 
+    # The shipped files, copied out of the zip: the reference definition with its includes, the suites.
+    probe = (
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "from cohortlake.resources import reference_definition, shipped_codesets;"
+        "from cohortlake.spec import load_definition; from cohortlake.quality.suites import load_suites;"
+        "print(load_definition(reference_definition()).cohort); print(len(load_suites()));"
+        "print(sorted(p.name for p in shipped_codesets().glob('*.yaml')) == sys.argv[2].split(','));"
+        "print(reference_definition())"
+    )
+    library = ",".join(sorted(p.name for p in (shipped / "cohort_defs" / "codesets").glob("*.yaml")))
+    shown = run_script("-c", probe, first, library, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    *found, copied = shown.stdout.splitlines()
+    assert found == ["hcc_sorafenib_landmark", str(len(list((shipped / "expectations").glob("*.json")))), "True"]
+    assert not Path(copied).is_relative_to(REPO) and not Path(copied).exists()  # a copy, removed at exit
+
     assert main(["bundle", "--out", str(tmp_path / "cohortlake.whl")]) == 1
+
+
+def test_the_bundle_zips_the_files_a_link_in_the_package_points_to(tmp_path, monkeypatch):
+    import cohortlake.job
+    from cohortlake.job import write_bundle
+
+    package, shared = tmp_path / "cohortlake", tmp_path / "shared"
+    (package / "__pycache__").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"")
+    (shared / "nested").mkdir(parents=True)
+    (shared / "a.yaml").write_text("a: 1\n")
+    (shared / "nested" / "b.yaml").write_text("b: 1\n")
+    (package / "codesets").symlink_to(shared, target_is_directory=True)
+    monkeypatch.setattr(cohortlake.job, "package_root", lambda: package)
+    path, count = write_bundle(tmp_path / "out" / "bundle.zip")
+    assert zipfile.ZipFile(path).namelist() == ["cohortlake/__init__.py", "cohortlake/codesets/a.yaml",
+                                                "cohortlake/codesets/nested/b.yaml"]
+    assert count == 3

@@ -20,8 +20,16 @@ TIME_UNIT_DAYS = {"days": 1.0, "weeks": 7.0, "months": 365.25 / 12, "years": 365
 DEFAULT_STUDY_OUT = "./study"
 DEMO_PATIENTS = 50000
 LAYOUTS = ("seer-medicare", "desynpuf")
-# The reference study's definition, shipped with the package's source tree.
-REFERENCE_DEFINITION = str(Path(__file__).resolve().parents[2] / "cohort_defs" / "hcc_sorafenib_landmark.yaml")
+
+
+def __getattr__(name: str):
+    # REFERENCE_DEFINITION: the reference study's definition, package data (cohortlake.resources),
+    # looked up when asked for, so importing the CLI from a --py-files zip copies nothing out.
+    if name == "REFERENCE_DEFINITION":
+        from cohortlake.resources import reference_definition
+
+        return str(reference_definition())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _out_folder(value: str) -> str:
@@ -155,6 +163,7 @@ def cmd_history(args, progress) -> int:
 
 
 def cmd_demo(args, progress) -> int:
+    from cohortlake.resources import reference_definition
     from cohortlake.synth import generate
 
     spark = _spark(args)
@@ -166,12 +175,13 @@ def cmd_demo(args, progress) -> int:
     report = run_ingest(spark, lake, "seer-medicare", raw, progress)
     progress.info("")
     study = None if args.no_study else str(Path(args.out).resolve())
-    built = run_build(REFERENCE_DEFINITION, lake, study, progress)
+    reference = str(reference_definition())
+    built = run_build(reference, lake, study, progress)
     reports = {}
     if study is not None:
         from cohortlake.spec import load_definition
 
-        definition = load_definition(REFERENCE_DEFINITION)
+        definition = load_definition(reference)
         progress.info("")
         run_match(definition, lake, study, progress)
         progress.info("")

@@ -15,6 +15,7 @@ import zipfile
 from pathlib import Path
 
 from cohortlake import __version__
+from cohortlake.resources import package_root
 
 # Each job (jobs/<name>.py) and the CLI command it runs.
 JOBS = {
@@ -29,14 +30,14 @@ JOBS = {
 
 def package_origin() -> str:
     """Where the running cohortlake was imported from: a zip given to --py-files, or a folder."""
-    location = Path(__file__).resolve().parent
-    text = str(location)
+    text = str(package_root())
     marker = ".zip" + os.sep
     return text[: text.index(marker) + 4] if marker in text else text
 
 
 def _default_expectations(project: Path) -> None:
-    """Suites come from $COHORTLAKE_EXPECTATIONS, else the project folder the job script sits in."""
+    """Suites come from $COHORTLAKE_EXPECTATIONS, else an ``expectations/`` folder beside ``jobs/``
+    (in a clone, the link to the package's own), else the package's (the zip's under --py-files)."""
     from cohortlake.quality.suites import SUITES_ENV
 
     if not os.environ.get(SUITES_ENV) and (project / "expectations").is_dir():
@@ -79,10 +80,11 @@ def _stop_spark() -> None:
 def write_bundle(out: str | os.PathLike) -> tuple[Path, int]:
     """Zip the importable package (code and package data, no bytecode) for --py-files.
 
-    Entries are sorted and dated 1980-01-01, so the same source gives the same bytes.
-    Returns the zip's path and the number of files in it.
+    Entries are sorted and dated 1980-01-01, so the same source gives the same bytes; a
+    link in the package is zipped as the files it points to. Returns the zip's path and
+    the number of files in it.
     """
-    package = Path(__file__).resolve().parent
+    package = package_root()
     if not package.is_dir():
         raise RuntimeError(f"cohortlake runs from {package_origin()}, not a folder; bundle from an installed copy")
     out = Path(out)
@@ -91,15 +93,17 @@ def write_bundle(out: str | os.PathLike) -> tuple[Path, int]:
                          "Python path; a .whl it ships but does not import from)")
     out.parent.mkdir(parents=True, exist_ok=True)
     files = sorted(
-        p for p in package.rglob("*")
-        if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo")
+        Path(folder, name).relative_to(package)
+        for folder, subfolders, names in os.walk(package, followlinks=True)
+        if "__pycache__" not in Path(folder).parts
+        for name in names if Path(name).suffix not in (".pyc", ".pyo")
     )
     partial = out.with_name(out.name + ".partial")
     with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
         for path in files:
-            info = zipfile.ZipInfo(str(Path("cohortlake") / path.relative_to(package)), date_time=(1980, 1, 1, 0, 0, 0))
+            info = zipfile.ZipInfo((Path("cohortlake") / path).as_posix(), date_time=(1980, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
-            bundle.writestr(info, path.read_bytes())
+            bundle.writestr(info, (package / path).read_bytes())
     partial.replace(out)
     return out, len(files)

@@ -23,7 +23,9 @@ import shutil
 from pathlib import Path
 from urllib.parse import urlparse
 
-ASSETS = Path(__file__).resolve().parent / "docs_assets"
+from cohortlake.resources import docs_assets
+
+ASSETS = docs_assets()
 VENDOR = "static/vendor"
 LOGO = "static/images/logo-long.png"
 

@@ -1,6 +1,7 @@
 """Expectation suites as files: find them, check them, and pick the ones for a stage.
 
-A suite file in ``expectations/`` is a Great Expectations 1.x suite (``name``,
+A suite file in ``expectations/`` (shipped in the package; $COHORTLAKE_EXPECTATIONS names
+another folder) is a Great Expectations 1.x suite (``name``,
 ``expectations`` with ``type``, ``kwargs``, ``severity``, optional ``notes`` and
 ``meta``) whose ``meta.cohortlake`` says which lake table it validates:
 ``{"stage": "bronze"|"silver"|"cohort"|"matched", "table": "...", "layout": ...}``.
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cohortlake.errors import UserError
+from cohortlake.resources import shipped_expectations
 
 STAGES = ("bronze", "silver", "cohort", "matched")
 SEVERITIES = ("critical", "warning", "info")
@@ -23,11 +25,11 @@ SUITES_ENV = "COHORTLAKE_EXPECTATIONS"
 
 
 def suites_dir() -> Path:
-    """The suite folder: $COHORTLAKE_EXPECTATIONS, else ``expectations/`` of the project."""
+    """The suite folder: $COHORTLAKE_EXPECTATIONS, else the suites shipped in the package."""
     configured = os.environ.get(SUITES_ENV)
     if configured:
         return Path(configured)
-    return Path(__file__).resolve().parents[3] / "expectations"
+    return shipped_expectations()
 
 
 @dataclass

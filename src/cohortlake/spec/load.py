@@ -21,6 +21,7 @@ from typing import Annotated, Any, Iterator
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from cohortlake import resources
 from cohortlake.spec.comorbidity import CONDITIONS as COMORBIDITY_CONDITIONS
 from cohortlake.spec.model import (
     NAME_PATTERN,
@@ -284,12 +285,9 @@ CODESETS_ENV = "COHORTLAKE_CODESETS"
 
 
 def shipped_codesets() -> Path | None:
-    """The shipped code-set library: the package's copy in an installed wheel, else cohort_defs/codesets."""
-    package = Path(__file__).resolve().parents[1]
-    for candidate in (package / "codesets", package.parents[1] / "cohort_defs" / "codesets"):
-        if candidate.is_dir():
-            return candidate.resolve()  # in a source tree, the package's link to cohort_defs/codesets
-    return None
+    """The shipped code-set library, the package's ``cohort_defs/codesets`` (see cohortlake.resources)."""
+    library = resources.shipped_codesets()
+    return library.resolve() if library.is_dir() else None
 
 
 def codeset_search_path(definition: str | Path, codesets_dir=None) -> list[Path]:
