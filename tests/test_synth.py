@@ -297,7 +297,7 @@ def test_some_first_sorafenib_fills_are_on_the_study_end_alive_and_covered(seer,
 
 def test_timing_anomalies_do_not_depend_on_the_dirty_rate(spark):
     """Real features of deliveries, not dirt: the same persons carry them at any dirty rate."""
-    from cohortlake.synth import seer_medicare as model
+    from cohortlake.synth import model
 
     def mechanisms(rate):
         persons = model.build_persons(spark, 3000, 11, model.SEER_CALENDAR, rate)

@@ -5,6 +5,20 @@ layout plus ``truth.json`` (the generating parameters, counts of injected dirty 
 of the timing anomalies real deliveries have: claims and fills after death or outside
 enrollment, first fills on the study's last day), so that every later step can be
 checked against what is known to be true.
+
+Every value is a Spark SQL expression over ``spark.range(patients)`` with draws seeded
+per (seed, person, stream, index) via ``random``: no Python per row, nothing
+patient-sized on the driver. Expressions are SQL text applied with ``selectExpr`` in
+stages (``sql``): one JVM call per stage, where the Column API would make one per
+operator.
+
+Flow, by module: ``model.build_persons`` (one row per person, the true model; code lists
+in ``codes``) -> ``events.claim_events`` / ``finish_events`` (one row per claim) and
+``events.fills`` (one row per Part D fill) -> one frame per raw table in a layout module
+(``seer_medicare``, ``desynpuf``) -> ``dirt.inject_dirty`` -> ``writer.write_tables``
+(all tables in one job, counting rows and injected dirt as it writes). truth.json:
+``truth`` (the true parameters and person counts), the dirt counts, and the timing
+anomalies counted in the written tables (``anomalies``).
 """
 
 from __future__ import annotations

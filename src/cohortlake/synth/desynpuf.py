@@ -1,6 +1,7 @@
 """Synthetic DE-SynPUF files (CMS 2008-2010 Data Entrepreneurs' Synthetic Public Use File).
 
-The same person model as ``seer_medicare`` on a 2008-2010 calendar, laid out as the DE-SynPUF
+The person model of ``synth.model`` (the one ``seer_medicare`` lays out) on a 2008-2010
+calendar, with the claims and fills of ``synth.events``, laid out as the DE-SynPUF
 sample files with sample number 1: yearly beneficiary summaries (month counts, chronic
 condition flags, payments), inpatient, outpatient, carrier A/B and Part D event files.
 There is no cancer registry here: cancers show only as claim diagnoses.
@@ -12,14 +13,18 @@ import re
 
 from pyspark.sql import DataFrame
 
-from cohortlake.synth import seer_medicare as model
+from cohortlake.synth.anomalies import timing_columns, timing_counts
+from cohortlake.synth.dirt import DirtySpec, inject_dirty, mbsf_dirty
+from cohortlake.synth.events import claim_events, claim_id, fills, finish_events, stay_dates
+from cohortlake.synth.model import SORAFENIB_HR, Calendar, build_persons, mbsf_death_date, month_status, person_years
 from cohortlake.synth.random import RandomSource, Sql, lit, uniform_int
-from cohortlake.synth.seer_medicare import case, project, stage, ymd
-from cohortlake.synth.writer import parts_for
+from cohortlake.synth.sql import case, materialize, project, release, stage, ymd
+from cohortlake.synth.truth import person_counts, true_parameters
+from cohortlake.synth.writer import OutputTable, parts_for, write_tables
 
 LAYOUT = "desynpuf"
 SAMPLE = 1
-CALENDAR = model.Calendar(2008, 2010, ((2008, 1.0), (2009, 1.0), (2010, 1.0)))
+CALENDAR = Calendar(2008, 2010, ((2008, 1.0), (2009, 1.0), (2010, 1.0)))
 
 # Headers copied verbatim from the real files in tests/fixtures/desynpuf/. They are
 # written quoted like the originals (the writer adds the header line itself, so this
@@ -116,12 +121,12 @@ COLUMNS = {"beneficiary_summary": BENEFICIARY_SUMMARY_COLUMNS, "inpatient": INPA
 ROWS_PER_PERSON = {"beneficiary_summary": 3.0, "inpatient": 1.0, "outpatient": 5.0, "carrier_a": 8.0,
                    "carrier_b": 8.0, "pde": 6.0}
 DIRTY = {
-    "inpatient": model.DirtySpec(code_cols=("ICD9_DGNS_CD_1",), date_cols=("CLM_FROM_DT", "CLM_THRU_DT")),
-    "outpatient": model.DirtySpec(code_cols=("ICD9_DGNS_CD_1",), date_cols=("CLM_FROM_DT", "CLM_THRU_DT")),
-    "carrier_a": model.DirtySpec(code_cols=("ICD9_DGNS_CD_1", "HCPCS_CD_1"), date_cols=("CLM_FROM_DT", "CLM_THRU_DT")),
-    "carrier_b": model.DirtySpec(code_cols=("ICD9_DGNS_CD_1", "HCPCS_CD_1"), date_cols=("CLM_FROM_DT", "CLM_THRU_DT")),
-    "pde": model.DirtySpec(code_cols=("PROD_SRVC_ID",), date_cols=("SRVC_DT",),
-                           quantity_cols=("QTY_DSPNSD_NUM", "DAYS_SUPLY_NUM")),
+    "inpatient": DirtySpec(code_cols=("ICD9_DGNS_CD_1",), date_cols=("CLM_FROM_DT", "CLM_THRU_DT")),
+    "outpatient": DirtySpec(code_cols=("ICD9_DGNS_CD_1",), date_cols=("CLM_FROM_DT", "CLM_THRU_DT")),
+    "carrier_a": DirtySpec(code_cols=("ICD9_DGNS_CD_1", "HCPCS_CD_1"), date_cols=("CLM_FROM_DT", "CLM_THRU_DT")),
+    "carrier_b": DirtySpec(code_cols=("ICD9_DGNS_CD_1", "HCPCS_CD_1"), date_cols=("CLM_FROM_DT", "CLM_THRU_DT")),
+    "pde": DirtySpec(code_cols=("PROD_SRVC_ID",), date_cols=("SRVC_DT",),
+                     quantity_cols=("QTY_DSPNSD_NUM", "DAYS_SUPLY_NUM")),
 }
 IP_DEDUCTIBLE = {2008: "1024", 2009: "1068", 2010: "1100"}
 DRG_CODES = ["189", "291", "292", "377", "392", "432", "433", "441", "442", "871", "872", "945"]
@@ -151,12 +156,12 @@ def beneficiary_summary(p: DataFrame, seed: int) -> DataFrame:
     """One row per person and year alive in it: month counts, chronic conditions, payments."""
     rng = RandomSource(seed, "id")
     u = rng.uniform
-    status = [model.month_status(f"year * 12 + {k}") for k in range(12)]
+    status = [month_status(f"year * 12 + {k}") for k in range(12)]
 
     def months(cond):
         return "CAST(" + " + ".join(f"CAST({cond(s)} AS INT)" for s in status) + " AS STRING)"
 
-    y = stage(model.person_years(p), {"death_shown": model.mbsf_death_date()})
+    y = stage(person_years(p), {"death_shown": mbsf_death_date()})
 
     def pay(stream, p_any, mean):
         return _money(u(stream, "year"), p_any, mean)
@@ -197,7 +202,7 @@ def _npi(rng: RandomSource, stream: str, *idx) -> Sql:
 def _institutional(rng: RandomSource, prefix: int) -> dict[str, str]:
     key = ("src", "k")
     return {
-        "DESYNPUF_ID": "pid", "CLM_ID": model.claim_id(prefix), "SEGMENT": "'1'",
+        "DESYNPUF_ID": "pid", "CLM_ID": claim_id(prefix), "SEGMENT": "'1'",
         "PRVDR_NUM": f"concat(lpad(CAST({rng.uniform_int('prvdr_state', 1, 54)} AS STRING), 2, '0'), "
                      f"lpad(CAST({rng.uniform_int('prvdr_num', 0, 99, *key)} AS STRING), 2, '0'), "
                      f"{rng.pick('prvdr_suffix', ['QQ', 'GC', 'NA', 'WQ', 'XJ', 'PT'], *key)})",
@@ -217,7 +222,7 @@ def inpatient(events: DataFrame, seed: int) -> DataFrame:
     """Inpatient claims: admission/discharge, DRG, 10 diagnoses, 6 procedures (HCPCS columns empty)."""
     rng = RandomSource(seed, "id")
     key = ("src", "k")
-    e = model.stay_dates(events.filter("setting = 'inpatient'"))
+    e = stay_dates(events.filter("setting = 'inpatient'"))
     values = {
         **_institutional(rng, 1), "CLM_FROM_DT": ymd("admission"), "CLM_THRU_DT": ymd("discharge"),
         "CLM_PMT_AMT": f"CAST(1000 * {rng.uniform_int('ip_pmt', 2, 30, *key)} AS STRING)",
@@ -231,7 +236,7 @@ def inpatient(events: DataFrame, seed: int) -> DataFrame:
         **_groups("HCPCS_CD_{}", 45, lambda i: "CAST(NULL AS STRING)"),
     }
     return project(e, {**{c: values[c] for c in INPATIENT_COLUMNS}, "__row": "claim_no", "__year": "year(clm_date)",
-                       **model.timing_columns()})
+                       **timing_columns()})
 
 
 def outpatient(events: DataFrame, seed: int) -> DataFrame:
@@ -251,7 +256,7 @@ def outpatient(events: DataFrame, seed: int) -> DataFrame:
         **_groups("HCPCS_CD_{}", 45, lambda i: f"get(hcpcs, {i})"),
     }
     return project(e, {**{c: values[c] for c in OUTPATIENT_COLUMNS}, "__row": "claim_no", "__year": "year(clm_date)",
-                       **model.timing_columns()})
+                       **timing_columns()})
 
 
 def carrier(events: DataFrame, seed: int, file_b: bool) -> DataFrame:
@@ -273,7 +278,7 @@ def carrier(events: DataFrame, seed: int, file_b: bool) -> DataFrame:
                           f" * {mean / 10.0!r}D) AS BIGINT) AS STRING) ELSE '0' END")
 
     values = {
-        "DESYNPUF_ID": "pid", "CLM_ID": model.claim_id(2), "CLM_FROM_DT": ymd("clm_date"), "CLM_THRU_DT": ymd("clm_date"),
+        "DESYNPUF_ID": "pid", "CLM_ID": claim_id(2), "CLM_FROM_DT": ymd("clm_date"), "CLM_THRU_DT": ymd("clm_date"),
         **_groups("ICD9_DGNS_CD_{}", 8, lambda i: f"get(dx, {i})"),
         **_groups("PRF_PHYSN_NPI_{}", 13, lambda i: f"CASE WHEN {line(i)} IS NOT NULL THEN npi END"),
         **_groups("TAX_NUM_{}", 13, lambda i: f"CASE WHEN {line(i)} IS NOT NULL THEN tax END"),
@@ -288,61 +293,60 @@ def carrier(events: DataFrame, seed: int, file_b: bool) -> DataFrame:
                                                         f"THEN element_at(dx, CAST(pmod({i}, size(dx)) + 1 AS INT)) END"),
     }
     return project(e, {**{c: values[c] for c in CARRIER_COLUMNS}, "__row": "claim_no", "__year": "year(clm_date)",
-                       **model.timing_columns()})
+                       **timing_columns()})
 
 
-def pde(fills: DataFrame, seed: int) -> DataFrame:
-    """Part D events from ``model.fills``: NDC, quantity, days supply, patient pay and total cost."""
+def pde(f: DataFrame, seed: int) -> DataFrame:
+    """Part D events from ``fills``: NDC, quantity, days supply, patient pay and total cost."""
     rng = RandomSource(seed, "id")
     cost = rng.uniform("rx_cost", "fill_no")
-    return project(fills, {
+    return project(f, {
         "DESYNPUF_ID": "pid", "PDE_ID": f"CAST({4 * 10**14}L + id * 10000 + fill_no AS STRING)",
         "SRVC_DT": ymd("fill_date"), "PROD_SRVC_ID": "ndc", "QTY_DSPNSD_NUM": "qty", "DAYS_SUPLY_NUM": "days",
         "PTNT_PAY_AMT": f"CAST(10 * {uniform_int(cost, 0, 5)} AS STRING)",
         "TOT_RX_CST_AMT": f"CAST(10 * {uniform_int(cost, 1, 40)} AS STRING)",
-        "__row": "id * 10000 + fill_no", "__year": "year(fill_date)", **model.timing_columns("drug")})
+        "__row": "id * 10000 + fill_no", "__year": "year(fill_date)", **timing_columns("drug")})
 
 
 def generate(spark, out_dir: str, patients: int, seed: int, dirty_rate: float = 0.002, *,
-             sorafenib_hazard_ratio: float = model.SORAFENIB_HR, source_partitions: int | None = None) -> dict:
+             sorafenib_hazard_ratio: float = SORAFENIB_HR, source_partitions: int | None = None) -> dict:
     """Write the DE-SynPUF sample-1 files into ``out_dir``; return ``{"files", "truth"}``."""
-    persons = model.build_persons(spark, patients, seed, CALENDAR, dirty_rate, sorafenib_hazard_ratio,
-                                  source_partitions)
+    persons = build_persons(spark, patients, seed, CALENDAR, dirty_rate, sorafenib_hazard_ratio, source_partitions)
     # 16 hex digits like the originals; the low half is the row number, so ids are unique
     hashed = f"lpad(hex(xxhash64({int(seed)}L, id, {lit('desynpuf_id')})), 16, '0')"
     persons = stage(persons, {"pid": f"upper(concat(substring({hashed}, 1, 8), lpad(hex(id), 8, '0')))"})
-    persons = model.materialize(persons)
-    events = model.materialize(model.finish_events(model.claim_events(persons, seed, CALENDAR), seed))
-    fills = model.materialize(model.fills(persons, seed, CALENDAR))
+    persons = materialize(persons)
+    events = materialize(finish_events(claim_events(persons, seed, CALENDAR), seed))
+    pde_fills = materialize(fills(persons, seed, CALENDAR))
     try:
         years = range(CALENDAR.first_year, CALENDAR.last_year + 1)
         per_year = parts_for(patients * ROWS_PER_PERSON["beneficiary_summary"] / len(years))
-        tables = [model.OutputTable(
+        tables = [OutputTable(
             "beneficiary_summary", beneficiary_summary(persons, seed), BENEFICIARY_SUMMARY_COLUMNS,
             f"concat('DE1_0_', __file_year, '_Beneficiary_Summary_File_Sample_{SAMPLE}.csv')", "DESYNPUF_ID",
             [_beneficiary_name(str(y)) for y in years], bucket=f"pmod(xxhash64(DESYNPUF_ID), {per_year})")]
         claims = {"inpatient": inpatient(events, seed), "outpatient": outpatient(events, seed),
                   "carrier_a": carrier(events, seed, file_b=False), "carrier_b": carrier(events, seed, file_b=True),
-                  "pde": pde(fills, seed)}
+                  "pde": pde(pde_fills, seed)}
         for name, df in claims.items():
             buckets = parts_for(patients * ROWS_PER_PERSON[name])
             # a big file is written in hash buckets by several tasks, then concatenated
-            tables.append(model.OutputTable(
-                name, model.inject_dirty(df, DIRTY[name], dirty_rate, seed, name), COLUMNS[name], lit(FILES[name]),
+            tables.append(OutputTable(
+                name, inject_dirty(df, DIRTY[name], dirty_rate, seed, name), COLUMNS[name], lit(FILES[name]),
                 f"concat_ws('|', DESYNPUF_ID, lpad(`{COLUMNS[name][1]}`, 20, '0'))", [FILES[name]],
                 bucket=f"pmod(xxhash64(DESYNPUF_ID), {buckets})"))
         partitions = per_year * len(years) + sum(parts_for(patients * ROWS_PER_PERSON[n]) for n in claims)
-        files, dirty = model.write_tables(out_dir, tables, partitions, quoted_header=True)
-        counts = model.person_counts(persons)
+        files, dirty = write_tables(out_dir, tables, partitions, quoted_header=True)
+        counts = person_counts(persons)
         # DE-SynPUF has no SEER file and only yearly coverage month counts: the deaths and
         # study-end counts apply, the SEER-only and monthly-coverage ones do not
-        timing = model.timing_counts({t.name: t.rows for t in tables if t.name in claims}, seer=False)
+        timing = timing_counts({t.name: t.rows for t in tables if t.name in claims}, seer=False)
     finally:
-        model.release(fills)
-        model.release(events)
-        model.release(persons)
-    dirty["beneficiary_summary"] = model.mbsf_dirty(counts)
-    truth = model.true_parameters(dirty_rate, sorafenib_hazard_ratio, CALENDAR)
+        release(pde_fills)
+        release(events)
+        release(persons)
+    dirty["beneficiary_summary"] = mbsf_dirty(counts)
+    truth = true_parameters(dirty_rate, sorafenib_hazard_ratio, CALENDAR)
     truth["person_counts"] = counts
     truth["dirty_counts"] = dirty
     truth["timing_anomalies"] = timing  # meanings: truth["timing_anomalies_model"]["counts"]

@@ -10,6 +10,11 @@ files). One job instead of one per table matters: on small data Spark's fixed co
 job dominates. Rows are hash-partitioned on (file, bucket) into a partition count that
 the caller derives from the table sizes (never from the cores) and sorted within
 partitions by a stable key, so the bytes depend only on the data.
+
+A layout hands ``write_tables`` its tables as ``OutputTable`` (rows, columns, and the
+SQL naming each row's file, bucket and sort key); the rows per table and the injected
+dirt (``synth.dirt``'s flags) are counted while the files are written, with no second
+pass over the data.
 """
 
 from __future__ import annotations
@@ -19,14 +24,21 @@ import math
 import os
 import re
 import shutil
+import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from urllib.parse import unquote
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Observation
+from pyspark.sql import functions as F
+
+from cohortlake.synth.dirt import DIRTY_FLAGS, DIRTY_KINDS
+from cohortlake.synth.random import lit
 
 TMP_DIR_NAME = "_synth_tmp"
 ROWS_PER_PART = 400_000  # target rows per output file (or per bucket of a single big file)
 LINE_COLUMNS = ("__table", "__file", "__bucket", "__sort", "line")
+FIXED_WIDTH_SUFFIX = ".txt.gz"  # a fixed-width file is named as its CSV would be, with this for ".csv"
 _COPY_BUFFER = 8 * 1024 * 1024
 
 
@@ -166,6 +178,65 @@ def write_files(lines: DataFrame, out_dir: str, headers: Mapping[str, str],
                 written[table].append(name)
     shutil.rmtree(tmp)
     return {table: sorted(names) for table, names in written.items()}
+
+
+@dataclass(frozen=True)
+class OutputTable:
+    """How one table becomes files: its rows, columns, file/bucket/sort keys as SQL."""
+
+    name: str
+    rows: DataFrame
+    columns: Sequence[str]
+    file: str            # SQL giving the final file name of a row
+    sort: str            # SQL giving a row's stable sort key within its file
+    expected_files: Sequence[str]
+    bucket: str = "0"    # SQL giving the bucket of a row within its file (files split for speed)
+    text_columns: Sequence[str] = ()
+
+
+def write_tables(out_dir: str, tables: Sequence[OutputTable], partitions: int, quoted_header: bool = False,
+                 fixed_width: Mapping[str, Sequence[tuple[str, int, str, str]]] | None = None) -> tuple[dict, dict]:
+    """Write all tables in one Spark job; return ``files`` (names, rows) and injected-dirt counts.
+
+    ``fixed_width``: each table's fields (column, start, informat, label) as ``sas_program``
+    takes them; given, the tables are written as gzipped fixed-record-length text without
+    a header (``.txt.gz`` for ``.csv``), as NCI ships them. The SAS layout programs are
+    the layout's to write.
+    """
+    fixed = fixed_width is not None
+    layouts = fixed_width or {}
+    if fixed:
+        tables = [OutputTable(t.name, t.rows, t.columns, f"regexp_replace({t.file}, '[.]csv$', '{FIXED_WIDTH_SUFFIX}')",
+                              t.sort, [n.removesuffix(".csv") + FIXED_WIDTH_SUFFIX for n in t.expected_files],
+                              t.bucket, t.text_columns) for t in tables]
+
+    def line_sql(t: OutputTable) -> str:
+        if fixed:
+            return fixed_line([(c, _informat_width(i), not i.startswith("$") and "yymmdd" not in i)
+                               for c, _, i, _ in layouts[t.name]])
+        return csv_line(t.columns, t.text_columns)
+
+    branches, observations = [], {}
+    for t in tables:
+        flags = {f: (f if f in t.rows.columns else "FALSE") for f in DIRTY_FLAGS}
+        rows = t.rows.selectExpr("*", *[f"{expr} AS {flag}" for flag, expr in flags.items() if expr == "FALSE"])
+        # counters that fill in while the files are written: no second pass over the data
+        observations[t.name] = Observation(f"{t.name}-{uuid.uuid4().hex[:8]}")
+        rows = rows.observe(observations[t.name], F.count(F.lit(1)).alias("rows"),
+                            *[F.count_if(F.col(flag)).alias(kind) for kind, flag in zip(DIRTY_KINDS, DIRTY_FLAGS)])
+        branches.append(rows.selectExpr(
+            f"{lit(t.name)} AS __table", f"{t.file} AS __file", f"CAST({t.bucket} AS INT) AS __bucket",
+            f"{t.sort} AS __sort", f"{line_sql(t)} AS line"))
+    lines = branches[0]
+    for branch in branches[1:]:
+        lines = lines.unionByName(branch)
+    headers = {t.name: "" if fixed else header_line(t.columns, quoted_header) for t in tables}
+    names = write_files(lines, out_dir, headers, {t.name: t.expected_files for t in tables}, partitions)
+    counts = {name: obs.get for name, obs in observations.items()}
+    files = {t.name: {"files": names[t.name], "rows": int(counts[t.name]["rows"])} for t in tables}
+    dirty = {t.name: {kind: int(counts[t.name][kind]) for kind in DIRTY_KINDS}
+             for t in tables if any(f in t.rows.columns for f in DIRTY_FLAGS)}
+    return files, dirty
 
 
 def remove_tmp(out_dir: str) -> None:
