@@ -50,10 +50,10 @@ RUN set -eux; \
 # Job entry points, cohort definitions and expectation suites, used from this folder
 # (jobs find expectations/ beside jobs/; the variable says it explicitly). In the repository
 # cohort_defs and expectations are links to the package data under src/cohortlake/ (the
-# installed package and the zip carry the same files); COPY copies what a link points to.
+# installed package and the zip carry the same files); the image copies the link targets.
 COPY jobs/ jobs/
-COPY cohort_defs/ cohort_defs/
-COPY expectations/ expectations/
+COPY src/cohortlake/cohort_defs/ cohort_defs/
+COPY src/cohortlake/expectations/ expectations/
 ENV COHORTLAKE_EXPECTATIONS=/opt/cohortlake/expectations
 
 # The zip that spark-submit --py-files ships to the driver and the executors.

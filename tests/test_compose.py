@@ -109,7 +109,13 @@ def problems(compose: dict, dockerfile: str, dockerignore: str) -> list[str]:
     copied = {c[-1].rstrip("/"): c[0].rstrip("/") for c in copies if len(c) == 2}
     bundle = next(shlex.split(a) for k, a in steps if k == "RUN" and "cohortlake bundle" in a)
     let_in = {line.strip().rstrip("/") for line in dockerignore.splitlines() if line.startswith("!")}
-    if left_out := sorted({s.rstrip("/") for c in copies for s in c[:-1]} - {e[1:] for e in let_in}):
+    allowed = {e[1:] for e in let_in}
+
+    def let_in_path(source: str) -> bool:  # the path or a folder above it is let back in
+        parts = source.split("/")
+        return any("/".join(parts[:n]) in allowed for n in range(1, len(parts) + 1))
+
+    if left_out := sorted(s.rstrip("/") for c in copies for s in c[:-1] if not let_in_path(s.rstrip("/"))):
         found.append(f".dockerignore leaves out {left_out}, which the Dockerfile copies")
     # Master and workers.
     master_cmd = services["spark-master"]["command"]
@@ -163,7 +169,10 @@ def problems(compose: dict, dockerfile: str, dockerignore: str) -> list[str]:
     if script != f"jobs/{next(j for j, c in JOBS.items() if c == 'run')}.py" or not (ROOT / script).is_file():
         found.append(f"runner runs {script}, not the repo's run job")
     for path in (script, job_args[0] if job_args else ""):
-        if copied.get(path.split("/")[0]) != path.split("/")[0] or not (ROOT / path).is_file():
+        top = path.split("/")[0]
+        source = copied.get(top)
+        # the image's folder holds what the repository's does (a root link is copied by its target)
+        if source is None or (ROOT / source).resolve() != (ROOT / top).resolve() or not (ROOT / path).is_file():
             found.append(f"runner: {path!r} is not a repo file the image copies to {workdir}")
     try:
         run = build_parser().parse_args(["run", *job_args])
