@@ -1,4 +1,15 @@
-"""Small-cell suppression of every count that leaves the lakehouse (CMS / NCI cell-size rule).
+"""The small-cell rule: suppression of every count that leaves the lakehouse (CMS / NCI cell-size rule).
+
+SEER-Medicare's data use agreement forbids showing a count of 1-10 persons, or anything a
+reader can work one out from. This module is the one place that rule lives: the threshold
+(:data:`SMALL_CELL_MAX`), the predicate (:func:`is_small`), how a suppressed cell is shown
+(:data:`SMALL`, :data:`HIDDEN`), what a reader knows of one (:func:`reader_bounds`), the
+audiences it applies to and what they are told (:data:`AUDIENCES`, :data:`NOT_FOR_RELEASE`,
+:data:`RELEASE_NOTE`, :data:`RULE`), and the suppression itself. Every layer that prints a
+count (the quality page, the survival plots, the study report) and the release checker
+(:mod:`cohortlake.report.disclosure`) import it; it imports nothing of theirs and no Spark,
+so producers and checker cannot drift apart. ``tests/test_disclosure_rule.py`` fails on a
+threshold compared anywhere else.
 
 *Primary* suppression: a count of 1-10 persons is shown as ``<11``; 0 stays 0.
 
@@ -45,13 +56,25 @@ from enum import IntEnum, StrEnum
 import numpy as np
 
 SMALL_CELL_MAX = 10
-SMALL = f"<{SMALL_CELL_MAX + 1}"
+"""The largest count that must not be shown: 1-10 persons are small; 0 is shown."""
+SMALLEST_SHOWN = SMALL_CELL_MAX + 1
+"""The smallest non-zero count shown as counted."""
+SMALL = f"<{SMALLEST_SHOWN}"
 """How a count of 1-10 is shown."""
 HIDDEN = "*"
 """How a count hidden by complementary suppression is shown."""
 RULE = (f"Counts of 1-{SMALL_CELL_MAX} persons are shown as {SMALL}. Where a reader could work such a count out "
         f"from a total and the other cells, further cells are hidden as {HIDDEN} (complementary suppression). "
         f"Percentages of a hidden count, or of a hidden denominator, are not shown.")
+
+ANALYST, RELEASE = "analyst", "release"
+AUDIENCES = (ANALYST, RELEASE)
+"""The analyst's view inside the secure environment (every count) and the set that may leave it."""
+NOT_FOR_RELEASE = (f"ANALYST VIEW - NOT FOR RELEASE: contains cells under {SMALLEST_SHOWN} "
+                   f"(counts of 1-{SMALL_CELL_MAX} persons); it must not leave the secure environment")
+"""Said on every page, plot and table of the analyst view."""
+RELEASE_NOTE = (f"Release set: small-cell rule applied (counts of 1-{SMALL_CELL_MAX} shown as {SMALL}, "
+                f"complementary cells as {HIDDEN})")
 
 
 class Status(StrEnum):
@@ -108,9 +131,17 @@ def is_small(count) -> bool:
     return count is not None and 1 <= count <= SMALL_CELL_MAX
 
 
-def small_cell(count: int) -> str:
-    """A count as it may be published on its own: 1-10 become ``<11``; 0 and 11+ as they are."""
-    return SMALL if is_small(count) else f"{int(count):,}"
+def small_cell(count: int, *, rule: bool = True, whole: bool = True) -> str:
+    """A count as it may be published on its own: 1-10 become ``<11``; 0 and 11+ as they are.
+
+    ``rule=False`` is the analyst's view inside the secure environment: every count as
+    counted. ``whole`` prints ``int(count)``, as the report's tables always have; the
+    survival plot passes ``whole=False`` and prints the count as given, as it always has
+    (its counts, persons and numbers at risk, are whole numbers already).
+    """
+    if rule and is_small(count):
+        return SMALL
+    return f"{int(count):,}" if whole else f"{count:,}"
 
 
 def suppress(counts: Mapping[Hashable, int], groups: Iterable[Group],
@@ -203,7 +234,7 @@ def reader_bounds(status: Status) -> tuple[float, float]:
     if status is Status.small:
         return (1, SMALL_CELL_MAX)
     if status is Status.hidden:
-        return (SMALL_CELL_MAX + 1, math.inf)
+        return (SMALLEST_SHOWN, math.inf)
     return (0, math.inf)
 
 

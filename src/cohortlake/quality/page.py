@@ -12,12 +12,13 @@ Every gate writes its summary to ``_quality/runs/<run id>.json`` (:func:`record_
 which is where the page takes the seconds and thresholds from; the counts of the
 expectations are the same as in ``_quality/results``.
 
-Two audiences, as for the study report (:mod:`cohortlake.report.html`): the *analyst*
+Two audiences, as for the study report (:data:`cohortlake.cells.AUDIENCES`): the *analyst*
 page (``_quality/report.html`` in the lake, and ``OUT/analyst/quality.html``) shows every
 count, the example values and the quarantined rows, and says it holds cells under 11 and
 is not for release; the *release* page (``OUT/release/quality.html``) shows counts of 1-10
 as ``<11`` (with complementary suppression where a reader could subtract) and no
-example values or rows, which are patient-level data.
+example values or rows, which are patient-level data. The rule, the audiences and what the
+page says of them are the small-cell rule's (:mod:`cohortlake.cells`), as the report's are.
 """
 
 from __future__ import annotations
@@ -30,11 +31,7 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from cohortlake.report.cells import RULE, Cells, is_small
-
-ANALYST, RELEASE = "analyst", "release"
-AUDIENCES = (ANALYST, RELEASE)
-"""As the study report's (:data:`cohortlake.report.html.AUDIENCES`)."""
+from cohortlake.cells import ANALYST, AUDIENCES, NOT_FOR_RELEASE, RELEASE, RELEASE_NOTE, RULE, Cells, is_small
 
 PAGE_FILE = "report.html"
 """The analyst page in the lake: ``_quality/report.html``."""
@@ -222,8 +219,6 @@ def _plot_years(comparison: dict, audience: str) -> str | None:
     axes.flat[0].legend(fontsize=8)
     title = "Rows per service year: this delivery against the previous one"
     if audience == ANALYST:
-        from cohortlake.report.html import NOT_FOR_RELEASE
-
         title += "\n" + NOT_FOR_RELEASE
     figure.suptitle(title, fontsize=10 if audience == RELEASE else 8)
     figure.tight_layout()
@@ -289,7 +284,6 @@ def build_context(lake, audience: str = ANALYST, comparison: dict | None = None,
                   docs_links: bool = False) -> dict:
     """Everything the quality page prints, as text for ``audience``."""
     from cohortlake.quality.run import QUALITY_DIR
-    from cohortlake.report.html import NOT_FOR_RELEASE, RELEASE_NOTE
 
     quality_root = Path(lake.root) / QUALITY_DIR
     validations = latest_validations(quality_root)

@@ -9,7 +9,7 @@ and the figures printed *as rounded*: a percentage of a count and its denominato
 decimals), which is a function of the two arms' counts and sizes before matching, and
 after matching of the matched counts and sizes too. :class:`Reader` gives each unknown
 count the range a reader can give it: linear programmes over the sums
-(:func:`cohortlake.report.cells.linear_ranges`), narrowed by every rounded figure whose
+(:func:`cohortlake.cells.linear_ranges`), narrowed by every rounded figure whose
 counts are known but one or two (enumerated: whole numbers within the range for which
 the printed figure comes out), until nothing narrows. A small count, or a count never
 printed (N minus the persons with a covariate, the unmatched persons), that a reader
@@ -18,6 +18,10 @@ can pin to one whole number from 1 to 10 is a leak.
 :func:`check_release` builds that reader from the files of a release folder alone
 (``study.json`` and the CSV tables the report shows, with ``report.html`` scanned for a
 printed 1-10) and names every file and cell that leaks.
+
+What is small, how ``<11`` and ``*`` are printed and what a reader knows of them are the
+small-cell rule's (:mod:`cohortlake.cells`), the same objects the report, the quality page
+and the plots print with, so the checker cannot drift from them.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cohortlake.report.cells import HIDDEN, SMALL, SMALL_CELL_MAX, linear_ranges
+from cohortlake.cells import (HIDDEN, SMALL, SMALL_CELL_MAX, SMALLEST_SHOWN, Status, is_small, linear_ranges,
+                              reader_bounds)
 
 SMD_DIGITS = 3
 """Decimals of a printed SMD; a release set prints them with fewer when three would give a small count away."""
@@ -127,7 +132,7 @@ class Reader:
 
     def small_pinned(self, cells: Iterable[Hashable]) -> dict[Hashable, int]:
         """Of ``cells``, those pinned to a whole number from 1 to 10."""
-        return {cell: value for cell, value in self.pinned(cells).items() if 1 <= value <= SMALL_CELL_MAX}
+        return {cell: value for cell, value in self.pinned(cells).items() if is_small(value)}
 
     def _learn(self, targets: list, rounds: int = 12) -> dict:
         """LP ranges of the targets and of every unknown a rounded figure involves, narrowed by
@@ -229,16 +234,16 @@ class _Model:
         text = (text or "").strip()
         self.origin.setdefault(key, (file, where))
         if text == SMALL:
-            self.bounds[key] = (1.0, float(SMALL_CELL_MAX))
+            self.bounds[key] = _printed_bounds(Status.small)
             return None
         if text.startswith(HIDDEN):
-            self.bounds[key] = (float(SMALL_CELL_MAX + 1), math.inf)
+            self.bounds[key] = _printed_bounds(Status.hidden)
             return None
         match = COUNT.match(text)
         if not match:
             return None
         value = int(match.group(1).replace(",", ""))
-        if 1 <= value <= SMALL_CELL_MAX:
+        if is_small(value):
             self.leaks.append(Leak(file, where, f"prints {value}, a count of 1-{SMALL_CELL_MAX}"))
         self.known[key] = value
         return float(match.group(2)) if match.group(2) else None
@@ -267,6 +272,12 @@ class _Model:
             terms[cell] = terms.get(cell, 0.0) + 1.0
         terms[total] = terms.get(total, 0.0) - 1.0
         self.equations.append((terms, 0.0))
+
+
+def _printed_bounds(status: Status) -> tuple[float, float]:
+    """What a reader knows of a printed ``<11`` or ``*``: the rule's :func:`reader_bounds`, as floats."""
+    low, high = reader_bounds(status)
+    return float(low), float(high)
 
 
 def _rows(path: Path) -> list[dict]:
@@ -322,7 +333,7 @@ def check_release(folder: str | Path) -> list[Leak]:
     model = _Model()
     if study.get("audience") != "release":
         model.leaks.append(Leak("study.json", "audience", f"the set is the {study.get('audience')!r} view, "
-                                                          "not a release set: it holds cells under 11"))
+                                                          f"not a release set: it holds cells under {SMALLEST_SHOWN}"))
     page = folder / "report.html"
     if page.is_file():
         html = page.read_text(encoding="utf-8")
@@ -332,8 +343,8 @@ def check_release(folder: str | Path) -> list[Leak]:
         spans.feed(html)
         for text in spans.counts:
             match = COUNT.match(text)
-            if match and 1 <= int(match.group(1).replace(",", "")) <= SMALL_CELL_MAX:
-                model.leaks.append(Leak("report.html", f"count {text!r}", "prints a count of 1-10"))
+            if match and is_small(int(match.group(1).replace(",", ""))):
+                model.leaks.append(Leak("report.html", f"count {text!r}", f"prints a count of 1-{SMALL_CELL_MAX}"))
     for path in sorted(folder.glob("*.csv")):
         with path.open(encoding="utf-8") as handle:
             if "NOT FOR RELEASE" in handle.readline():
@@ -484,7 +495,7 @@ def _smds(model: _Model, count_rows: dict, table1: list[dict], balance: list[dic
 
 def _derivable(model: _Model) -> list[Leak]:
     small = [cell for cell, (low, high) in model.bounds.items()
-             if cell in model.derived or (low, high) == (1.0, float(SMALL_CELL_MAX))]
+             if cell in model.derived or (low, high) == _printed_bounds(Status.small)]
     reader = Reader(model.known, model.bounds, model.equations, model.relations, model.orders)
     try:
         pinned = reader.small_pinned(small)

@@ -32,22 +32,15 @@ import numpy as np
 import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from cohortlake.cells import ANALYST, AUDIENCES, HIDDEN, NOT_FOR_RELEASE, RELEASE, RELEASE_NOTE, RULE, SMALL, Cells
 from cohortlake.errors import MissingInputError, UserError
 from cohortlake.report import formats
 from cohortlake.report.attrition import AttritionStep, flow_rows, read_attrition, register_attrition
-from cohortlake.report.cells import HIDDEN, RULE, SMALL, Cells
 from cohortlake.report.estimates import SurvivalFigures
 from cohortlake.report.reference import CITATION, ReferenceTable
 from cohortlake.report.table1 import NOT_SHOWN, Table1, arm_n_key, build_table1
 
 REPORT_FILE = "report.html"
-ANALYST, RELEASE = "analyst", "release"
-AUDIENCES = (ANALYST, RELEASE)
-"""The analyst's view inside the secure environment (every count) and the set that may leave it."""
-NOT_FOR_RELEASE = ("ANALYST VIEW - NOT FOR RELEASE: contains cells under 11 (counts of 1-10 persons); "
-                   "it must not leave the secure environment")
-"""Said on every page, plot and table of the analyst view."""
-RELEASE_NOTE = "Release set: small-cell rule applied (counts of 1-10 shown as <11, complementary cells as *)"
 STUDY_FILE = "study.json"
 TABLE_FILES = ("attrition.csv", "table1.csv", "balance.csv", "at_risk.csv", "survival.csv", "estimates.csv",
                "reference.csv")

@@ -2,10 +2,10 @@
 
 The at-risk table is drawn here rather than by lifelines' ``add_at_risk_counts``, which
 prints every count as an integer: a figure that leaves the lakehouse must show counts
-1-10 as ``<11`` (CMS / NCI cell-size rule), which ``suppress_small=True`` does. The
-study report passes ``count_text`` instead, so the plot prints each count exactly as the
-report's tables do (with complementary suppression), and a ``notice`` written into the
-image for a figure that must not leave the secure environment.
+1-10 as ``<11`` (CMS / NCI cell-size rule, :mod:`cohortlake.cells`), which
+``suppress_small=True`` does. The study report passes ``count_text`` instead, so the plot
+prints each count exactly as the report's tables do (with complementary suppression), and
+a ``notice`` written into the image for a figure that must not leave the secure environment.
 Numbers at risk are persons (unweighted) still followed at each time, as in R.
 """
 
@@ -20,19 +20,20 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from cohortlake import cells as cell_rule
 from cohortlake.survival.design import group_levels
 from cohortlake.survival.km import ALL, fit_km, numbers_at_risk
 
-SMALL_CELL_MAX = 10  # counts 1..10 are shown as "<11"
-UNSUPPRESSED_NOTICE = "NOT FOR RELEASE: numbers at risk include counts under 11"
+UNSUPPRESSED_NOTICE = f"NOT FOR RELEASE: numbers at risk include counts under {cell_rule.SMALLEST_SHOWN}"
 """Written into a plot drawn with ``suppress_small=False``."""
 
 
 def small_cell(count: int, suppress: bool = True) -> str:
-    """A count as it may be published: 1-10 become ``<11``; 0 and 11+ stay as they are."""
-    if suppress and 1 <= count <= SMALL_CELL_MAX:
-        return f"<{SMALL_CELL_MAX + 1}"
-    return f"{count:,}"
+    """A count as it may be published: 1-10 become ``<11``; 0 and 11+ stay as they are
+    (:func:`cohortlake.cells.small_cell`); ``suppress=False`` prints every count as counted."""
+    # whole=False: the plot prints a count as given, not as int(count) as the report's tables do;
+    # its counts (len() of a group, numbers_at_risk()) are whole numbers already
+    return cell_rule.small_cell(count, rule=suppress, whole=False)
 
 
 def write_notice(figure: Figure, notice: str) -> None:
