@@ -245,8 +245,10 @@ def test_some_first_sorafenib_and_tki_fills_come_after_death(seer, dated, deaths
         return first_fill, in_mbsf.reindex(first_fill.index)
 
     sorafenib, death = first(fills[fills.GNN.str.contains("sorafenib", case=False)])
-    assert int((sorafenib > death).sum()) == truth["first_sorafenib_fill_after_death"] > 0
-    assert int((sorafenib == death).sum()) == truth["first_sorafenib_fill_on_death_day"] > 0
+    assert int((sorafenib > death).sum()) == truth["first_sorafenib_fill_after_death"]
+    assert int((sorafenib == death).sum()) == truth["first_sorafenib_fill_on_death_day"]
+    # rare by design (a few per 1,000 sorafenib starts): at least one of the two in 3,000 persons
+    assert truth["first_sorafenib_fill_after_death"] + truth["first_sorafenib_fill_on_death_day"] > 0
     tki, death = first(fills[fills.GNN.isin(TKI_NAMES)])
     assert int((tki > death).sum()) == truth["first_tki_fill_after_death"]
 

@@ -92,8 +92,10 @@ POST_DEATH_REFILL_PER_DRUG = 0.6
 POST_DEATH_CLAIM_SHARE = 0.015
 # specialty pharmacies ship an oral oncolytic already ordered: a first sorafenib (or
 # second-line TKI) fill after death, for this share of persons planned for it who died
-# before their first fill (the planned fill was in process when they died)
-POST_DEATH_FIRST_FILL_SHARE = 0.15
+# before their first fill (the planned fill was in process when they died). Rare: HCC kills
+# many persons before a planned start, and 0.15 made 1 in 11 second-line TKI starts in a
+# 100,000-person set fall after death, far more than real deliveries show.
+POST_DEATH_FIRST_FILL_SHARE = 0.04
 # of those first fills, dated on the day of death itself (dispensed, then the person died)
 FIRST_FILL_ON_DEATH_DAY_SHARE = 0.25
 POST_DEATH_DAYS = (1, 30)  # a late claim or fill is dated this many days after death
