@@ -18,6 +18,7 @@ import calendar
 import re
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import cached_property
 from typing import Any
 
 from cohortlake.spec.codes import CodeSystem, NormalisedCodeSet, matches, normalise
@@ -989,24 +990,30 @@ class Evaluator:
 
     # --- the whole build --------------------------------------------------------------
 
+    @cached_property
+    def implied(self) -> tuple[Landmark | None, str | None, bool]:
+        """The implied steps: the landmark's analysis (read here), and which of the alive and
+        study-end steps spec.followup adds."""
+        return self.landmark_step(), alive_step(self.d), needs_followup_step(self.d)
+
     def step_names(self) -> list[str]:
-        """The attrition steps: the criteria, then the implied steps (spec.followup says which)."""
-        extra, alive = self.landmark_step(), alive_step(self.d)
+        """The attrition steps: the criteria, then the implied steps."""
+        extra, alive, followup = self.implied
         return ([c.name for c in self.d.criteria] + ([f"In landmark {extra.name} analysis"] if extra else [])
-                + ([alive] if alive else []) + ([FOLLOWUP_STEP] if needs_followup_step(self.d) else []))
+                + ([alive] if alive else []) + ([FOLLOWUP_STEP] if followup else []))
 
     def step_flags(self, ep: Episode) -> list[bool]:
         """Whether the episode passes each attrition step of step_names()."""
+        extra, alive, followup = self.implied
         flags = [self.criterion_holds(ep, c) for c in self.d.criteria]
-        extra = self.landmark_step()
         if extra is not None:
             flags.append(self.in_landmark(ep, extra))
         start = self.anchor_date(ep, self.d.followup.start) if ep.index_date else None
-        if alive_step(self.d) is not None:
+        if alive is not None:
             # README: a death on the start day stays (0 days); before it, the person leaves
             death = ep.rows.death_date
             flags.append(start is None or death is None or death >= start)
-        if needs_followup_step(self.d):
+        if followup:
             flags.append(start is None or start <= self.d.study_period.end)
         return flags
 
