@@ -284,12 +284,6 @@ def _section(info, value: Any) -> Any:
 CODESETS_ENV = "COHORTLAKE_CODESETS"
 
 
-def shipped_codesets() -> Path | None:
-    """The shipped code-set library, the package's ``cohort_defs/codesets`` (see cohortlake.resources)."""
-    library = resources.shipped_codesets()
-    return library.resolve() if library.is_dir() else None
-
-
 def codeset_search_path(definition: str | Path, codesets_dir=None) -> list[Path]:
     """Where includes are looked up, in order: codesets/ beside the definition, then the library
     (``codesets_dir``, or the folders in $COHORTLAKE_CODESETS separated by the OS path separator),
@@ -300,9 +294,9 @@ def codeset_search_path(definition: str | Path, codesets_dir=None) -> list[Path]
     elif isinstance(codesets_dir, (str, Path)):
         codesets_dir = [codesets_dir]
     places += [Path(p) for p in codesets_dir]
-    shipped = shipped_codesets()
-    if shipped is not None:
-        places.append(shipped)
+    shipped = resources.shipped_codesets()  # the package's cohort_defs/codesets
+    if shipped.is_dir():
+        places.append(shipped.resolve())
     unique: list[Path] = []
     for place in places:
         if not any(_same_dir(place, seen) for seen in unique):
