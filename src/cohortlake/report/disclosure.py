@@ -234,10 +234,10 @@ class _Model:
         text = (text or "").strip()
         self.origin.setdefault(key, (file, where))
         if text == SMALL:
-            self.bounds[key] = _printed_bounds(Status.small)
+            self.bounds[key] = reader_bounds(Status.small)
             return None
         if text.startswith(HIDDEN):
-            self.bounds[key] = _printed_bounds(Status.hidden)
+            self.bounds[key] = reader_bounds(Status.hidden)
             return None
         match = COUNT.match(text)
         if not match:
@@ -272,12 +272,6 @@ class _Model:
             terms[cell] = terms.get(cell, 0.0) + 1.0
         terms[total] = terms.get(total, 0.0) - 1.0
         self.equations.append((terms, 0.0))
-
-
-def _printed_bounds(status: Status) -> tuple[float, float]:
-    """What a reader knows of a printed ``<11`` or ``*``: the rule's :func:`reader_bounds`, as floats."""
-    low, high = reader_bounds(status)
-    return float(low), float(high)
 
 
 def _rows(path: Path) -> list[dict]:
@@ -495,7 +489,7 @@ def _smds(model: _Model, count_rows: dict, table1: list[dict], balance: list[dic
 
 def _derivable(model: _Model) -> list[Leak]:
     small = [cell for cell, (low, high) in model.bounds.items()
-             if cell in model.derived or (low, high) == _printed_bounds(Status.small)]
+             if cell in model.derived or (low, high) == reader_bounds(Status.small)]
     reader = Reader(model.known, model.bounds, model.equations, model.relations, model.orders)
     try:
         pinned = reader.small_pinned(small)
