@@ -379,17 +379,17 @@ def _sorafenib_course(p: DataFrame, rng: RandomSource, calendar: Calendar) -> Da
                   "u_tki": u("tki"),
                   "tki_offset": rng.uniform_int("tki_day", *SECOND_LINE["tki_start_days_after_era"])})
     p = stage(p, {"tki_candidate": "era1_end + tki_offset",
+                  "tki_planned": f"treated AND u_tki < {SECOND_LINE['tki_probability']!r}D",
                   "late_lag": f"CASE WHEN {u('late_first_fill_on_death_day')} < {FIRST_FILL_ON_DEATH_DAY_SHARE!r}D "
                               f"THEN 0 ELSE {rng.uniform_int('late_first_fill_lag', *POST_DEATH_DAYS)} END"})
     # persons planned for a drug who died before its first fill: sometimes it is filled anyway
     late_first = (f"death_in_mbsf AND {u('late_first_fill')} < {POST_DEATH_FIRST_FILL_SHARE!r}D "
                   f"AND {add_days('dx_date', 'death_day + late_lag')} <= {end}")
     p = stage(p, {
-        "tki_day": f"CASE WHEN treated AND u_tki < {SECOND_LINE['tki_probability']!r}D "
-                   f"AND tki_candidate < death_day AND {add_days('dx_date', 'tki_candidate')} <= {end} "
-                   f"THEN tki_candidate END",
-        "tki_late_day": f"CASE WHEN treated AND u_tki < {SECOND_LINE['tki_probability']!r}D "
-                        f"AND tki_candidate >= death_day AND {late_first} THEN death_day + late_lag END",
+        "tki_day": f"CASE WHEN tki_planned AND tki_candidate < death_day "
+                   f"AND {add_days('dx_date', 'tki_candidate')} <= {end} THEN tki_candidate END",
+        "tki_late_day": f"CASE WHEN tki_planned AND tki_candidate >= death_day AND {late_first} "
+                        f"THEN death_day + late_lag END",
         # no sorafenib before the diagnosis either, so this fill is the person's first
         "sor_late_day": f"CASE WHEN planned AND death_day <= first_fill_day AND prior_sorafenib_day IS NULL "
                         f"AND {late_first} THEN death_day + late_lag END",
