@@ -134,7 +134,7 @@ class SurvivalFigures:
 
         key = self._n_key.get(label) if time is None else self._at_risk_key.get((label, time))
         if key is None or self.cells.counts.get(key) != count:
-            return small_cell(count) if self.cells.rule else f"{count:,}"
+            return small_cell(count, rule=self.cells.rule)
         return self.cells.text(key)
 
     def plot_counts_hidden(self) -> bool:
