@@ -89,11 +89,9 @@ def delivery_versions(lake, tables: list[str]) -> dict[str, tuple[int, int]]:
     """(previous, current) version of each table written more than once; RESTOREd tables left out."""
     versions = {}
     for table in tables:
-        current = lake.version(table)
-        if not current:
-            continue
-        latest = lake.history(table)[0]
-        if str(latest.get("operation", "")).upper() == "RESTORE":
+        latest = lake.history(table)[0]  # newest commit: its version and operation from one log read
+        current = latest["version"]
+        if not current or str(latest.get("operation", "")).upper() == "RESTORE":
             continue
         versions[table] = (current - 1, current)
     return versions

@@ -114,14 +114,17 @@ def quarantine_summary(lake, examples: bool) -> dict:
     quarantine = frames[0]
     for frame in frames[1:]:
         quarantine = quarantine.unionByName(frame)
-    reasons = (quarantine.groupBy("raw_table", "column", "reason", "scope")
-               .agg(F.sum("copies").alias("rows")).orderBy("raw_table", "column", "reason", "scope").collect())
-    rows = []
-    if examples:
-        order = Window.partitionBy("raw_table", "column", "reason", "scope").orderBy("source_file", "row_key")
-        rows = (quarantine.withColumn("n", F.row_number().over(order)).where(F.col("n") <= EXAMPLE_ROWS)
-                .orderBy("raw_table", "column", "reason", "n").collect())
-    return {"reasons": [r.asDict() for r in reasons],
+    group = ("raw_table", "column", "reason", "scope")
+    if not examples:
+        reasons = quarantine.groupBy(*group).agg(F.sum("copies").alias("rows")).orderBy(*group).collect()
+        return {"reasons": [r.asDict() for r in reasons], "examples": []}
+    # one scan for both: each group's total rides on its first EXAMPLE_ROWS rows, and the
+    # first row of each group (n = 1, in group order) is its reason
+    rows = (quarantine.withColumn("rows", F.sum("copies").over(Window.partitionBy(*group)))
+            .withColumn("n", F.row_number().over(Window.partitionBy(*group).orderBy("source_file", "row_key")))
+            .where(F.col("n") <= EXAMPLE_ROWS)
+            .orderBy("raw_table", "column", "reason", "n", "scope").collect())
+    return {"reasons": [{k: r[k] for k in (*group, "rows")} for r in rows if r["n"] == 1],
             "examples": [{k: r[k] for k in ("raw_table", "source_file", "row_key", "column", "value", "reason", "scope")}
                          for r in rows]}
 
