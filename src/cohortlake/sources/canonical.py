@@ -1,12 +1,15 @@
-"""The canonical (silver) tables, modelled on the Sentinel Common Data Model.
+"""The canonical (silver) tables as Spark schemas.
 
-Every raw layout reaches these schemas through its mapping file; everything downstream
-(cohort engine, quality suites) reads only these.
+The tables themselves (columns, type words, nullability) are plain data in
+``cohortlake.vocabulary``; this module only turns them into ``StructType``s. Every raw
+layout reaches these schemas through its mapping file; everything downstream (cohort
+engine, quality suites) reads only these.
 """
 
 from __future__ import annotations
 
 from pyspark.sql.types import (
+    DataType,
     DateType,
     DoubleType,
     IntegerType,
@@ -16,62 +19,25 @@ from pyspark.sql.types import (
     StructType,
 )
 
+from cohortlake import vocabulary as v
+from cohortlake.vocabulary import SILVER_TABLES
 
-def _schema(*fields: tuple[str, object, bool]) -> StructType:
-    return StructType([StructField(name, dtype, nullable) for name, dtype, nullable in fields])
-
-
-S, D, I = StringType(), DateType(), IntegerType()
-
-EVENT = _schema(
-    ("person_id", S, False),
-    ("date", D, False),
-    ("code", S, False),
-    ("code_system", S, False),
-    ("setting", S, False),
-    ("source_table", S, False),
-    ("claim_id", S, True),
-    ("source_column", S, False),
-)
-
-SCHEMAS: dict[str, StructType] = {
-    "person": _schema(("person_id", S, False), ("birth_date", D, True), ("sex", S, False), ("race", S, False)),
-    "person_year": _schema(
-        ("person_id", S, False), ("year", I, False), ("attributes", MapType(S, S, True), False)
-    ),
-    "enrollment": _schema(
-        ("person_id", S, False), ("coverage", S, False), ("start_date", D, False), ("end_date", D, False)
-    ),
-    "tumor": _schema(
-        ("person_id", S, False),
-        ("sequence_number", S, False),
-        ("diagnosis_year", I, True),
-        ("diagnosis_month", I, True),
-        ("primary_site", S, True),
-        ("histology", S, True),
-        ("behavior", S, True),
-        ("historic_stage", S, True),
-        ("reporting_source", S, True),
-        ("death_year", I, True),
-        ("death_month", I, True),
-    ),
-    "diagnosis": EVENT,
-    "procedure": EVENT,
-    "dispensing": _schema(
-        ("person_id", S, False),
-        ("date", D, False),
-        ("ndc", S, False),
-        ("generic_name", S, True),
-        ("brand_name", S, True),
-        ("quantity", DoubleType(), True),
-        ("days_supply", I, True),
-        ("source_table", S, False),
-        ("claim_id", S, True),
-    ),
-    "death": _schema(("person_id", S, False), ("death_date", D, False), ("source", S, False), ("precision", S, False)),
+SPARK_TYPES: dict[str, DataType] = {
+    v.STRING: StringType(),
+    v.DATE: DateType(),
+    v.INTEGER: IntegerType(),
+    v.DOUBLE: DoubleType(),
+    v.STRING_MAP: MapType(StringType(), StringType(), True),
 }
 
-SILVER_TABLES = tuple(SCHEMAS)
+
+def _schema(columns: tuple[v.Column, ...]) -> StructType:
+    return StructType([StructField(c.name, SPARK_TYPES[c.type], c.nullable) for c in columns])
+
+
+SCHEMAS: dict[str, StructType] = {table: _schema(columns) for table, columns in v.TABLES.items()}
+
+__all__ = ["SCHEMAS", "SILVER_TABLES", "silver_name"]
 
 
 def silver_name(table: str) -> str:

@@ -27,6 +27,7 @@ from cohortlake.sources.mapping import (
     TumorBlock,
     expand,
 )
+from cohortlake.vocabulary import BY_DATE_SYSTEMS, FEED_CODE_SYSTEMS
 
 PROBLEMS = "_problems"
 SOURCE_FILE = "_source_file"
@@ -41,9 +42,7 @@ CODE_FORMATS = {
     "hcpcs": (r"^(?:[0-9]{4}[0-9FTU]|[A-V][0-9]{4})$", "expected a CPT or HCPCS level II code"),
     "ndc": (r"^[0-9]{11}$", "expected an 11-digit NDC"),
 }
-CODE_KIND = {"icd9cm": "diagnosis", "icd10cm": "diagnosis", "icd_diagnosis_by_date": "diagnosis",
-             "icd9pcs": "procedure", "icd10pcs": "procedure", "icd_procedure_by_date": "procedure",
-             "hcpcs": "hcpcs"}
+CODE_KIND = FEED_CODE_SYSTEMS  # a feed's code_system → its kind in CODE_FORMATS
 
 EXPECTED = {
     "date": "expected a date YYYYMMDD",
@@ -315,11 +314,9 @@ def tumor(block: TumorBlock, rows: DataFrame) -> DataFrame:
 
 
 def code_system(feed: EventFeed, date: Column, icd10_from) -> Column:
-    switch = F.lit(icd10_from)
-    if feed.code_system == "icd_diagnosis_by_date":
-        return F.when(date < switch, "icd9cm").otherwise("icd10cm")
-    if feed.code_system == "icd_procedure_by_date":
-        return F.when(date < switch, "icd9pcs").otherwise("icd10pcs")
+    if feed.code_system in BY_DATE_SYSTEMS:
+        before, since = BY_DATE_SYSTEMS[feed.code_system]
+        return F.when(date < F.lit(icd10_from), before.value).otherwise(since.value)
     return F.lit(feed.code_system)
 
 

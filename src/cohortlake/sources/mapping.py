@@ -19,13 +19,15 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cohortlake.errors import UserError
+from cohortlake.vocabulary import DELIVERED_COVERAGES, FEED_CODE_SYSTEMS, FEED_SETTINGS
 from cohortlake.yamlfile import load_located, parse_model
 
 # Package data read through importlib.resources, so the mappings load from a zip on
 # spark-submit --py-files as well as from an installed package.
 MAPPINGS = resources.files("cohortlake.sources") / "mappings"
 TEMPLATE = re.compile(r"\{(\d+)\.\.(\d+)\}")
-COVERAGES = ("part_a", "part_b", "part_d", "hmo", "dual", "retiree_drug_subsidy")
+# the coverages a layout delivers (fee_for_service is derived from hmo, never mapped)
+COVERAGES = DELIVERED_COVERAGES
 
 
 def expand(template: str) -> list[str]:
@@ -165,10 +167,10 @@ class EventFeed(Strict):
     from_: str = Field(alias="from")
     person_id: str
     claim_id: str
-    setting: Literal["inpatient", "outpatient", "carrier", "pharmacy"]
+    setting: Literal[FEED_SETTINGS]
     code: str
     date: list[str] = Field(description="first non-empty of these columns is the event date")
-    code_system: Literal["icd9cm", "icd10cm", "icd9pcs", "icd10pcs", "hcpcs", "icd_diagnosis_by_date", "icd_procedure_by_date"]
+    code_system: Literal[tuple(FEED_CODE_SYSTEMS)]
     lookup: Lookup | None = None
 
     @field_validator("date", mode="before")

@@ -15,21 +15,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Literal
 
-
-class CodeSystem(StrEnum):
-    """Coding systems a code set can list entries for."""
-
-    icd9cm = "icd9cm"
-    icd10cm = "icd10cm"
-    icd9pcs = "icd9pcs"
-    icd10pcs = "icd10pcs"
-    hcpcs = "hcpcs"
-    ndc = "ndc"
-    icdo3_site = "icdo3_site"
-    icdo3_histology = "icdo3_histology"
+from cohortlake.vocabulary import CodeSystem
 
 
 class CodeError(ValueError):

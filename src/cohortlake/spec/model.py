@@ -31,6 +31,19 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from cohortlake.spec.matching import MatchingSettings
+from cohortlake.vocabulary import (
+    SEER_CODES,
+    TABLE_SYSTEMS,
+    Behavior,
+    Coverage,
+    EventTable,
+    Race,
+    ReportingSource,
+    Setting,
+    Sex,
+    Stage,
+    seer_code,
+)
 from cohortlake.spec.codes import (
     CodeEntry,
     CodeError,
@@ -63,124 +76,10 @@ NonNegative = Annotated[int, Field(ge=0)]
 
 
 # ---------------------------------------------------------------------------------------
-# Enums. Named values, never integer codes; the registry codes live in SEER_CODES below.
+# Enums. Named values, never integer codes. The vocabularies of the canonical tables
+# (coverage, setting, code systems, tumor values and their SEER_CODES) live in
+# cohortlake.vocabulary and are part of this namespace through the import above.
 # ---------------------------------------------------------------------------------------
-
-
-class Behavior(StrEnum):
-    """ICD-O-3 behaviour of a registry tumor."""
-
-    benign = "benign"
-    uncertain = "uncertain"
-    in_situ = "in_situ"
-    malignant = "malignant"
-
-
-class ReportingSource(StrEnum):
-    """SEER type of reporting source."""
-
-    hospital_inpatient = "hospital_inpatient"
-    radiation_or_chemo_facility = "radiation_or_chemo_facility"
-    lab_only = "lab_only"
-    physician_office = "physician_office"
-    nursing_home = "nursing_home"
-    autopsy_only = "autopsy_only"
-    death_certificate_only = "death_certificate_only"
-    other_hospital_outpatient = "other_hospital_outpatient"
-
-
-class Stage(StrEnum):
-    """SEER historic stage A."""
-
-    in_situ = "in_situ"
-    localized = "localized"
-    regional = "regional"
-    distant = "distant"
-    not_applicable = "not_applicable"
-    unstaged = "unstaged"
-
-
-# The one place where named enum values meet the registry's codes (the engine compiles
-# filters with these; the seer-medicare mapping keeps the raw codes in silver.tumor).
-SEER_CODES: dict[type[StrEnum], dict[StrEnum, str]] = {
-    Behavior: {
-        Behavior.benign: "0",
-        Behavior.uncertain: "1",
-        Behavior.in_situ: "2",
-        Behavior.malignant: "3",
-    },
-    ReportingSource: {
-        ReportingSource.hospital_inpatient: "1",
-        ReportingSource.radiation_or_chemo_facility: "2",
-        ReportingSource.lab_only: "3",
-        ReportingSource.physician_office: "4",
-        ReportingSource.nursing_home: "5",
-        ReportingSource.autopsy_only: "6",
-        ReportingSource.death_certificate_only: "7",
-        ReportingSource.other_hospital_outpatient: "8",
-    },
-    Stage: {
-        Stage.in_situ: "0",
-        Stage.localized: "1",
-        Stage.regional: "2",
-        Stage.distant: "4",
-        Stage.not_applicable: "8",
-        Stage.unstaged: "9",
-    },
-}
-
-
-def seer_code(value: StrEnum) -> str:
-    """The registry code of a named tumor value (e.g. Stage.distant → "4")."""
-    return SEER_CODES[type(value)][value]
-
-
-class Sex(StrEnum):
-    """Sex as in the canonical person table."""
-
-    male = "male"
-    female = "female"
-    unknown = "unknown"
-
-
-class Race(StrEnum):
-    """Race as in the canonical person table."""
-
-    white = "white"
-    black = "black"
-    other = "other"
-    asian = "asian"
-    hispanic = "hispanic"
-    native_american = "native_american"
-    unknown = "unknown"
-
-
-class Coverage(StrEnum):
-    """Coverage types of the canonical enrollment table; fee_for_service means "no hmo"."""
-
-    part_a = "part_a"
-    part_b = "part_b"
-    part_d = "part_d"
-    hmo = "hmo"
-    fee_for_service = "fee_for_service"
-    dual = "dual"
-    retiree_drug_subsidy = "retiree_drug_subsidy"
-
-
-class EventTable(StrEnum):
-    """Canonical claims tables that hold coded events."""
-
-    diagnosis = "diagnosis"
-    procedure = "procedure"
-    dispensing = "dispensing"
-
-
-class Setting(StrEnum):
-    """Claim setting of a diagnosis or procedure row."""
-
-    inpatient = "inpatient"
-    outpatient = "outpatient"
-    carrier = "carrier"
 
 
 class Unit(StrEnum):
@@ -242,14 +141,6 @@ class EraChoice(StrEnum):
 
     first_from_index = "first_from_index"
     last_before_index = "last_before_index"
-
-
-# Which code systems each table's rows carry: a code set used on a table must list one.
-TABLE_SYSTEMS: dict[EventTable, tuple[str, ...]] = {
-    EventTable.diagnosis: (CodeSystem.icd9cm, CodeSystem.icd10cm),
-    EventTable.procedure: (CodeSystem.icd9pcs, CodeSystem.icd10pcs, CodeSystem.hcpcs),
-    EventTable.dispensing: (CodeSystem.ndc, "generic_name"),
-}
 
 
 # ---------------------------------------------------------------------------------------
