@@ -1,4 +1,5 @@
-"""The whole survival analysis of one analysis-ready table, as a JSON-serialisable dict.
+"""The whole survival analysis of one analysis-ready table, as :class:`SurvivalResults`
+(``to_json()``: the dict ``results.json`` holds).
 
 Kaplan-Meier by group (median and IQR in days and months), log-rank, Cox hazard ratios
 (crude and covariate-adjusted, with the proportional-hazards check), risk by a horizon
@@ -9,6 +10,7 @@ more than one kind of event. :func:`run_survival` reads a CSV or Parquet file an
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,11 +19,13 @@ import numpy as np
 import pandas as pd
 
 from cohortlake.errors import MissingInputError, UserError
-from cohortlake.survival.cox import fit_cox
+from cohortlake.survival.cox import cox_model
 from cohortlake.survival.design import DAYS_PER_MONTH, group_levels
-from cohortlake.survival.km import km_by_group, logrank
+from cohortlake.survival.km import kaplan_meier_by_group, log_rank
 from cohortlake.survival.plot import default_at_risk_times, plot_km
-from cohortlake.survival.risk import cumulative_incidence, risk_by_group, risk_ratio
+from cohortlake.survival.results import (CoxModels, Estimate, HazardRatio, RiskRatio, RiskSummary, SurvivalInput,
+                                         SurvivalResults)
+from cohortlake.survival.risk import aalen_johansen, risk_ratio_model, risks_at
 
 RESULTS_FILE = "results.json"
 PLOT_FILE = "km.png"
@@ -119,16 +123,13 @@ def prepare(frame: pd.DataFrame, time: str, event: str, group: str | None = None
     return prepared
 
 
-def analyze_survival(frame: pd.DataFrame, time: str, event: str, group: str | None = None,
-                     covariates: Sequence[str] = (), *, cluster: str | None = None, weights: str | None = None,
-                     horizon: float | None = None, event_type: str | None = None, reference_group=None,
-                     at_risk_times: Sequence[float] | None = None, source: str = "the data") -> dict:
-    """Run every step on one table; returns the results dict that ``results.json`` holds.
-
-    ``{"input", "n", "events", "reference_group", "groups": {label: km}, "logrank", "cox":
-    {"crude", "adjusted"}, "risk": {"horizon_days", "by_group", "rr_crude", "rr_adjusted"},
-    "competing_risks", "notes"}``; steps that do not apply are None. Times are days.
-    """
+def survival_analysis(frame: pd.DataFrame, time: str, event: str, group: str | None = None,
+                      covariates: Sequence[str] = (), *, cluster: str | None = None, weights: str | None = None,
+                      horizon: float | None = None, event_type: str | None = None, reference_group=None,
+                      at_risk_times: Sequence[float] | None = None, source: str = "the data") -> SurvivalResults:
+    """Run every step on one table: Kaplan-Meier per group, log-rank, Cox (crude and adjusted),
+    risk by the horizon with risk ratios, competing risks; steps that do not apply are None.
+    Times are days."""
     covariates = list(covariates)
     data = prepare(frame, time, event, group, covariates, cluster=cluster, weights=weights,
                    event_type=event_type, source=source)
@@ -140,48 +141,36 @@ def analyze_survival(frame: pd.DataFrame, time: str, event: str, group: str | No
     levels = group_levels(data[group], reference_group) if group is not None else None
     reference = levels[0] if levels else None
     notes: list[str] = []
+    compared = {"reference_group": reference, "cluster": cluster, "weights": weights}
+    groups = kaplan_meier_by_group(data, time, event, group, weights=weights, horizon=horizon,
+                                   at_risk_times=at_risk_times, reference_group=reference)
 
-    results: dict = {
-        "input": {"source": source, "time": time, "event": event, "group": group, "covariates": covariates,
-                  "cluster": cluster, "weights": weights, "event_type": event_type, "horizon_days": horizon,
-                  "time_unit": "days", "days_per_month": DAYS_PER_MONTH},
-        "n": int(len(data)),
-        "events": int(data[event].sum()),
-        "reference_group": reference,
-        "groups": km_by_group(data, time, event, group, weights=weights, horizon=horizon,
-                              at_risk_times=at_risk_times, reference_group=reference),
-        "logrank": None,
-        "cox": None,
-        "risk": None,
-        "competing_risks": None,
-        "notes": notes,
-    }
+    logrank = cox = None
     if group is not None:
-        results["logrank"] = logrank(data, time, event, group, weights)
-        options = {"reference_group": reference, "cluster": cluster, "weights": weights}
-        results["cox"] = {"crude": fit_cox(data, time, event, group, **options),
-                          "adjusted": fit_cox(data, time, event, group, covariates, **options) if covariates else None}
+        logrank = log_rank(data, time, event, group, weights)
+        cox = CoxModels(crude=cox_model(data, time, event, group, **compared),
+                        adjusted=cox_model(data, time, event, group, covariates, **compared) if covariates else None)
     else:
         notes.append("no group column: one Kaplan-Meier curve; no log-rank test, hazard ratio or risk ratio")
 
+    risk = None
     if horizon is not None:
-        risk = {"horizon_days": float(horizon),
-                "by_group": risk_by_group(data, time, event, group, horizon, weights=weights,
-                                          reference_group=reference),
-                "rr_crude": None, "rr_adjusted": None}
+        ratios = {}
         if group is not None:
-            options = {"reference_group": reference, "cluster": cluster, "weights": weights}
-            risk["rr_crude"] = risk_ratio(data, time, event, group, horizon, **options)
+            ratios["rr_crude"] = risk_ratio_model(data, time, event, group, horizon, **compared)
             if covariates:
-                risk["rr_adjusted"] = risk_ratio(data, time, event, group, horizon, covariates, **options)
-        results["risk"] = risk
+                ratios["rr_adjusted"] = risk_ratio_model(data, time, event, group, horizon, covariates, **compared)
+        risk = RiskSummary(horizon_days=float(horizon),
+                           by_group=risks_at(data, time, event, group, horizon, weights=weights,
+                                             reference_group=reference), **ratios)
 
+    competing = None
     if event_type is not None:
         kinds = sorted(int(k) for k in data[event_type].unique() if k != 0)
         if len(kinds) > 1:
             times = [float(horizon)] if horizon is not None else at_risk_times
-            results["competing_risks"] = cumulative_incidence(data, time, event_type, times, group=group,
-                                                              weights=weights, reference_group=reference)
+            competing = aalen_johansen(data, time, event_type, times, group=group, weights=weights,
+                                       reference_group=reference)
         else:
             notes.append(f"column '{event_type}' has {len(kinds)} kind(s) of event: no competing risks, "
                          f"so the cumulative incidence is 1 - Kaplan-Meier")
@@ -194,7 +183,29 @@ def analyze_survival(frame: pd.DataFrame, time: str, event: str, group: str | No
     if cluster is not None:
         notes.append(f"cluster '{cluster}': Kaplan-Meier, the log-rank test and the 1 - KM risks ignore the "
                      "clustering; Cox and risk-ratio CIs use a sandwich variance clustered on it.")
-    return results
+    return SurvivalResults(
+        input=SurvivalInput(source=source, time=time, event=event, group=group, covariates=covariates,
+                            cluster=cluster, weights=weights, event_type=event_type, horizon_days=horizon,
+                            time_unit="days", days_per_month=DAYS_PER_MONTH),
+        n=int(len(data)),
+        events=int(data[event].sum()),
+        reference_group=reference,
+        groups=groups, logrank=logrank, cox=cox, risk=risk, competing_risks=competing, notes=notes)
+
+
+def analyze_survival(frame: pd.DataFrame, time: str, event: str, group: str | None = None,
+                     covariates: Sequence[str] = (), *, cluster: str | None = None, weights: str | None = None,
+                     horizon: float | None = None, event_type: str | None = None, reference_group=None,
+                     at_risk_times: Sequence[float] | None = None, source: str = "the data") -> dict:
+    """:func:`survival_analysis` as the dict that ``results.json`` holds.
+
+    ``{"input", "n", "events", "reference_group", "groups": {label: km}, "logrank", "cox":
+    {"crude", "adjusted"}, "risk": {"horizon_days", "by_group", "rr_crude", "rr_adjusted"},
+    "competing_risks", "notes"}``; steps that do not apply are None. Times are days.
+    """
+    return survival_analysis(frame, time, event, group, covariates, cluster=cluster, weights=weights,
+                             horizon=horizon, event_type=event_type, reference_group=reference_group,
+                             at_risk_times=at_risk_times, source=source).to_json()
 
 
 TIME_UNITS = {"days": 1.0, "weeks": 7.0, "months": DAYS_PER_MONTH, "years": 12 * DAYS_PER_MONTH}
@@ -245,73 +256,76 @@ def run_survival(data_path: str | Path, out_dir: str | Path, time: str, event: s
         horizon = horizon * TIME_UNITS[time_unit]
     data = prepare(frame, time, event, group, covariates, cluster=cluster, weights=weights,
                    event_type=event_type, source=str(data_path))
-    results = analyze_survival(data, time, event, group, covariates, cluster=cluster, weights=weights,
-                               horizon=horizon, event_type=event_type, reference_group=reference_group,
-                               source=str(data_path))
-    results["input"]["time_unit"] = time_unit
-    results["input"]["left_out_unmatched"] = left_out
+    analysis = survival_analysis(data, time, event, group, covariates, cluster=cluster, weights=weights,
+                                 horizon=horizon, event_type=event_type, reference_group=reference_group,
+                                 source=str(data_path))
+    analysis = dataclasses.replace(analysis, input=dataclasses.replace(analysis.input, time_unit=time_unit,
+                                                                       left_out_unmatched=left_out))
+    results = analysis.to_json()
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / RESULTS_FILE
     results_path.write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
     plot_path = plot_km(data, time, event, out / PLOT_FILE, group=group, weights=weights,
-                        reference_group=results["reference_group"],
-                        at_risk_times=[row["time"] for row in next(iter(results["groups"].values()))["at_risk"]],
+                        reference_group=analysis.reference_group,
+                        at_risk_times=[row.time for row in next(iter(analysis.groups.values())).at_risk],
                         suppress_small=suppress_small)
     return results, results_path, plot_path
 
 
-def _with_ci(estimate: dict, fmt: str = "{:.1f}") -> str:
+def _with_ci(estimate: Estimate, fmt: str = "{:.1f}") -> str:
     show = lambda x: "NR" if x is None else fmt.format(x)  # noqa: E731  NR: not reached
-    return f"{show(estimate['estimate'])} ({show(estimate['ci_lower'])}-{show(estimate['ci_upper'])})"
+    return f"{show(estimate.estimate)} ({show(estimate.ci_lower)}-{show(estimate.ci_upper)})"
 
 
-def _ratio(entry: dict, key: str) -> str:
+def _ratio(entry: HazardRatio | RiskRatio, value: float | None) -> str:
     show = lambda x, fmt=".2f": "n/a" if x is None else format(x, fmt)  # noqa: E731
-    return f"{show(entry[key])} ({show(entry['ci_lower'])}-{show(entry['ci_upper'])}), p={show(entry['p'], '.3g')}"
+    return f"{show(value)} ({show(entry.ci_lower)}-{show(entry.ci_upper)}), p={show(entry.p, '.3g')}"
 
 
-def render_summary(results: dict) -> list[str]:
-    """A few readable lines: medians and IQR in months, log-rank, hazard ratios, risks and risk ratios."""
-    inputs = results["input"]
-    lines = [f"{results['n']:,} persons, {results['events']:,} events"
-             + (f"; groups by '{inputs['group']}', reference '{results['reference_group']}'" if inputs["group"] else "")]
-    width = max(len("group"), *(len(label) for label in results["groups"]))
+def render_summary(results: SurvivalResults | dict) -> list[str]:
+    """A few readable lines: medians and IQR in months, log-rank, hazard ratios, risks and risk ratios.
+
+    ``results`` is a :class:`SurvivalResults` or its JSON (``results.json``)."""
+    if not isinstance(results, SurvivalResults):
+        results = SurvivalResults.from_json(results)
+    inputs = results.input
+    lines = [f"{results.n:,} persons, {results.events:,} events"
+             + (f"; groups by '{inputs.group}', reference '{results.reference_group}'" if inputs.group else "")]
+    width = max(len("group"), *(len(label) for label in results.groups))
     lines.append(f"  {'group':<{width}}  {'n':>7}  {'events':>7}  {'median months (95% CI)':<24}  IQR months")
-    for label, km in results["groups"].items():
-        q25, q75 = km["q25"]["months"]["estimate"], km["q75"]["months"]["estimate"]
+    for label, km in results.groups.items():
+        q25, q75 = km.q25.months.estimate, km.q75.months.estimate
         iqr = f"{'NR' if q25 is None else f'{q25:.1f}'}-{'NR' if q75 is None else f'{q75:.1f}'}"
-        lines.append(f"  {label:<{width}}  {km['n']:>7,}  {km['events']:>7,}  {_with_ci(km['median']['months']):<24}  {iqr}")
-    if results["logrank"]:
-        test = results["logrank"]
-        lines.append(f"  log-rank chi2={test['chi2']} on {test['df']} df, p={test['p']}" if test["p"] is None else
-                     f"  log-rank chi2={test['chi2']:.2f} on {test['df']} df, p={test['p']:.3g}")
-    for model in ("crude", "adjusted"):
-        cox = (results["cox"] or {}).get(model)
+        lines.append(f"  {label:<{width}}  {km.n:>7,}  {km.events:>7,}  {_with_ci(km.median.months):<24}  {iqr}")
+    if results.logrank:
+        test = results.logrank
+        lines.append(f"  log-rank chi2={test.chi2} on {test.df} df, p={test.p}" if test.p is None else
+                     f"  log-rank chi2={test.chi2:.2f} on {test.df} df, p={test.p:.3g}")
+    for model, cox in (("crude", results.cox and results.cox.crude), ("adjusted", results.cox and results.cox.adjusted)):
         if cox:
-            for level, hr in cox["hazard_ratios"].items():
-                lines.append(f"  HR {level} vs {cox['reference_group']} ({model}): {_ratio(hr, 'hr')}  [{cox['variance']}]")
-    if results["cox"]:
-        check = (results["cox"]["adjusted"] or results["cox"]["crude"])["ph_check"]
-        lines.append("  proportional hazards: " + (f"p < {check['alpha']} for {', '.join(check['violating_terms'])}"
-                                                   if check["any_violation"] else f"no term with p < {check['alpha']}"))
-    if results["risk"]:
-        risk = results["risk"]
+            for level, hr in cox.hazard_ratios.items():
+                lines.append(f"  HR {level} vs {cox.reference_group} ({model}): {_ratio(hr, hr.hr)}  [{cox.variance}]")
+    if results.cox:
+        check = results.primary_cox.ph_check
+        lines.append("  proportional hazards: " + (f"p < {check.alpha} for {', '.join(check.violating_terms)}"
+                                                   if check.any_violation else f"no term with p < {check.alpha}"))
+    if results.risk:
+        risk = results.risk
         percent = lambda x: "n/a" if x is None else f"{100 * x:.1f}%"  # noqa: E731
-        parts = [f"{label} {percent(r['risk'])} ({percent(r['ci_lower'])}-{percent(r['ci_upper'])})"
-                 for label, r in risk["by_group"].items()]
-        lines.append(f"  risk by day {risk['horizon_days']:g} (1 - KM): {', '.join(parts)}")
-        for model in ("rr_crude", "rr_adjusted"):
-            rr = risk[model]
+        parts = [f"{label} {percent(r.risk)} ({percent(r.ci_lower)}-{percent(r.ci_upper)})"
+                 for label, r in risk.by_group.items()]
+        lines.append(f"  risk by day {risk.horizon_days:g} (1 - KM): {', '.join(parts)}")
+        for rr in risk.ratios().values():
             if rr:
-                for level, entry in rr["risk_ratios"].items():
-                    lines.append(f"  RR {level} vs {rr['reference_group']} ({rr['model']}): {_ratio(entry, 'rr')}  "
-                                 f"[{rr['method']}; {rr['n_status_known']:,} with known status]")
-                if rr["fallback_reason"]:
-                    lines.append(f"    ({rr['fallback_reason']})")
-    if results["competing_risks"]:
-        cr = results["competing_risks"]
-        lines.append(f"  competing risks ({cr['method']}) on '{cr['event_column']}': "
-                     f"event types {', '.join(cr['event_types'])}")
-    for note in results["notes"]:
+                for level, entry in rr.risk_ratios.items():
+                    lines.append(f"  RR {level} vs {rr.reference_group} ({rr.model}): {_ratio(entry, entry.rr)}  "
+                                 f"[{rr.method}; {rr.n_status_known:,} with known status]")
+                if rr.fallback_reason:
+                    lines.append(f"    ({rr.fallback_reason})")
+    if results.competing_risks:
+        cr = results.competing_risks
+        lines.append(f"  competing risks ({cr.method}) on '{cr.event_column}': "
+                     f"event types {', '.join(cr.event_types)}")
+    for note in results.notes:
         lines.append(f"  note: {note}")
     return lines

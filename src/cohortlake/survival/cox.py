@@ -22,6 +22,7 @@ from lifelines.statistics import proportional_hazard_test
 from cohortlake.errors import UserError
 from cohortlake.survival.design import (check_identifiable, covariate_design, covariate_of_term, finite_or_none,
                                        group_indicators, group_levels, group_term)
+from cohortlake.survival.results import CoxFit, HazardRatio, PHCheck, PHTest
 
 ALPHA = 0.05
 PH_ALPHA = 0.05  # a term whose Schoenfeld test has p below this flags non-proportional hazards
@@ -107,17 +108,17 @@ def _suspects(caught, terms: dict[str, list[str]]) -> str:
     return ""
 
 
-def _term(fitter: CoxPHFitter, column: str) -> dict:
+def _term(fitter: CoxPHFitter, column: str) -> HazardRatio:
     coef = float(fitter.params_[column])
     se = float(fitter.standard_errors_[column])
     lower, upper = fitter.confidence_intervals_.loc[column]
     with np.errstate(over="ignore"):
-        return {"hr": finite_or_none(np.exp(coef)), "ci_lower": finite_or_none(np.exp(lower)),
-                "ci_upper": finite_or_none(np.exp(upper)), "p": finite_or_none(fitter.summary.loc[column, "p"]),
-                "coef": coef, "se": se}
+        return HazardRatio(hr=finite_or_none(np.exp(coef)), ci_lower=finite_or_none(np.exp(lower)),
+                           ci_upper=finite_or_none(np.exp(upper)), p=finite_or_none(fitter.summary.loc[column, "p"]),
+                           coef=coef, se=se)
 
 
-def proportional_hazards_check(frame: pd.DataFrame, *, weights: bool, fitted: CoxPHFitter | None = None) -> dict:
+def proportional_hazards_check(frame: pd.DataFrame, *, weights: bool, fitted: CoxPHFitter | None = None) -> PHCheck:
     """Scaled-Schoenfeld test per term (lifelines, rank time transform) on a model-based fit.
 
     lifelines' test divides by the fit's standard errors; a robust fit would mix its
@@ -134,21 +135,16 @@ def proportional_hazards_check(frame: pd.DataFrame, *, weights: bool, fitted: Co
             fitter = CoxPHFitter(alpha=ALPHA).fit(frame, duration_col=_TIME, event_col=_EVENT,
                                                   weights_col=_WEIGHT if weights else None)
         result = proportional_hazard_test(fitter, frame, time_transform="rank")
-    terms = {str(column): {"chi2": float(row["test_statistic"]), "p": finite_or_none(row["p"])}
+    terms = {str(column): PHTest(chi2=float(row["test_statistic"]), p=finite_or_none(row["p"]))
              for column, row in result.summary.iterrows()}
-    flagged = [name for name, test in terms.items() if test["p"] is not None and test["p"] < PH_ALPHA]
-    return {"test": "scaled Schoenfeld residuals vs rank of time (lifelines proportional_hazard_test)",
-            "alpha": PH_ALPHA, "terms": terms, "any_violation": bool(flagged), "violating_terms": flagged}
+    flagged = [name for name, test in terms.items() if test.p is not None and test.p < PH_ALPHA]
+    return PHCheck(test="scaled Schoenfeld residuals vs rank of time (lifelines proportional_hazard_test)",
+                   alpha=PH_ALPHA, terms=terms, any_violation=bool(flagged), violating_terms=flagged)
 
 
-def fit_cox(data: pd.DataFrame, time: str, event: str, group: str, covariates: Sequence[str] = (), *,
-            reference_group=None, cluster: str | None = None, weights: str | None = None) -> dict:
-    """Hazard ratio of every group against the reference, crude (no covariates) or adjusted.
-
-    Returns ``{"model", "n", "events", "reference_group", "hazard_ratios": {level: {hr, ci_lower,
-    ci_upper, p, coef, se}}, "covariate_terms": {term: {...}}, "covariate_reference_levels",
-    "variance", "ties", "ph_check"}``.
-    """
+def cox_model(data: pd.DataFrame, time: str, event: str, group: str, covariates: Sequence[str] = (), *,
+              reference_group=None, cluster: str | None = None, weights: str | None = None) -> CoxFit:
+    """Hazard ratio of every group against the reference, crude (no covariates) or adjusted."""
     model = "adjusted" if covariates else "crude"
     levels = group_levels(data[group], reference_group)
     check_estimable(data, event, group, levels)
@@ -167,17 +163,26 @@ def fit_cox(data: pd.DataFrame, time: str, event: str, group: str, covariates: S
     robust = cluster is not None or weights is not None
     fitter = _fit(frame, model, {group: group_terms, **terms},
                   cluster=cluster is not None, weights=weights is not None, robust=robust)
-    return {
-        "model": model,
-        "n": int(len(frame)),
-        "events": int(frame[_EVENT].sum()),
-        "reference_group": levels[0],
-        "hazard_ratios": {level: _term(fitter, group_term(group, level)) for level in levels[1:]},
-        "covariates": list(covariates),
-        "covariate_terms": {term: _term(fitter, term) for columns in terms.values() for term in columns},
-        "covariate_reference_levels": references,
-        "variance": _variance_label(cluster, weights),
-        "ties": "efron",
-        "ph_check": proportional_hazards_check(model_frame, weights=weights is not None,
-                                               fitted=None if robust else fitter),
-    }
+    return CoxFit(
+        model=model,
+        n=int(len(frame)),
+        events=int(frame[_EVENT].sum()),
+        reference_group=levels[0],
+        hazard_ratios={level: _term(fitter, group_term(group, level)) for level in levels[1:]},
+        covariates=list(covariates),
+        covariate_terms={term: _term(fitter, term) for columns in terms.values() for term in columns},
+        covariate_reference_levels=references,
+        variance=_variance_label(cluster, weights),
+        ties="efron",
+        ph_check=proportional_hazards_check(model_frame, weights=weights is not None,
+                                            fitted=None if robust else fitter),
+    )
+
+
+def fit_cox(data: pd.DataFrame, time: str, event: str, group: str, covariates: Sequence[str] = (), *,
+            reference_group=None, cluster: str | None = None, weights: str | None = None) -> dict:
+    """:func:`cox_model` as JSON: ``{"model", "n", "events", "reference_group", "hazard_ratios":
+    {level: {hr, ci_lower, ci_upper, p, coef, se}}, "covariates", "covariate_terms",
+    "covariate_reference_levels", "variance", "ties", "ph_check"}``."""
+    return cox_model(data, time, event, group, covariates, reference_group=reference_group, cluster=cluster,
+                     weights=weights).to_json()

@@ -26,6 +26,7 @@ from lifelines.exceptions import StatisticalWarning
 from lifelines.statistics import multivariate_logrank_test
 
 from cohortlake.survival.design import DAYS_PER_MONTH, finite_or_none, group_levels
+from cohortlake.survival.results import AtRisk, Estimate, KaplanMeierCurve, LogRank, Quantile, SurvivalAt
 
 ALPHA = 0.05  # every interval is a 95% CI
 ALL = "all"  # the label of the single curve when there is no group column
@@ -47,9 +48,9 @@ def numbers_at_risk(times, at: Sequence[float]) -> list[int]:
     return [int(len(times) - np.searchsorted(times, t, side="left")) for t in at]
 
 
-def _estimate(point, lower, upper, scale: float = 1.0) -> dict:
+def _estimate(point, lower, upper, scale: float = 1.0) -> Estimate:
     value = lambda x: None if finite_or_none(x) is None else float(x) / scale  # noqa: E731
-    return {"estimate": value(point), "ci_lower": value(lower), "ci_upper": value(upper)}
+    return Estimate(estimate=value(point), ci_lower=value(lower), ci_upper=value(upper))
 
 
 QUANTILE_TOLERANCE = float(np.sqrt(np.finfo(float).eps))
@@ -99,49 +100,66 @@ def survival_at(fitter: KaplanMeierFitter, t: float) -> tuple[float, float, floa
     return float(curve.iloc[position]), float(band.iloc[0]), float(band.iloc[1])
 
 
-def km_summary(times, events, weights=None, horizon: float | None = None,
-               at_risk_times: Sequence[float] = ()) -> dict:
-    """One curve's numbers: n, events, median and quartiles (days and months), at-risk, S(horizon)."""
+def kaplan_meier(times, events, weights=None, horizon: float | None = None,
+                 at_risk_times: Sequence[float] = ()) -> KaplanMeierCurve:
+    """One curve's figures: n, events, median and quartiles (days and months), at-risk, S(horizon)."""
     times = np.asarray(times, dtype=float)
     events = np.asarray(events, dtype=int)
     fitter = fit_km(times, events, weights)
-    summary: dict = {"n": int(len(times)), "events": int(events.sum())}
+    weighted = {}
     if weights is not None:
         weights = np.asarray(weights, dtype=float)
-        summary["weighted_n"] = float(weights.sum())
-        summary["weighted_events"] = float(weights[events == 1].sum())
+        weighted = {"weighted_n": float(weights.sum()), "weighted_events": float(weights[events == 1].sum())}
+    quantiles = {}
     for key, q in (("median", 0.5), ("q25", 0.25), ("q75", 0.75)):
         point, lower, upper = survival_quantile(fitter, q)
-        summary[key] = {"days": _estimate(point, lower, upper),
-                        "months": _estimate(point, lower, upper, scale=DAYS_PER_MONTH)}
-    summary["at_risk"] = [{"time": float(t), "n": n} for t, n in zip(at_risk_times, numbers_at_risk(times, at_risk_times))]
+        quantiles[key] = Quantile(days=_estimate(point, lower, upper),
+                                  months=_estimate(point, lower, upper, scale=DAYS_PER_MONTH))
+    at_horizon = None
     if horizon is not None:
-        at_horizon = survival_at(fitter, horizon)
-        summary["survival_at_horizon"] = (
-            {"horizon_days": float(horizon), "estimate": None, "ci_lower": None, "ci_upper": None,
-             "note": f"follow-up ends at day {times.max():g}, before the horizon"}
-            if at_horizon is None else
-            {"horizon_days": float(horizon), **dict(zip(("estimate", "ci_lower", "ci_upper"), at_horizon))})
-    return summary
+        estimate = survival_at(fitter, horizon)
+        at_horizon = (SurvivalAt(horizon_days=float(horizon), estimate=None, ci_lower=None, ci_upper=None,
+                                 note=f"follow-up ends at day {times.max():g}, before the horizon")
+                      if estimate is None else
+                      SurvivalAt(horizon_days=float(horizon), **dict(zip(("estimate", "ci_lower", "ci_upper"), estimate))))
+    return KaplanMeierCurve(
+        n=int(len(times)), events=int(events.sum()), **weighted, **quantiles,
+        at_risk=tuple(AtRisk(time=float(t), n=n) for t, n in zip(at_risk_times, numbers_at_risk(times, at_risk_times))),
+        survival_at_horizon=at_horizon)
+
+
+def km_summary(times, events, weights=None, horizon: float | None = None,
+               at_risk_times: Sequence[float] = ()) -> dict:
+    """:func:`kaplan_meier` as JSON: ``{"n", "events", "median", "q25", "q75", "at_risk", ...}``."""
+    return kaplan_meier(times, events, weights, horizon, at_risk_times).to_json()
+
+
+def kaplan_meier_by_group(data: pd.DataFrame, time: str, event: str, group: str | None = None, *,
+                          weights: str | None = None, horizon: float | None = None,
+                          at_risk_times: Sequence[float] = (), reference_group=None) -> dict[str, KaplanMeierCurve]:
+    """:func:`kaplan_meier` per group, keyed by group label (reference first); one ``"all"`` curve without a group."""
+    if group is None:
+        return {ALL: kaplan_meier(data[time], data[event], None if weights is None else data[weights],
+                                  horizon, at_risk_times)}
+    labels = data[group].astype(str)
+    results = {}
+    for level in group_levels(data[group], reference_group):
+        rows = data[labels == level]
+        results[level] = kaplan_meier(rows[time], rows[event], None if weights is None else rows[weights],
+                                      horizon, at_risk_times)
+    return results
 
 
 def km_by_group(data: pd.DataFrame, time: str, event: str, group: str | None = None, *, weights: str | None = None,
                 horizon: float | None = None, at_risk_times: Sequence[float] = (),
                 reference_group=None) -> dict[str, dict]:
-    """:func:`km_summary` per group, keyed by group label (reference first); one ``"all"`` curve without a group."""
-    if group is None:
-        return {ALL: km_summary(data[time], data[event], None if weights is None else data[weights],
-                                horizon, at_risk_times)}
-    labels = data[group].astype(str)
-    results = {}
-    for level in group_levels(data[group], reference_group):
-        rows = data[labels == level]
-        results[level] = km_summary(rows[time], rows[event], None if weights is None else rows[weights],
-                                    horizon, at_risk_times)
-    return results
+    """:func:`kaplan_meier_by_group` as JSON, keyed by group label."""
+    curves = kaplan_meier_by_group(data, time, event, group, weights=weights, horizon=horizon,
+                                   at_risk_times=at_risk_times, reference_group=reference_group)
+    return {label: curve.to_json() for label, curve in curves.items()}
 
 
-def logrank(data: pd.DataFrame, time: str, event: str, group: str, weights: str | None = None) -> dict | None:
+def log_rank(data: pd.DataFrame, time: str, event: str, group: str, weights: str | None = None) -> LogRank | None:
     """Log-rank test of equal survival across all groups: chi2 on (groups - 1) df; None for one group."""
     labels = data[group].astype(str)
     n_groups = labels.nunique()
@@ -152,5 +170,11 @@ def logrank(data: pd.DataFrame, time: str, event: str, group: str, weights: str 
         result = multivariate_logrank_test(
             data[time].astype(float).to_numpy(), labels.to_numpy(), data[event].astype(int).to_numpy(),
             weights=None if weights is None else data[weights].astype(float).to_numpy())
-    return {"test": "log-rank" if weights is None else "weighted log-rank (case weights)",
-            "chi2": finite_or_none(result.test_statistic), "df": n_groups - 1, "p": finite_or_none(result.p_value)}
+    return LogRank(test="log-rank" if weights is None else "weighted log-rank (case weights)",
+                   chi2=finite_or_none(result.test_statistic), df=n_groups - 1, p=finite_or_none(result.p_value))
+
+
+def logrank(data: pd.DataFrame, time: str, event: str, group: str, weights: str | None = None) -> dict | None:
+    """:func:`log_rank` as JSON: ``{"test", "chi2", "df", "p"}``; None for one group."""
+    result = log_rank(data, time, event, group, weights)
+    return None if result is None else result.to_json()

@@ -29,6 +29,8 @@ from cohortlake.errors import UserError
 from cohortlake.survival.design import (check_identifiable, covariate_design, finite_or_none, group_indicators,
                                         group_levels, group_term)
 from cohortlake.survival.km import ALL, fit_km, survival_at
+from cohortlake.survival.results import (CumulativeIncidence, GroupIncidence, IncidencePoint, RiskAt, RiskRatio,
+                                         RiskRatioFit)
 
 ALPHA = 0.05
 LOG_BINOMIAL = "log-binomial"
@@ -36,8 +38,8 @@ MODIFIED_POISSON = "modified Poisson (Zou 2004)"
 _MAX_FITTED_RISK = 1 - 1e-6  # a log-binomial fit with a fitted risk this close to 1 is on the boundary
 
 
-def risk_by_group(data: pd.DataFrame, time: str, event: str, group: str | None, horizon: float, *,
-                  weights: str | None = None, reference_group=None) -> dict[str, dict]:
+def risks_at(data: pd.DataFrame, time: str, event: str, group: str | None, horizon: float, *,
+             weights: str | None = None, reference_group=None) -> dict[str, RiskAt]:
     """Risk by the horizon, 1 - KM(horizon), with its 95% CI, per group (reference first)."""
     labels = data[group].astype(str) if group is not None else pd.Series(ALL, index=data.index)
     levels = group_levels(data[group], reference_group) if group is not None else [ALL]
@@ -47,17 +49,23 @@ def risk_by_group(data: pd.DataFrame, time: str, event: str, group: str | None, 
         fitter = fit_km(rows[time], rows[event], None if weights is None else rows[weights])
         at_horizon = survival_at(fitter, horizon)
         known = _status_known(rows[time], rows[event], horizon)
-        entry = {"horizon_days": float(horizon), "method": "1 - Kaplan-Meier",
-                 "risk": None, "ci_lower": None, "ci_upper": None,
-                 "events_by_horizon": int(((rows[event] == 1) & (rows[time] <= horizon)).sum()),
-                 "n_status_known": int(known.sum())}
+        counts = {"events_by_horizon": int(((rows[event] == 1) & (rows[time] <= horizon)).sum()),
+                  "n_status_known": int(known.sum())}
         if at_horizon is None:
-            entry["note"] = f"follow-up ends at day {rows[time].max():g}, before the horizon"
+            estimate = {"risk": None, "ci_lower": None, "ci_upper": None,
+                        "note": f"follow-up ends at day {rows[time].max():g}, before the horizon"}
         else:
             survival, lower, upper = at_horizon
-            entry.update(risk=1 - survival, ci_lower=1 - upper, ci_upper=1 - lower)
-        results[level] = entry
+            estimate = {"risk": 1 - survival, "ci_lower": 1 - upper, "ci_upper": 1 - lower}
+        results[level] = RiskAt(horizon_days=float(horizon), method="1 - Kaplan-Meier", **counts, **estimate)
     return results
+
+
+def risk_by_group(data: pd.DataFrame, time: str, event: str, group: str | None, horizon: float, *,
+                  weights: str | None = None, reference_group=None) -> dict[str, dict]:
+    """:func:`risks_at` as JSON, keyed by group label."""
+    risks = risks_at(data, time, event, group, horizon, weights=weights, reference_group=reference_group)
+    return {label: risk.to_json() for label, risk in risks.items()}
 
 
 def _status_known(times: pd.Series, events: pd.Series, horizon: float) -> pd.Series:
@@ -93,9 +101,9 @@ def _log_binomial_problem(result, X) -> str | None:
     return None
 
 
-def risk_ratio(data: pd.DataFrame, time: str, event: str, group: str, horizon: float,
-               covariates: Sequence[str] = (), *, reference_group=None, cluster: str | None = None,
-               weights: str | None = None) -> dict:
+def risk_ratio_model(data: pd.DataFrame, time: str, event: str, group: str, horizon: float,
+                     covariates: Sequence[str] = (), *, reference_group=None, cluster: str | None = None,
+                     weights: str | None = None) -> RiskRatioFit:
     """Risk ratio by the horizon of every group against the reference, among persons with known status.
 
     Log-binomial GLM; modified Poisson when that fails (``method``/``fallback_reason`` say
@@ -158,26 +166,35 @@ def risk_ratio(data: pd.DataFrame, time: str, event: str, group: str, horizon: f
         term = group_term(group, level)
         coef, se = float(fitted.params[term]), float(fitted.bse[term])
         with np.errstate(over="ignore"):
-            ratios[level] = {"rr": finite_or_none(np.exp(coef)), "ci_lower": finite_or_none(np.exp(coef - z * se)),
-                             "ci_upper": finite_or_none(np.exp(coef + z * se)),
-                             "p": finite_or_none(fitted.pvalues[term]), "coef": coef, "se": se}
-    return {
-        "model": "adjusted" if covariates else "crude",
-        "horizon_days": float(horizon),
-        "method": method,
-        "fallback_reason": reason,
-        "variance": variance,
-        "population": "persons with the event by the horizon or followed at least to it",
-        "n_status_known": int(len(rows)),
-        "n_status_unknown": int((~known).sum()),
-        "reference_group": levels[0],
+            ratios[level] = RiskRatio(rr=finite_or_none(np.exp(coef)), ci_lower=finite_or_none(np.exp(coef - z * se)),
+                                      ci_upper=finite_or_none(np.exp(coef + z * se)),
+                                      p=finite_or_none(fitted.pvalues[term]), coef=coef, se=se)
+    return RiskRatioFit(
+        model="adjusted" if covariates else "crude",
+        horizon_days=float(horizon),
+        method=method,
+        fallback_reason=reason,
+        variance=variance,
+        population="persons with the event by the horizon or followed at least to it",
+        n_status_known=int(len(rows)),
+        n_status_unknown=int((~known).sum()),
+        reference_group=levels[0],
         # the crude risks the ratio compares (weighted with weights)
-        "proportions": {level: float(np.average(y[in_level], weights=None if w is None else w[in_level]))
-                        for level in levels for in_level in [(labels == level).to_numpy()]},
-        "risk_ratios": ratios,
-        "covariates": list(covariates),
-        "covariate_reference_levels": references,
-    }
+        proportions={level: float(np.average(y[in_level], weights=None if w is None else w[in_level]))
+                     for level in levels for in_level in [(labels == level).to_numpy()]},
+        risk_ratios=ratios,
+        covariates=list(covariates),
+        covariate_reference_levels=references,
+    )
+
+
+def risk_ratio(data: pd.DataFrame, time: str, event: str, group: str, horizon: float,
+               covariates: Sequence[str] = (), *, reference_group=None, cluster: str | None = None,
+               weights: str | None = None) -> dict:
+    """:func:`risk_ratio_model` as JSON: ``{"model", "horizon_days", "method", "fallback_reason",
+    "variance", ..., "risk_ratios": {level: {rr, ci_lower, ci_upper, p, coef, se}}, ...}``."""
+    return risk_ratio_model(data, time, event, group, horizon, covariates, reference_group=reference_group,
+                            cluster=cluster, weights=weights).to_json()
 
 
 def _untie(times: np.ndarray, types: np.ndarray) -> tuple[np.ndarray, Callable[[float], float | None]]:
@@ -206,8 +223,8 @@ def _untie(times: np.ndarray, types: np.ndarray) -> tuple[np.ndarray, Callable[[
     return shifted, read_at
 
 
-def cumulative_incidence(data: pd.DataFrame, time: str, event_type: str, times: Sequence[float], *,
-                         group: str | None = None, weights: str | None = None, reference_group=None) -> dict:
+def aalen_johansen(data: pd.DataFrame, time: str, event_type: str, times: Sequence[float], *,
+                   group: str | None = None, weights: str | None = None, reference_group=None) -> CumulativeIncidence:
     """Aalen-Johansen cumulative incidence of every event type, by group, at the given times.
 
     ``event_type`` holds 0 for censored and a positive integer per kind of event; each kind
@@ -217,7 +234,7 @@ def cumulative_incidence(data: pd.DataFrame, time: str, event_type: str, times: 
     kinds = sorted(int(k) for k in data[event_type].unique() if k != 0)
     labels = data[group].astype(str) if group is not None else pd.Series(ALL, index=data.index)
     levels = group_levels(data[group], reference_group) if group is not None else [ALL]
-    by_group: dict[str, dict] = {}
+    by_group: dict[str, GroupIncidence] = {}
     for level in levels:
         rows = data[labels == level]
         durations = rows[time].astype(float).to_numpy()
@@ -231,7 +248,7 @@ def cumulative_incidence(data: pd.DataFrame, time: str, event_type: str, times: 
         for kind in kinds:
             entries = []
             if not (types == kind).any():
-                entries = [{"time": float(t), "cif": 0.0, "ci_lower": None, "ci_upper": None} for t in times]
+                entries = [IncidencePoint(time=float(t), cif=0.0, ci_lower=None, ci_upper=None) for t in times]
             else:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
@@ -243,20 +260,28 @@ def cumulative_incidence(data: pd.DataFrame, time: str, event_type: str, times: 
                     shifted_t = read_at(t)
                     position = 0 if shifted_t is None else curve.index.searchsorted(shifted_t, side="right") - 1
                     if t > follow_up_end:
-                        entries.append({"time": float(t), "cif": None, "ci_lower": None, "ci_upper": None})
+                        entries.append(IncidencePoint(time=float(t), cif=None, ci_lower=None, ci_upper=None))
                         continue
                     # lifelines labels the two band columns the other way round; take them by value
                     bounds = band.iloc[position].to_numpy(dtype=float)
                     bounds = bounds[np.isfinite(bounds)]
-                    entries.append({
-                        "time": float(t),
-                        "cif": float(curve.iloc[position]),
-                        "ci_lower": float(bounds.min()) if len(bounds) else None,
-                        "ci_upper": float(bounds.max()) if len(bounds) else None,
-                    })
+                    entries.append(IncidencePoint(
+                        time=float(t),
+                        cif=float(curve.iloc[position]),
+                        ci_lower=float(bounds.min()) if len(bounds) else None,
+                        ci_upper=float(bounds.max()) if len(bounds) else None,
+                    ))
             curves[str(kind)] = entries
-        by_group[level] = {"n": int(len(rows)),
-                           "events": {str(kind): int((types == kind).sum()) for kind in kinds},
-                           "cumulative_incidence": curves}
-    return {"method": "Aalen-Johansen", "event_column": event_type, "event_types": [str(k) for k in kinds],
-            "by_group": by_group}
+        by_group[level] = GroupIncidence(n=int(len(rows)),
+                                         events={str(kind): int((types == kind).sum()) for kind in kinds},
+                                         cumulative_incidence=curves)
+    return CumulativeIncidence(method="Aalen-Johansen", event_column=event_type,
+                               event_types=[str(k) for k in kinds], by_group=by_group)
+
+
+def cumulative_incidence(data: pd.DataFrame, time: str, event_type: str, times: Sequence[float], *,
+                         group: str | None = None, weights: str | None = None, reference_group=None) -> dict:
+    """:func:`aalen_johansen` as JSON: ``{"method", "event_column", "event_types", "by_group":
+    {level: {"n", "events", "cumulative_incidence": {type: [{time, cif, ci_lower, ci_upper}]}}}}``."""
+    return aalen_johansen(data, time, event_type, times, group=group, weights=weights,
+                          reference_group=reference_group).to_json()
