@@ -1,0 +1,163 @@
+"""The cohort-definition language as typed, frozen models.
+
+One class per concept of the YAML. Every model forbids unknown keys so a typo is an
+error, never a silently ignored rule. Checks that need only one object (a window's
+``from`` ≤ ``to``, "exactly one rule per criterion") live here; checks across the
+definition (references, unique names) live in ``load.py``. Attribute docstrings become
+the JSON Schema descriptions that editors show.
+
+The package splits the language by area; this namespace exports every name the single
+module exported, so ``from cohortlake.spec.model import X`` reads as before:
+
+* ``base``: ``Spec``, names, enums, windows and anchors, ``OneOf``, ``EventSpec``;
+* ``codesets``: ``CodeSet`` and the per-system code checks;
+* ``criteria``: the index event and the criteria;
+* ``exposures``: exposures, regimens and arms;
+* ``outcomes``: landmarks, follow-up, outcomes and time-varying events;
+* ``covariates``: covariates and expectations;
+* ``definition``: ``StudyPeriod`` and ``Definition``.
+
+The vocabularies of the canonical tables (``Coverage``, ``Setting``, ``EventTable``,
+``CodeSystem``, ``Sex``, ``Race``, the tumor values and ``SEER_CODES``) live in
+``cohortlake.vocabulary`` and are re-exported here.
+"""
+
+from __future__ import annotations
+
+from cohortlake.spec.model.base import (  # noqa: F401
+    NAME_PATTERN,
+    Anchor,
+    Boundary,
+    CountMode,
+    Empty,
+    EraChoice,
+    EventSpec,
+    ExposureEvent,
+    ExposurePoint,
+    ExposureSource,
+    Name,
+    NonNegative,
+    Occurrence,
+    OneOf,
+    Spec,
+    TumorChoice,
+    TumorField,
+    Unit,
+    Window,
+    _anchor_tag,
+    _problem,
+)
+from cohortlake.spec.model.codesets import (  # noqa: F401
+    CodeSet,
+    IncludeRef,
+    _code_of,
+    _codes,
+    _generic_name,
+    _quoted,
+    _ref_or_code,
+)
+from cohortlake.spec.model.criteria import (  # noqa: F401
+    AgeCriterion,
+    AliveCriterion,
+    CoverageRule,
+    Criterion,
+    DayOffset,
+    EventIndex,
+    ExposureIndex,
+    Index,
+    IndexPeriod,
+    OccurrenceCriterion,
+    RegimenIndex,
+    ReportingSourceFilter,
+    SequenceNumber,
+    TumorCriterion,
+    TumorDate,
+    TumorIndex,
+    WashoutCriterion,
+    YearRange,
+    _through_tag,
+)
+from cohortlake.spec.model.exposures import (  # noqa: F401
+    Arm,
+    DaysSupply,
+    EraDurationArm,
+    EraOnAtArm,
+    Exposure,
+    ExposureStartArm,
+    Regimen,
+    RegimenArm,
+)
+from cohortlake.spec.model.outcomes import (  # noqa: F401
+    CoverageEnd,
+    EndItem,
+    ExposureEnd,
+    Followup,
+    FollowupEnd,
+    Landmark,
+    Outcome,
+    TimeVarying,
+    _end_word,
+)
+from cohortlake.spec.model.covariates import (  # noqa: F401
+    AgeCovariate,
+    CharlsonCovariate,
+    ComorbidityIndexCovariate,
+    CountCovariate,
+    Covariate,
+    CoverageFlagCovariate,
+    Expectation,
+    ExposureDurationCovariate,
+    FlagCovariate,
+    NciComorbidityCovariate,
+    RaceCovariate,
+    ScoreCovariate,
+    ScoreGroup,
+    ScoreTerm,
+    TumorFieldCovariate,
+    WithoutClaims,
+    _nci_window,
+)
+from cohortlake.spec.model.definition import Definition, StudyPeriod  # noqa: F401
+from cohortlake.vocabulary import (  # noqa: F401
+    SEER_CODES,
+    TABLE_SYSTEMS,
+    Behavior,
+    CodeSystem,
+    Coverage,
+    EventTable,
+    Race,
+    ReportingSource,
+    seer_code,
+    Setting,
+    Sex,
+    Stage,
+)
+
+# Names the single module imported for itself; kept importable from here as before.
+import hashlib  # noqa: F401
+import json  # noqa: F401
+import re  # noqa: F401
+from pydantic import (  # noqa: F401
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    model_validator,
+    PrivateAttr,
+    Tag,
+    WithJsonSchema,
+)
+from typing import Annotated, Any, ClassVar, Literal, Union  # noqa: F401
+from cohortlake.spec.codes import (  # noqa: F401
+    CodeEntry,
+    CodeError,
+    normalise,
+    normalise_generic_name,
+    NormalisedCodeSet,
+)
+from cohortlake.spec.matching import MatchingSettings  # noqa: F401
+from pydantic_core import PydanticCustomError  # noqa: F401
+from enum import StrEnum  # noqa: F401
+from datetime import date  # noqa: F401
