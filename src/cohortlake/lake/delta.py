@@ -23,9 +23,14 @@ import re
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote
 
 from cohortlake.errors import UserError
+from cohortlake.lake.layout import QUALITY_DIR
+from cohortlake.lake.schemas import delta_to_spark_schema, schema_differences, spark_to_delta_schema  # noqa: F401
+from cohortlake.lake.storage import (  # noqa: F401  (the lake's public names, importable from here)
+    STORAGE_OPTIONS_ENV, arrow_filesystem, normalise_root, rust_uri, storage_options_from_config,
+)
 
 BACKEND_DELTA_SPARK = "delta-spark"
 BACKEND_DELTA_RS = "delta-rs"
@@ -35,7 +40,7 @@ WRITE_MODES = ("overwrite", "append")
 # No leading '_': Hadoop hides such paths and _delta_log is Delta's own folder.
 _SEGMENT = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 # `_quality/…` is the one reserved area: validation results live beside the data they judge.
-_NAME = re.compile(r"^(_quality/)?[a-z0-9][a-z0-9_]*(/[a-z0-9][a-z0-9_]*)*$")
+_NAME = re.compile(rf"^({QUALITY_DIR}/)?[a-z0-9][a-z0-9_]*(/[a-z0-9][a-z0-9_]*)*$")
 _COMMIT_FILE = re.compile(r"^\d{20}\.(json|checkpoint(\.\d+\.\d+)?\.parquet)$")
 # Spark writes a null (or empty-string) partition value as this directory name.
 _HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
@@ -49,100 +54,6 @@ _FOOTER_READERS = 16
 
 def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def _normalise_root(root: str) -> str:
-    """Local paths become absolute; ``file://`` URIs become local paths; other URIs pass through."""
-    root = os.fspath(root)
-    if root.startswith("file:"):  # file:///x and Hadoop's file:/x
-        return os.path.abspath(unquote(urlparse(root).path)).rstrip("/") or "/"
-    if "://" not in root:
-        return os.path.abspath(os.path.expanduser(root)).rstrip("/") or "/"
-    return root.rstrip("/")
-
-
-def _rust_uri(uri: str) -> str:
-    """The same location spelled for deltalake / pyarrow (Hadoop's ``s3a://`` is ``s3://`` there)."""
-    return "s3://" + uri[len("s3a://"):] if uri.startswith("s3a://") else uri
-
-
-STORAGE_OPTIONS_ENV = "COHORTLAKE_STORAGE_OPTIONS"
-
-
-def storage_options_from_config(environ=None) -> dict[str, str] | None:
-    """Storage options for a remote lake from ``$COHORTLAKE_STORAGE_OPTIONS``.
-
-    The value is a JSON object (``{"AWS_REGION": "us-east-1"}``) or ``@FILE`` naming a JSON
-    or YAML file holding one; keys are delta-rs / object_store keys (``AWS_ACCESS_KEY_ID``,
-    ``AWS_ENDPOINT_URL``, ``AZURE_STORAGE_ACCOUNT_NAME``, ``GOOGLE_SERVICE_ACCOUNT``, …).
-    Unset means None: delta-rs and pyarrow then use the environment's own credentials.
-    """
-    value = (environ if environ is not None else os.environ).get(STORAGE_OPTIONS_ENV, "").strip()
-    if not value:
-        return None
-    where = STORAGE_OPTIONS_ENV
-    if value.startswith("@"):
-        where = value[1:]
-        try:
-            with open(where, encoding="utf-8") as source:
-                text = source.read()
-        except OSError as error:
-            raise UserError(f"{STORAGE_OPTIONS_ENV}: cannot read {where}: {error.strerror}") from None
-        import yaml
-
-        try:
-            options = yaml.safe_load(text)  # YAML is a superset of JSON
-        except yaml.YAMLError as error:
-            raise UserError(f"{where}: not valid JSON or YAML ({error})") from None
-    else:
-        try:
-            options = json.loads(value)
-        except json.JSONDecodeError as error:
-            raise UserError(f"{STORAGE_OPTIONS_ENV}: not a JSON object ({error.msg} at character {error.pos}); "
-                            "give a JSON object or @FILE") from None
-    if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
-        raise UserError(f"{where}: expected an object of option names to values, e.g. {{\"AWS_REGION\": \"us-east-1\"}}")
-    bad = [k for k, v in options.items() if not isinstance(v, (str, int, float, bool))]
-    if bad:
-        raise UserError(f"{where}: option {bad[0]!r} must be a text, number or true/false value")
-    return {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in options.items()}
-
-
-def arrow_filesystem(root: str, options: dict[str, str] | None):
-    """(pyarrow filesystem, root as that filesystem spells it) for a lake root.
-
-    With storage options, S3 and Azure filesystems are made from the same keys delta-rs
-    reads, so both libraries reach the store the same way; otherwise pyarrow resolves the
-    URI with the environment's credentials.
-    """
-    from pyarrow import fs as pafs
-
-    uri = _rust_uri(root)
-    parsed = urlparse(uri)
-    given = {k.upper(): v for k, v in (options or {}).items()}
-    if parsed.scheme == "s3" and given:
-        endpoint = given.get("AWS_ENDPOINT_URL") or given.get("AWS_ENDPOINT")
-        kwargs = {
-            "access_key": given.get("AWS_ACCESS_KEY_ID"),
-            "secret_key": given.get("AWS_SECRET_ACCESS_KEY"),
-            "session_token": given.get("AWS_SESSION_TOKEN"),
-            "region": given.get("AWS_REGION") or given.get("AWS_DEFAULT_REGION"),
-        }
-        if endpoint:
-            endpoint_url = urlparse(endpoint if "://" in endpoint else f"https://{endpoint}")
-            kwargs["endpoint_override"] = endpoint_url.netloc
-            kwargs["scheme"] = endpoint_url.scheme
-        if given.get("AWS_ALLOW_HTTP", "").lower() == "true":
-            kwargs["scheme"] = "http"
-        filesystem = pafs.S3FileSystem(**{k: v for k, v in kwargs.items() if v is not None})
-        return filesystem, f"{parsed.netloc}{parsed.path}".rstrip("/")
-    if parsed.scheme in ("abfs", "abfss", "az") and given:
-        container, _, host = parsed.netloc.partition("@")
-        account = given.get("AZURE_STORAGE_ACCOUNT_NAME") or host.split(".")[0]
-        kwargs = {"account_name": account, "account_key": given.get("AZURE_STORAGE_ACCOUNT_KEY")}
-        filesystem = pafs.AzureFileSystem(**{k: v for k, v in kwargs.items() if v is not None})
-        return filesystem, f"{container}{parsed.path}".rstrip("/")
-    return pafs.FileSystem.from_uri(uri)
 
 
 def detect_backend(spark) -> str:
@@ -162,82 +73,6 @@ def detect_backend(spark) -> str:
     return BACKEND_DELTA_RS
 
 
-# --- schemas -------------------------------------------------------------------------
-# Delta's schemaString *is* Spark's StructType JSON (the Delta protocol adopted Spark's
-# serialisation), so converting through it is lossless: short/byte, decimal precision,
-# timestamp vs timestamp_ntz, nested arrays/structs/maps all keep their exact type.
-
-
-def _as_nullable(type_json):
-    """Every field, element and map value nullable: Spark writes Parquet files that way,
-    and a NOT NULL column in the log would be a constraint nobody enforces on append."""
-    if not isinstance(type_json, dict):
-        return type_json
-    kind = type_json.get("type")
-    if kind == "struct":
-        return {
-            **type_json,
-            "fields": [{**f, "nullable": True, "type": _as_nullable(f["type"])} for f in type_json["fields"]],
-        }
-    if kind == "array":
-        return {**type_json, "containsNull": True, "elementType": _as_nullable(type_json["elementType"])}
-    if kind == "map":
-        return {
-            **type_json,
-            "valueContainsNull": True,
-            "keyType": _as_nullable(type_json["keyType"]),
-            "valueType": _as_nullable(type_json["valueType"]),
-        }
-    return type_json
-
-
-def _shape(type_json):
-    """A type with nullability and metadata stripped, for comparing two schemas."""
-    if not isinstance(type_json, dict):
-        return type_json
-    kind = type_json.get("type")
-    if kind == "struct":
-        return ("struct", tuple((f["name"], _shape(f["type"])) for f in type_json["fields"]))
-    if kind == "array":
-        return ("array", _shape(type_json["elementType"]))
-    if kind == "map":
-        return ("map", _shape(type_json["keyType"]), _shape(type_json["valueType"]))
-    return json.dumps(type_json, sort_keys=True)
-
-
-def spark_to_delta_schema(spark_schema):
-    """A ``deltalake.Schema`` for a Spark ``StructType`` (all fields nullable)."""
-    import deltalake
-
-    schema_json = _as_nullable(json.loads(spark_schema.json()))
-    try:
-        return deltalake.Schema.from_json(json.dumps(schema_json))
-    except Exception as error:  # delta-rs names the offending type; interval types land here
-        raise UserError(
-            f"cannot store this DataFrame as a Delta table: {error} (schema {spark_schema.simpleString()})"
-        ) from error
-
-
-def delta_to_spark_schema(delta_schema):
-    """The Spark ``StructType`` of a ``deltalake.Schema``."""
-    from pyspark.sql.types import StructType
-
-    return StructType.fromJson(json.loads(delta_schema.to_json()))
-
-
-def _schema_differences(table_json: dict, frame_json: dict) -> list[str]:
-    table = {f["name"]: f["type"] for f in table_json["fields"]}
-    frame = {f["name"]: f["type"] for f in frame_json["fields"]}
-    problems = [f"column {n!r} is missing" for n in table if n not in frame]
-    problems += [f"column {n!r} is not in the table" for n in frame if n not in table]
-    problems += [
-        f"column {n!r} is {json.dumps(frame[n])} but the table has {json.dumps(table[n])}"
-        for n in table
-        if n in frame and _shape(table[n]) != _shape(frame[n])
-    ]
-    return problems
-
-
 # --- the lakehouse ---------------------------------------------------------------------
 
 
@@ -246,7 +81,7 @@ class Lakehouse:
 
     def __init__(self, root: str, spark, *, backend: str | None = None,
                  storage_options: dict[str, str] | None = None):
-        self.root = _normalise_root(root)
+        self.root = normalise_root(root)
         # Object-store credentials and endpoints for delta-rs and pyarrow; local roots need none.
         self.storage_options = (
             None if "://" not in self.root
@@ -300,7 +135,7 @@ class Lakehouse:
             for folder in folders:
                 # Write folders (w-…) and partition folders (col=value) are not valid
                 # names, so the walk never descends into a table's data.
-                if not (_SEGMENT.match(folder) or (not prefix and folder == "_quality")):
+                if not (_SEGMENT.match(folder) or (not prefix and folder == QUALITY_DIR)):
                     continue
                 name = f"{prefix}/{folder}" if prefix else folder
                 if self._has_commit(f"{self.root}/{name}"):
@@ -418,7 +253,7 @@ class Lakehouse:
         """deltalake's handle on the table at ``path`` (with the lake's storage options)."""
         import deltalake
 
-        return deltalake.DeltaTable(_rust_uri(path), version=version, storage_options=self.storage_options)
+        return deltalake.DeltaTable(rust_uri(path), version=version, storage_options=self.storage_options)
 
     def _fs_path(self, path: str) -> str:
         """``path`` (under root) as the filesystem from :meth:`_filesystem` spells it."""
@@ -556,12 +391,12 @@ class Lakehouse:
         from deltalake.transaction import CommitProperties, create_table_with_add_actions
 
         schema = spark_to_delta_schema(df.schema)
-        uri = _rust_uri(path)
+        uri = rust_uri(path)
         table = self._delta(path) if self._has_commit(path) else None
         table_partitions = list(table.metadata().partition_columns) if table is not None else None
         if table is not None and mode == "append":
             # Checked before any data is written: delta-rs would commit mismatched files silently.
-            problems = _schema_differences(json.loads(table.schema().to_json()), json.loads(schema.to_json()))
+            problems = schema_differences(json.loads(table.schema().to_json()), json.loads(schema.to_json()))
             if table_partitions != partition_by:
                 problems.append(f"partitioned by {partition_by} but the table is partitioned by {table_partitions}")
             if problems:

@@ -28,6 +28,11 @@ def definition_sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+_STANDARD_FIELDS = ("step", "started_utc", "finished_utc", "package_version", "spark_version", "backend",
+                    "spark_master", "seed", "definition_sha256", "tables_read", "tables_written", "row_counts",
+                    "timings_seconds", "extra")
+
+
 class RunManifest:
     """Record of one step run; fill it while the step runs, then :meth:`write` it."""
 
@@ -53,6 +58,9 @@ class RunManifest:
         self.tables_written: dict[str, int] = {}
         self.row_counts: dict[str, int] = {}
         self.timings_seconds: dict[str, float] = {}
+        # Fields a reader of this kind of manifest looks up first (a run's cohort, its steps'
+        # seconds and manifests): written at the top level, beside the standard ones.
+        self.headline: dict[str, Any] = {}
 
     @contextmanager
     def phase(self, name: str):
@@ -90,7 +98,7 @@ class RunManifest:
         self.finished_utc = _utc_iso()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        standard = {
             "step": self.step,
             "started_utc": self.started_utc,
             "finished_utc": self.finished_utc,
@@ -106,6 +114,10 @@ class RunManifest:
             "timings_seconds": dict(self.timings_seconds),
             "extra": dict(self.extra),
         }
+        clash = sorted(set(standard) & set(self.headline))
+        if clash:
+            raise ValueError(f"headline fields {clash} would replace the manifest's own")
+        return {**standard, **self.headline}
 
     def write(self, path: str | os.PathLike) -> str:
         """Write pretty JSON atomically (readers see the old file or the new one, never half)."""
@@ -144,6 +156,7 @@ class RunManifest:
         manifest.tables_written = {k: int(v) for k, v in (data.get("tables_written") or {}).items()}
         manifest.row_counts = {k: int(v) for k, v in (data.get("row_counts") or {}).items()}
         manifest.timings_seconds = {k: float(v) for k, v in (data.get("timings_seconds") or {}).items()}
+        manifest.headline = {k: v for k, v in data.items() if k not in _STANDARD_FIELDS}
         return manifest
 
     @classmethod
@@ -166,3 +179,11 @@ class RunManifest:
 
     def __repr__(self) -> str:
         return f"RunManifest(step={self.step!r}, finished={self.finished_utc!r})"
+
+
+def ingested_layout(lake) -> str | None:
+    """The raw layout the lake's last ingest loaded (its manifest says), or None before any ingest."""
+    from cohortlake.lake.layout import ingest_manifest
+
+    path = ingest_manifest(lake.root)
+    return RunManifest.read(path).extra.get("layout") if os.path.exists(path) else None

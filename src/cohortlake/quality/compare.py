@@ -26,12 +26,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from cohortlake.errors import UserError
+from cohortlake.lake import layout as lake_layout
 from cohortlake.quality.suites import suites_dir
 
 THRESHOLDS_FILE = "delivery_comparison.yaml"
 CACHE_FILE = "comparison.json"
 SILVER_KEY_COLUMNS = ("person_id", "date", "code", "start_date", "birth_date")
-CODE_SYSTEM_TABLES = ("silver/diagnosis", "silver/procedure")
+CODE_SYSTEM_TABLES = (lake_layout.silver("diagnosis"), lake_layout.silver("procedure"))
 UNKNOWN_YEAR = "unknown"
 THREADS = 3
 
@@ -143,7 +144,7 @@ def _quarantined(lake, table: str, version: int) -> int:
 def _newly_failing(lake, versions: dict[str, tuple[int, int]]) -> list[dict]:
     from pyspark.sql import functions as F
 
-    from cohortlake.quality.run import RESULTS_TABLE
+    from cohortlake.lake.layout import RESULTS_TABLE
 
     if not lake.exists(RESULTS_TABLE) or not versions:
         return []
@@ -168,13 +169,13 @@ def _newly_failing(lake, versions: dict[str, tuple[int, int]]) -> list[dict]:
 
 def compare_deliveries(lake, layout: str | None, thresholds: dict | None = None) -> dict:
     """The comparison of the newest delivery with the previous one (JSON-ready), with its warnings."""
-    from cohortlake.sources.ingest import bronze_name, quarantine_name
     from cohortlake.sources.mapping import load_mapping
 
     tables = lake.tables()
-    bronze = [t for t in tables if t.startswith("bronze/")]
-    silver = [t for t in tables if t.startswith("silver/")]
-    versions = delivery_versions(lake, bronze + silver + [t for t in tables if t.startswith("quarantine/")])
+    bronze = [t for t in tables if lake_layout.in_layer(t, lake_layout.BRONZE)]
+    silver = [t for t in tables if lake_layout.in_layer(t, lake_layout.SILVER)]
+    quarantines = [t for t in tables if lake_layout.in_layer(t, lake_layout.QUARANTINE)]
+    versions = delivery_versions(lake, bronze + silver + quarantines)
     if layout is None or not any(t in versions for t in bronze):
         return {"compared": False, "reason": "this lake holds one delivery: nothing to compare with yet"}
     thresholds = thresholds or load_thresholds()
@@ -182,12 +183,12 @@ def compare_deliveries(lake, layout: str | None, thresholds: dict | None = None)
     years = service_year_columns(mapping)
     jobs = []
     for raw in mapping.raw:
-        table = bronze_name(raw)
+        table = lake_layout.bronze(raw)
         if table in versions:
             keys = list(dict.fromkeys([*mapping.raw[raw].key, *mapping.raw[raw].not_null]))
             for side, version in zip(("previous", "current"), versions[table]):
                 jobs.append((table, side, lambda v=version, t=table, r=raw, k=keys: _bronze_profile(lake, t, v, years.get(r), k)))
-        quarantine = quarantine_name(raw)
+        quarantine = lake_layout.quarantine(raw)
         if quarantine in versions:
             for side, version in zip(("previous", "current"), versions[quarantine]):
                 jobs.append((quarantine, side, lambda v=version, t=quarantine: _quarantined(lake, t, v)))
@@ -224,7 +225,7 @@ def flags(comparison: dict, thresholds: dict) -> list[dict]:
 
     per_year, per_table = thresholds["rows_per_year"], thresholds["table_rows"]
     for table, sides in sorted(profiles.items()):
-        if "previous" not in sides or "current" not in sides or table.startswith("quarantine/"):
+        if "previous" not in sides or "current" not in sides or lake_layout.in_layer(table, lake_layout.QUARANTINE):
             continue
         previous, current = sides["previous"], sides["current"]
         change = _relative(previous["rows"], current["rows"])
@@ -252,9 +253,9 @@ def flags(comparison: dict, thresholds: dict) -> list[dict]:
                     flag(table, "code_system_share", system, share_before, share_after,
                          f"{system}: {share_after:.1%} of codes (was {share_before:.1%})")
     for table, sides in sorted(profiles.items()):
-        if not table.startswith("quarantine/") or len(sides) < 2:
+        if not lake_layout.in_layer(table, lake_layout.QUARANTINE) or len(sides) < 2:
             continue
-        bronze = profiles.get("bronze/" + table.split("/", 1)[1], {})
+        bronze = profiles.get(lake_layout.bronze(lake_layout.raw_table_of(table)), {})
         if "previous" not in bronze or "current" not in bronze:
             continue
         rate_before = sides["previous"] / bronze["previous"]["rows"] if bronze["previous"]["rows"] else 0.0
@@ -262,12 +263,12 @@ def flags(comparison: dict, thresholds: dict) -> list[dict]:
         if rate_after - rate_before >= thresholds["quarantine_rate"]["rise"]:
             flag(table, "quarantine_rate", None, rate_before, rate_after,
                  f"quarantined {rate_after:.2%} of rows (was {rate_before:.2%})")
-    person = profiles.get("silver/person", {})
+    person = profiles.get(lake_layout.silver("person"), {})
     if "previous" in person and "current" in person:
         change = _relative(person["previous"]["rows"], person["current"]["rows"])
         limits = thresholds["persons"]
         if change is not None and (change <= -limits["drop"] or change >= limits["rise"]):
-            flag("silver/person", "persons", None, person["previous"]["rows"], person["current"]["rows"],
+            flag(lake_layout.silver("person"), "persons", None, person["previous"]["rows"], person["current"]["rows"],
                  f"persons {change:+.0%}")
     for failing in comparison.get("newly_failing", []):
         flag(failing["table"], "expectation", f"{failing['expectation']}({failing['column'] or ''})", True, False,
@@ -279,7 +280,7 @@ def cached_comparison(lake, layout: str | None, quality_root: Path) -> dict:
     """The comparison of the lake's current tables, computed once per set of versions."""
     path = Path(quality_root) / CACHE_FILE
     tables = lake.tables()
-    current = {t: lake.version(t) for t in tables if t.split("/", 1)[0] in ("bronze", "silver", "quarantine")}
+    current = {t: lake.version(t) for t in tables if lake_layout.layer(t) in lake_layout.DELIVERY_LAYERS}
     key = {"layout": layout, "versions": current}
     if path.is_file():
         try:

@@ -3,22 +3,23 @@
 ``bronze`` (raw tables as delivered, per layout) runs inside ingest before any typing,
 so a bad delivery never reaches silver; ``silver`` runs after the canonical tables are
 written; ``cohort`` after a build (with the definition's parameters and its own
-expectations). A critical failure raises ``QualityGateError``; warnings are reported.
+expectations); ``matched`` after a match. A critical failure raises ``QualityGateError``;
+warnings are reported. :func:`gated` is how a step that writes tables runs its gate.
 """
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
+from contextlib import contextmanager
 
 from cohortlake.errors import UserError
+from cohortlake.lake import layout
+from cohortlake.lake.manifest import RunManifest, ingested_layout
 from cohortlake.quality.run import GateReport, QualityRunner, Target
 from cohortlake.quality.suites import (
     SuiteFile, check_names, cohort_parameters, definition_expectations, load_suites, select,
 )
 
-PERSON_VIEW = {"silver_person": "silver/person"}
+PERSON_VIEW = {"silver_person": layout.silver("person")}
 
 
 def _runner(lake, runner, progress) -> QualityRunner:
@@ -51,7 +52,7 @@ def cohort_targets(lake, cohort: str, quality: dict, suites: dict[str, SuiteFile
         extra = quality.get("expectations", []) if part == "cohort" else []
         bound = suite.for_table(table, name=f"cohorts.{cohort}.{part}", extra=extra)
         targets.append(Target(bound, table, parameters=quality.get("parameters", {}),
-                              views={"cohort_rows": f"cohorts/{cohort}/cohort"}))
+                              views={"cohort_rows": layout.cohort_table(cohort, "cohort")}))
     return targets
 
 
@@ -94,32 +95,64 @@ def gate_matched(lake, cohort: str, smd_threshold: float, progress=None, runner=
     return _runner(lake, runner, progress).validate("matched", targets, gate=raise_on_critical)
 
 
+class Gated:
+    """What ``with gated(...)`` hands its block: the tables' versions before the step, and
+    the gate's report once :meth:`run` has run it."""
+
+    def __init__(self, lake, tables, enabled: bool):
+        self.before = {table: lake.version(table) for table in tables} if enabled else {}
+        self.report: GateReport | None = None
+
+    def run(self, gate, *args, **kwargs) -> GateReport:
+        """Run a ``gate_*`` function without raising; the block goes on (manifests, diagnostics)."""
+        self.report = gate(*args, raise_on_critical=False, **kwargs)
+        return self.report
+
+    @property
+    def failed(self) -> bool:
+        return self.report is not None and not self.report.passed
+
+
+@contextmanager
+def gated(lake, tables, enabled: bool = True):
+    """Remember ``tables``' versions → the block writes them and runs its gate → on a
+    critical failure put the previous versions back (a Delta RESTORE: a new commit) and
+    raise ``QualityGateError``, so nothing downstream reads unvalidated tables.
+
+    The restore happens when the block ends, after whatever it writes about the failed run
+    (its manifest, the balance diagnostics). An exception inside the block restores nothing.
+    """
+    state = Gated(lake, tables, enabled)
+    yield state
+    if state.failed:
+        for table, version in state.before.items():
+            if version is not None:
+                lake.restore(table, version)
+        state.report.raise_for_critical()
+
+
+def _recorded(path: str) -> dict:
+    return RunManifest.read(path).extra
+
+
 def built_cohorts(lake) -> dict[str, dict]:
     """Cohorts built in this lake and the quality parameters their build recorded."""
     found = {}
-    base = Path(lake.root) / "cohorts"
-    for manifest in sorted(base.glob("*/manifest.json")):
-        extra = json.loads(manifest.read_text(encoding="utf-8")).get("extra", {})
+    for cohort, path in layout.build_manifests(lake.root).items():
+        extra = _recorded(path)
         if "quality" in extra:
-            found[manifest.parent.name] = extra["quality"]
+            found[cohort] = extra["quality"]
     return found
 
 
 def matched_cohorts(lake) -> dict[str, float]:
     """Cohorts matched in this lake and the SMD threshold their match step recorded."""
     found = {}
-    for manifest in sorted((Path(lake.root) / "matched").glob("*/manifest.json")):
-        matching = json.loads(manifest.read_text(encoding="utf-8")).get("extra", {}).get("matching") or {}
+    for cohort, path in layout.match_manifests(lake.root).items():
+        matching = _recorded(path).get("matching") or {}
         if matching.get("smd_threshold") is not None:
-            found[manifest.parent.name] = float(matching["smd_threshold"])
+            found[cohort] = float(matching["smd_threshold"])
     return found
-
-
-def ingested_layout(lake) -> str | None:
-    path = os.path.join(lake.root, "_runs", "ingest", "manifest.json")
-    if not os.path.exists(path):
-        return None
-    return json.loads(Path(path).read_text(encoding="utf-8")).get("extra", {}).get("layout")
 
 
 def validate_lake(lake, names: list[str] | None = None, progress=None, counts: bool = False) -> list[GateReport]:

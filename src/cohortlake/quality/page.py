@@ -32,6 +32,7 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from cohortlake.cells import ANALYST, AUDIENCES, NOT_FOR_RELEASE, RELEASE, RELEASE_NOTE, RULE, Cells, is_small
+from cohortlake.lake import layout as lake_layout
 
 PAGE_FILE = "report.html"
 """The analyst page in the lake: ``_quality/report.html``."""
@@ -88,7 +89,7 @@ def latest_validations(quality_root) -> list[dict]:
 
 def ingest_counts(lake) -> dict | None:
     """The last ingest's layout, time and rows in/duplicates/quarantined/out per raw table."""
-    path = Path(lake.root) / "_runs" / "ingest" / "manifest.json"
+    path = Path(lake_layout.ingest_manifest(lake.root))
     if not path.is_file():
         return None
     manifest = json.loads(path.read_text(encoding="utf-8"))
@@ -102,7 +103,7 @@ def quarantine_summary(lake, examples: bool) -> dict:
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    tables = [t for t in lake.tables() if t.startswith("quarantine/")]
+    tables = [t for t in lake.tables() if lake_layout.in_layer(t, lake_layout.QUARANTINE)]
     if not tables:
         return {"reasons": [], "examples": []}
     def scoped(frame):  # quarantines written before values could be set aside hold whole rows only
@@ -193,7 +194,7 @@ def _plot_years(comparison: dict, audience: str) -> str | None:
     import matplotlib.pyplot as plt
 
     tables = [(t, p) for t, p in sorted(comparison["profiles"].items())
-              if t.startswith("bronze/") and "previous" in p and "current" in p]
+              if lake_layout.in_layer(t, lake_layout.BRONZE) and "previous" in p and "current" in p]
     if not tables:
         return None
     columns = 2
@@ -239,7 +240,7 @@ def _comparison_section(comparison: dict | None, cells: Cells, audience: str) ->
     profiles = comparison["profiles"]
     tables = []
     for table, sides in sorted(profiles.items()):
-        if table.startswith("quarantine/") or "previous" not in sides or "current" not in sides:
+        if lake_layout.in_layer(table, lake_layout.QUARANTINE) or "previous" not in sides or "current" not in sides:
             continue
         keys = {}
         for side in ("previous", "current"):
@@ -256,13 +257,13 @@ def _comparison_section(comparison: dict | None, cells: Cells, audience: str) ->
                                    for c in sides["previous"]["missing"]]})
     years = []
     for table, sides in sorted(profiles.items()):
-        if table.startswith("bronze/") and "previous" in sides and "current" in sides:
+        if lake_layout.in_layer(table, lake_layout.BRONZE) and "previous" in sides and "current" in sides:
             for year in sorted(set(sides["previous"]["years"]) | set(sides["current"]["years"])):
                 years.append({"table": table, "year": year,
                               "previous": ("delivery", table, "previous", year) if year in sides["previous"]["years"] else None,
                               "current": ("delivery", table, "current", year) if year in sides["current"]["years"] else None})
     code_systems = []
-    for table in ("silver/diagnosis", "silver/procedure"):
+    for table in (lake_layout.silver("diagnosis"), lake_layout.silver("procedure")):
         sides = profiles.get(table, {})
         if "code_systems" in sides.get("previous", {}) and "code_systems" in sides.get("current", {}):
             for system in sorted(set(sides["previous"]["code_systems"]) | set(sides["current"]["code_systems"])):
@@ -271,8 +272,8 @@ def _comparison_section(comparison: dict | None, cells: Cells, audience: str) ->
                 code_systems.append({"table": table, "code_system": system, **shares})
     quarantine = []
     for table, sides in sorted(profiles.items()):
-        bronze = profiles.get("bronze/" + table.split("/", 1)[1], {})
-        if table.startswith("quarantine/") and len(sides) == 2 and "previous" in bronze and "current" in bronze:
+        bronze = profiles.get(lake_layout.bronze(lake_layout.raw_table_of(table)), {})
+        if lake_layout.in_layer(table, lake_layout.QUARANTINE) and len(sides) == 2 and "previous" in bronze and "current" in bronze:
             quarantine.append({"table": table.split("/", 1)[1],
                                **{s: sides[s] / bronze[s]["rows"] if bronze[s]["rows"] else 0.0
                                   for s in ("previous", "current")}})
@@ -286,7 +287,7 @@ def _comparison_section(comparison: dict | None, cells: Cells, audience: str) ->
 def build_context(lake, audience: str = ANALYST, comparison: dict | None = None, quarantine: dict | None = None,
                   docs_links: bool = False) -> dict:
     """Everything the quality page prints, as text for ``audience``."""
-    from cohortlake.quality.run import QUALITY_DIR
+    from cohortlake.lake.layout import QUALITY_DIR
 
     quality_root = Path(lake.root) / QUALITY_DIR
     validations = latest_validations(quality_root)
@@ -347,8 +348,8 @@ def write_quality_pages(lake, study_out: str | Path | None = None) -> dict[str, 
     """The analyst page ``_quality/report.html`` and, with ``study_out``, ``OUT/analyst/quality.html``
     and ``OUT/release/quality.html``. Returns {"lake": path, "analyst": path, "release": path}."""
     from cohortlake.quality.compare import cached_comparison
-    from cohortlake.quality.gates import ingested_layout
-    from cohortlake.quality.run import QUALITY_DIR
+    from cohortlake.lake.manifest import ingested_layout
+    from cohortlake.lake.layout import QUALITY_DIR
 
     quality_root = Path(lake.root) / QUALITY_DIR
     quality_root.mkdir(parents=True, exist_ok=True)

@@ -28,11 +28,10 @@ from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 
 from cohortlake.errors import UserError
+from cohortlake.lake.layout import QUALITY_DIR, RESULTS_TABLE
 from cohortlake.lake.session import session_conf
 from cohortlake.quality.suites import SuiteFile
 
-QUALITY_DIR = "_quality"
-RESULTS_TABLE = "_quality/results"
 DOCS_SITE = "cohortlake"
 DOCS_INDEX_RUNS = 500
 EXAMPLES = 20

@@ -31,6 +31,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
 from cohortlake.errors import MissingInputError, UserError
+from cohortlake.lake import layout as lake_layout
 from cohortlake.lake.delta import Lakehouse  # noqa: E402
 from cohortlake.lake.manifest import RunManifest
 from cohortlake.progress import Progress
@@ -51,7 +52,6 @@ FORMATS = {
 }
 SUFFIXES = tuple(s for suffixes in FORMATS.values() for s in suffixes)
 LAYOUT_SUFFIX = ".sas"
-STAGING = "_staging"
 READ_PROBLEMS = "_read_problems"
 INGEST_THREADS = int(os.environ.get("COHORTLAKE_INGEST_THREADS", "3"))
 
@@ -83,12 +83,8 @@ class IngestReport:
                 "quality": [{"stage": q.stage, "passed": q.passed, "run_id": q.run_id} for q in self.quality]}
 
 
-def bronze_name(raw_table: str) -> str:
-    return f"bronze/{raw_table}"
-
-
-def quarantine_name(raw_table: str) -> str:
-    return f"quarantine/{raw_table}"
+bronze_name = lake_layout.bronze
+quarantine_name = lake_layout.quarantine
 
 
 @dataclass(frozen=True)
@@ -317,8 +313,8 @@ def ingest(spark, lake: Lakehouse, layout: str, raw_dir: str | Path, mapping_pat
         preload_great_expectations()
 
     def load_bronze(table: str) -> None:
-        with progress.step(f"bronze/{table}") as step, manifest.phase(f"bronze/{table}"):
-            staging = Path(lake.root) / STAGING / table
+        with progress.step(bronze_name(table)) as step, manifest.phase(bronze_name(table)):
+            staging = Path(lake_layout.staging_dir(lake.root, table))
             try:
                 lake.write(bronze_name(table), read_raw(spark, table, headers[table], mapping, staging))
             finally:
@@ -369,31 +365,26 @@ def ingest(spark, lake: Lakehouse, layout: str, raw_dir: str | Path, mapping_pat
     # another's tasks, which on small and medium inputs is most of the wall time.
     # The bronze gate sits between the raw copy and everything typed from it: a delivery
     # that fails a critical expectation stops here and silver keeps its last version.
-    try:
-        with ThreadPoolExecutor(max_workers=INGEST_THREADS, thread_name_prefix="ingest") as pool:
-            list(pool.map(load_bronze, files))
-            if validate:
-                with manifest.phase("validate/bronze"):
-                    report.quality.append(gates.gate_bronze(lake, layout, progress, runner))
-            report.raw = list(pool.map(type_raw_table, files))
-            canonical = mapper.build_canonical(mapping, clean)
-            silver_before = {t: lake.version(silver_name(t)) for t in SILVER_TABLES} if validate else {}
-            rows = pool.map(lambda t: write_silver(t, canonical[t]), SILVER_TABLES)
-            report.silver = dict(zip(SILVER_TABLES, rows))
-    finally:
-        for frame in persisted:
-            frame.unpersist()
-    if validate:
-        with manifest.phase("validate/silver"):
-            silver_gate = gates.gate_silver(lake, progress, runner, raise_on_critical=False)
-            report.quality.append(silver_gate)
-            if not silver_gate.passed:
-                # Downstream steps read the latest version: put the last validated one back.
-                for table, version in silver_before.items():
-                    if version is not None:
-                        lake.restore(silver_name(table), version)
-                silver_gate.raise_for_critical()
+    # The silver gate judges the canonical tables; on a critical failure they go back to
+    # their last validated version (downstream steps read the latest) and nothing is recorded.
+    with gates.gated(lake, [silver_name(t) for t in SILVER_TABLES], enabled=validate) as silver_gate:
+        try:
+            with ThreadPoolExecutor(max_workers=INGEST_THREADS, thread_name_prefix="ingest") as pool:
+                list(pool.map(load_bronze, files))
+                if validate:
+                    with manifest.phase("validate/bronze"):
+                        report.quality.append(gates.gate_bronze(lake, layout, progress, runner))
+                report.raw = list(pool.map(type_raw_table, files))
+                canonical = mapper.build_canonical(mapping, clean)
+                rows = pool.map(lambda t: write_silver(t, canonical[t]), SILVER_TABLES)
+                report.silver = dict(zip(SILVER_TABLES, rows))
+        finally:
+            for frame in persisted:
+                frame.unpersist()
+        if validate:
+            with manifest.phase("validate/silver"):
+                report.quality.append(silver_gate.run(gates.gate_silver, lake, progress, runner))
     manifest.extra["raw_tables"] = {c.raw_table: asdict(c) for c in report.raw}
     manifest.finish(lake)
-    report.manifest_path = str(manifest.write(Path(lake.root) / "_runs" / "ingest" / "manifest.json"))
+    report.manifest_path = str(manifest.write(lake_layout.ingest_manifest(lake.root)))
     return report
