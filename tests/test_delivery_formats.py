@@ -241,7 +241,7 @@ def deliveries(spark, demo_run, tmp_path_factory):
     """The demo's CSV lake, plus the same set ingested as fixed-width and as SAS datasets."""
     from conftest import DEMO_PATIENTS, DEMO_SEED
 
-    from cohortlake.cli import REFERENCE_DEFINITION, run_build
+    from cohortlake.pipeline import REFERENCE_DEFINITION, build as run_build
     from cohortlake.lake.delta import Lakehouse
     from cohortlake.progress import Progress
     from cohortlake.sources.ingest import ingest

@@ -114,8 +114,8 @@ def test_the_bundle_is_reproducible_and_the_package_runs_from_it(tmp_path):
 
 
 def test_the_bundle_zips_the_files_a_link_in_the_package_points_to(tmp_path, monkeypatch):
-    import cohortlake.job
-    from cohortlake.job import write_bundle
+    import cohortlake.bundle
+    from cohortlake.bundle import write_bundle
 
     package, shared = tmp_path / "cohortlake", tmp_path / "shared"
     (package / "__pycache__").mkdir(parents=True)
@@ -125,7 +125,7 @@ def test_the_bundle_zips_the_files_a_link_in_the_package_points_to(tmp_path, mon
     (shared / "a.yaml").write_text("a: 1\n")
     (shared / "nested" / "b.yaml").write_text("b: 1\n")
     (package / "codesets").symlink_to(shared, target_is_directory=True)
-    monkeypatch.setattr(cohortlake.job, "package_root", lambda: package)
+    monkeypatch.setattr(cohortlake.bundle, "package_root", lambda: package)
     path, count = write_bundle(tmp_path / "out" / "bundle.zip")
     assert zipfile.ZipFile(path).namelist() == ["cohortlake/__init__.py", "cohortlake/codesets/a.yaml",
                                                 "cohortlake/codesets/nested/b.yaml"]

@@ -527,7 +527,7 @@ def test_treatment_indicator_forms():
 # -- settings -------------------------------------------------------------------------------
 
 def test_reference_definition_settings_and_defaults():
-    from cohortlake.cli import REFERENCE_DEFINITION
+    from cohortlake.pipeline import REFERENCE_DEFINITION
     from cohortlake.matching import matching_settings
     from cohortlake.spec import load_definition
 

@@ -315,7 +315,7 @@ def test_corrupted_raw_stops_at_bronze_gate_and_keeps_earlier_versions(demo_run,
 
 
 def test_definition_expectation_gates_build_and_restores_previous_cohort(demo_run, spark, tmp_path):
-    from cohortlake.engine.build import build
+    from cohortlake.engine.store import build_and_store as build
 
     lake = Lakehouse(str(demo_run[0]), spark)
     text = Path(REFERENCE).read_text().replace("cohort: hcc_sorafenib_landmark", "cohort: hcc_gate_check")

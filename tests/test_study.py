@@ -15,7 +15,7 @@ import pytest
 
 from cohortlake.errors import UserError
 from cohortlake.lake.delta import Lakehouse
-from cohortlake.matching.landmark import match_cohort
+from cohortlake.matching.step import match_cohort
 from cohortlake.quality.run import QualityGateError
 from cohortlake.spec import load_definition
 from cohortlake.survival.study import analyze_study
@@ -177,6 +177,6 @@ def test_match_needs_a_built_cohort(spark, tmp_path, reference_definition):
 
 @pytest.fixture(scope="module")
 def reference_definition():
-    from cohortlake.cli import REFERENCE_DEFINITION
+    from cohortlake.pipeline import REFERENCE_DEFINITION
 
     return load_definition(REFERENCE_DEFINITION)

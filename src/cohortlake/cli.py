@@ -1,4 +1,8 @@
-"""The ``cohortlake`` command line.
+"""The ``cohortlake`` command line: the parser and one short handler per command.
+
+The work is done elsewhere: the pipeline's steps in :mod:`cohortlake.pipeline`, the
+``--py-files`` zip in :mod:`cohortlake.bundle`; every import is inside a handler, so
+``--help`` and ``check`` start no Spark.
 
 Exit codes scripts can rely on: 0 done, 1 a problem with the input or the environment
 (one message on stderr, no trace), 2 a usage error, 130 interrupted.
@@ -20,16 +24,6 @@ TIME_UNIT_DAYS = {"days": 1.0, "weeks": 7.0, "months": 365.25 / 12, "years": 365
 DEFAULT_STUDY_OUT = "./study"
 DEMO_PATIENTS = 50000
 LAYOUTS = ("seer-medicare", "desynpuf")
-
-
-def __getattr__(name: str):
-    # REFERENCE_DEFINITION: the reference study's definition, package data (cohortlake.resources),
-    # looked up when asked for, so importing the CLI from a --py-files zip copies nothing out.
-    if name == "REFERENCE_DEFINITION":
-        from cohortlake.resources import reference_definition
-
-        return str(reference_definition())
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _out_folder(value: str) -> str:
@@ -72,60 +66,18 @@ def cmd_synth(args, progress) -> int:
     return 0
 
 
-def print_ingest_report(report, progress) -> None:
-    progress.info(f"{'raw table':<26}{'rows in':>12}{'duplicates':>12}{'quarantined':>13}{'rows out':>12}"
-                  f"{'values set aside':>18}")
-    for c in report.raw:
-        progress.info(f"{c.raw_table:<26}{c.rows_in:>12,}{c.duplicates:>12,}{c.quarantined:>13,}{c.rows_out:>12,}"
-                      f"{c.values_set_aside:>18,}")
-    progress.info("(rows in = rows out + quarantined + duplicates; a value set aside is in quarantine, its row landed)")
-    progress.info(f"{'silver table':<26}{'rows':>12}")
-    for table, rows in report.silver.items():
-        progress.info(f"{table:<26}{rows:>12,}")
-
-
-def print_quality(report, progress) -> None:
-    """A gate's result: one line per suite, then every failed expectation, then the docs."""
-    progress.info(f"quality gate '{report.stage}': {'passed' if report.passed else 'FAILED'}"
-                  f" ({len(report.critical_failures)} critical, {len(report.warnings)} warning)")
-    for line in report.lines():
-        progress.info(f"  {line}")
-    progress.info(f"  Data Docs: {report.docs_index}")
-
-
-def write_quality_page(lake, progress, study=None) -> dict:
-    """The quality page of the lake (and the analyst and release ones beside a study's outputs);
-    prints the lake's page as ``Quality page: …``."""
-    from cohortlake.quality.page import write_quality_pages
-
-    with progress.step("quality page") as step:
-        pages = write_quality_pages(lake, study)
-        step["detail"] = ", ".join(str(path) for path in pages.values())
-    progress.info(f"Quality page: {pages['lake']}")
-    return pages
-
-
-def run_ingest(spark, lake, layout, raw, progress, mapping=None, validate: bool = True):
-    """Ingest raw files and print the counts and every gate; returns the IngestReport."""
-    from cohortlake.sources.ingest import ingest
-
-    report = ingest(spark, lake, layout, raw, mapping_path=mapping, progress=progress, validate=validate)
-    print_ingest_report(report, progress)
-    for gate in report.quality:
-        print_quality(gate, progress)
-    return report
-
-
 def cmd_ingest(args, progress) -> int:
-    spark = _spark(args)
-    lake = _lake(args, spark)
-    report = run_ingest(spark, lake, args.layout, args.raw, progress, args.mapping, validate=not args.no_validate)
+    from cohortlake import pipeline
+
+    lake = _lake(args, _spark(args))
+    report = pipeline.ingest(lake, args.layout, args.raw, progress, args.mapping, validate=not args.no_validate)
     progress.info(f"manifest: {report.manifest_path}")
-    write_quality_page(lake, progress)
+    pipeline.write_quality_page(lake, progress)
     return 0
 
 
 def cmd_validate(args, progress) -> int:
+    from cohortlake.pipeline import print_quality, write_quality_page
     from cohortlake.quality.gates import validate_lake
 
     spark = _spark(args)
@@ -163,142 +115,40 @@ def cmd_history(args, progress) -> int:
 
 
 def cmd_demo(args, progress) -> int:
-    from cohortlake.resources import reference_definition
-    from cohortlake.synth import generate
+    from cohortlake.pipeline import demo
 
-    spark = _spark(args)
-    lake = _lake(args, spark)
-    raw = Path(args.lake).resolve() / "_raw" / "seer-medicare"
-    with progress.step("synth seer-medicare") as step:
-        generate(spark, "seer-medicare", str(raw), args.patients, args.seed)
-        step["detail"] = f"{args.patients:,} synthetic patients → {raw}"
-    report = run_ingest(spark, lake, "seer-medicare", raw, progress)
-    progress.info("")
-    study = None if args.no_study else str(Path(args.out).resolve())
-    reference = str(reference_definition())
-    built = run_build(reference, lake, study, progress)
-    reports = {}
-    if study is not None:
-        from cohortlake.spec import load_definition
-
-        definition = load_definition(reference)
-        progress.info("")
-        run_match(definition, lake, study, progress)
-        progress.info("")
-        _, reports = run_analysis(definition, study, progress, horizon=90)
-    progress.info("")
-    progress.info("outputs:")
-    progress.info(f"  raw files (seer-medicare layout) and truth.json  {raw}")
-    progress.info(f"  lakehouse (Delta tables)                          {Path(args.lake).resolve()}")
-    progress.info(f"    bronze/<raw table>, quarantine/<raw table>, silver/<canonical table>")
-    progress.info(f"  ingest manifest                                   {report.manifest_path}")
-    progress.info(f"  reference cohort                                  {Path(built.manifest_path).parent}")
-    progress.info(f"  data-quality results (Delta) and Data Docs        {Path(args.lake).resolve() / '_quality'}")
-    if study is not None:
-        progress.info(f"  study outputs (matched dataset, results, plots)  {study}")
-        progress.info(f"  analyst view (every count; not for release)       {Path(study) / 'analyst'}")
-        progress.info(f"  release set (small-cell rule applied)             {Path(study) / 'release'}")
-    progress.info(f"Data Docs: {built.quality.docs_index}")
-    write_quality_page(lake, progress, study)
-    print_reports(reports, progress)
+    lake = _lake(args, _spark(args))
+    demo(lake, Path(args.lake).resolve(), progress, patients=args.patients, seed=args.seed,
+         study=None if args.no_study else str(Path(args.out).resolve()))
     return 0
-
-
-def run_build(definition_path, lake, out, progress, validate: bool = True):
-    """Build one definition and print its attrition; returns the BuildReport."""
-    from cohortlake.engine.build import build, render_attrition
-    from cohortlake.spec import load_definition
-
-    definition = load_definition(definition_path)
-    report = build(definition, lake, out=out, progress=progress, validate=validate)
-    for line in render_attrition(report.attrition):
-        progress.info(line)
-    if report.quality is not None:
-        print_quality(report.quality, progress)
-    progress.info(f"cohort tables: {lake.root}/cohorts/{definition.cohort}/ (cohort, attrition"
-                  f"{', events' if report.event_rows is not None else ''}); manifest {report.manifest_path}")
-    for path in report.exported:
-        progress.info(f"exported {path}")
-    return report
 
 
 def cmd_build(args, progress) -> int:
     from cohortlake.spec import load_definition
 
+    from cohortlake.pipeline import build
+
     load_definition(args.definition)  # a bad definition fails before Spark starts
-    spark = _spark(args)
-    lake = _lake(args, spark)
-    run_build(args.definition, lake, args.out, progress, validate=not args.no_validate)
+    build(args.definition, _lake(args, _spark(args)), args.out, progress, validate=not args.no_validate)
     return 0
 
 
-def run_match(definition, lake, out, progress, validate: bool = True):
-    """Match a built cohort into OUT and print what came of it; returns the MatchReport."""
-    from cohortlake.matching.landmark import match_cohort
-    from cohortlake.quality.run import QualityGateError
-
-    try:
-        report = match_cohort(definition, lake, out, progress=progress, validate=validate)
-    except QualityGateError as error:
-        print_quality(error.report, progress)
-        progress.info(f"balance diagnostics written to {out} (balance.csv, love_plot.png); nothing handed off")
-        raise
-    for line in report.psmatch.lines():
-        progress.info(line)
-    if report.quality is not None:
-        print_quality(report.quality, progress)
-    for name, path in report.files.items():
-        progress.info(f"wrote {path}")
-    return report
-
-
-def run_analysis(definition, out, progress, horizon: float, audiences=("analyst", "release")):
-    """Survival analysis of OUT's matched dataset, results.json, km.png and the report of each
-    audience in its own folder (OUT/analyst, OUT/release); the release set is checked for small
-    cells. Returns the results and {audience: report path}."""
-    from cohortlake.report import write_reports
-    from cohortlake.report.disclosure import check_release
-    from cohortlake.survival import render_summary
-    from cohortlake.survival.study import analyze_study
-
-    results = analyze_study(definition, out, horizon=horizon, progress=progress)
-    for line in render_summary(results["survival"]):
-        progress.info(line)
-    with progress.step("report") as step:
-        reports = write_reports(out, audiences)
-        step["detail"] = ", ".join(str(path.parent) for path in reports.values())
-    if "release" in reports:
-        leaks = check_release(reports["release"].parent)
-        progress.info(f"disclosure check of {reports['release'].parent}: "
-                      + ("no count of 1-10 can be derived" if not leaks else f"{len(leaks)} leak(s)"))
-        for leak in leaks:
-            progress.info(f"  {leak}")
-    return results, reports
-
-
-def print_reports(reports: dict, progress) -> None:
-    """The report paths, the release one last as ``Report: …``."""
-    if "analyst" in reports:
-        progress.info(f"Analyst report (cells under 11, not for release): {reports['analyst']}")
-    if "release" in reports:
-        progress.info(f"Report: {reports['release']}")
-
-
 def cmd_match(args, progress) -> int:
+    from cohortlake.pipeline import match
     from cohortlake.spec import load_definition
 
     definition = load_definition(args.definition)
-    spark = _spark(args)
-    run_match(definition, _lake(args, spark), args.out, progress, validate=not args.no_validate)
+    match(definition, _lake(args, _spark(args)), args.out, progress, validate=not args.no_validate)
     return 0
 
 
 def cmd_analyze(args, progress) -> int:
+    from cohortlake.pipeline import AUDIENCES, analyze, print_reports
     from cohortlake.spec import load_definition
 
     definition = load_definition(args.definition)
-    audiences = ("analyst", "release") if args.audience == "both" else (args.audience,)
-    _, reports = run_analysis(definition, args.out, progress, args.horizon, audiences)
+    audiences = AUDIENCES if args.audience == "both" else (args.audience,)
+    _, reports = analyze(definition, args.out, progress, args.horizon, audiences)
     print_reports(reports, progress)
     return 0
 
@@ -324,50 +174,19 @@ def cmd_disclosure_check(args, progress) -> int:
 
 def cmd_run(args, progress) -> int:
     """build → validate → match → analyze, every output in OUT and a manifest of the run."""
-    import json
-    import time
-
+    from cohortlake.pipeline import run_study
     from cohortlake.spec import load_definition
 
     if bool(args.raw) != bool(args.layout):
         raise UserError("--raw and --layout go together: the raw files to ingest first, and their layout")
     definition = load_definition(args.definition)
-    spark = _spark(args)
-    lake = _lake(args, spark)
-    started = time.monotonic()
-    steps = {}
-    manifests = {}
-    if args.raw:
-        mark = time.monotonic()
-        ingested = run_ingest(spark, lake, args.layout, args.raw, progress, args.mapping,
-                              validate=not args.no_validate)
-        steps["ingest"] = time.monotonic() - mark
-        manifests["ingest"] = ingested.manifest_path
-    mark = time.monotonic()
-    built = run_build(args.definition, lake, args.out, progress, validate=not args.no_validate)
-    steps["build"] = time.monotonic() - mark
-    mark = time.monotonic()
-    run_match(definition, lake, args.out, progress, validate=not args.no_validate)
-    steps["match"] = time.monotonic() - mark
-    mark = time.monotonic()
-    _, reports = run_analysis(definition, args.out, progress, args.horizon)
-    steps["analyze"] = time.monotonic() - mark
-    manifest = {"step": "run", "cohort": definition.cohort, "definition": definition.path,
-                "definition_sha256_with_includes": definition.sha256, "package_version": __version__,
-                "spark_version": spark.version, "spark_master": spark.sparkContext.master,
-                "backend": lake.backend, "lake": str(lake.root), "seconds": round(time.monotonic() - started, 1),
-                "step_seconds": {k: round(v, 1) for k, v in steps.items()},
-                "manifests": {**manifests, "build": built.manifest_path,
-                              "match": f"{lake.root}/matched/{definition.cohort}/manifest.json"},
-                "outputs": sorted(p.name for p in Path(args.out).iterdir() if p.is_file())}
-    (Path(args.out) / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    write_quality_page(lake, progress, args.out)
-    print_reports(reports, progress)
+    run_study(definition, _lake(args, _spark(args)), args.out, progress, horizon=args.horizon, raw=args.raw,
+              layout_name=args.layout, mapping=args.mapping, validate=not args.no_validate)
     return 0
 
 
 def cmd_bundle(args, progress) -> int:
-    from cohortlake.job import write_bundle
+    from cohortlake.bundle import write_bundle
 
     try:
         path, count = write_bundle(args.out)
@@ -429,17 +248,11 @@ def cmd_schema(args, progress) -> int:
 
 
 def cmd_assure(args, progress) -> int:
-    from cohortlake.engine.assure import default_tests_path, load_suite, run_suite
-    from cohortlake.spec import load_definition
+    from cohortlake.assure import load, run_suite
 
-    # Read and check both files before starting Spark: a typo fails in a second.
-    definition = load_definition(args.definition)
-    tests = args.tests or default_tests_path(args.definition)
-    if not Path(tests).is_file():
-        raise UserError(f"{tests}: no test patients for {args.definition} (write them there, or give --tests FILE)")
-    suite = load_suite(tests, definition, definition_path=args.definition)
+    suite = load(args.definition, args.tests)  # both files read and checked before Spark starts
     spark = _spark(args)
-    with progress.step(f"assure {definition.cohort}") as step:
+    with progress.step(f"assure {suite.definition.cohort}") as step:
         report = run_suite(spark, suite)
         step["detail"] = f"{len(report.results)} test patients, {len(report.failures)} failed"
     print(report.render())
@@ -499,6 +312,7 @@ def cmd_psmatch(args, progress) -> int:
     from pydantic import ValidationError
 
     from cohortlake.matching import MatchingSettings, read_persons, run_psmatch
+    from cohortlake.spec.matching import MATCHING_ONLY
 
     covariates = _column_list(args.covariates)
     if not covariates:
@@ -509,7 +323,7 @@ def cmd_psmatch(args, progress) -> int:
                "order": args.order, "seed": args.seed, "exact": tuple(_column_list(args.exact)),
                "smd_denominator": args.smd_denominator, "l2": args.l2}
     if args.method != "greedy_nearest_neighbor":  # matching options left at their defaults do not apply
-        defaults = {"caliper": 0.2, "ratio": 1, "replacement": False, "order": "nearest", "exact": ()}
+        defaults = {k: _matching_default(k) for k in MATCHING_ONLY}
         options = {k: v for k, v in options.items() if k not in defaults or v != defaults[k]}
     try:
         settings = MatchingSettings(method=args.method, ps_covariates=tuple(covariates), **options)
@@ -527,7 +341,21 @@ def cmd_psmatch(args, progress) -> int:
     return 0
 
 
+def _matching_default(name: str):
+    """psmatch's defaults are the matching settings' own (OHDSI CohortMethod's), as plain values."""
+    from cohortlake.spec.matching import MatchingSettings
+
+    default = MatchingSettings.model_fields[name].default
+    return getattr(default, "value", default)
+
+
+def _values(enum) -> tuple[str, ...]:
+    return tuple(member.value for member in enum)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from cohortlake.spec.matching import Method, Order, Scale, SmdDenominator
+
     parser = argparse.ArgumentParser(
         prog="cohortlake",
         description="Declarative cohorts over Medicare claims: raw files → Delta lakehouse → cohorts, "
@@ -537,10 +365,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quiet", action="store_true", help="print only errors")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    def spark_options(p):
-        p.add_argument("--master", help="Spark master URL (default: local[*], or the one spark-submit gives)")
+    # Options several commands share, each spelled once.
+    lake_option = argparse.ArgumentParser(add_help=False)
+    lake_option.add_argument("--lake", default=DEFAULT_LAKE, help=f"lakehouse root (default {DEFAULT_LAKE})")
+    spark_option = argparse.ArgumentParser(add_help=False)
+    spark_option.add_argument("--master", help="Spark master URL (default: local[*], or the one spark-submit gives)")
 
-    p = commands.add_parser("synth", help="write synthetic raw files in a layout",
+    p = commands.add_parser("synth", parents=[spark_option], help="write synthetic raw files in a layout",
                             description="Write synthetic raw claims files exactly in a raw layout, plus truth.json "
                                         "with the true parameters (treatment model, hazard ratio) and the counts of the "
                                         "injected dirt and of the timing anomalies real deliveries have (fills and "
@@ -555,10 +386,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("csv", "fixed-width"), default="csv",
                    help="csv (default), or fixed-width: gzipped fixed-record-length text plus a SAS layout "
                         "(INFILE/INPUT) per table, as NCI ships SEER-Medicare")
-    spark_options(p)
     p.set_defaults(handler=cmd_synth)
 
-    p = commands.add_parser("ingest", help="load raw files into the lakehouse (bronze, quarantine, silver)",
+    p = commands.add_parser("ingest", parents=[lake_option, spark_option],
+                            help="load raw files into the lakehouse (bronze, quarantine, silver)",
                             description="Load a folder of raw files of one layout into Delta tables: bronze/<raw table> "
                                         "as delivered, quarantine/<raw table> for rows that cannot be typed, and the "
                                         "canonical silver/ tables. Prints counts in/out/quarantined per table.")
@@ -566,46 +397,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--raw", required=True,
                    help="folder with the raw files: CSV (.csv, .csv.gz), Parquet, fixed-width text (.txt, .dat, "
                         "gzipped or not) with a SAS layout <table>*.sas beside it, or SAS datasets (.sas7bdat, .xpt)")
-    p.add_argument("--lake", default=DEFAULT_LAKE, help=f"lakehouse root (default {DEFAULT_LAKE})")
     p.add_argument("--mapping", help="a mapping YAML to use instead of the shipped one for the layout")
     p.add_argument("--no-validate", action="store_true",
                    help="skip the bronze and silver quality gates (not for production runs)")
-    spark_options(p)
     p.set_defaults(handler=cmd_ingest)
 
-    p = commands.add_parser("tables", help="list the lakehouse's Delta tables with version and rows")
-    p.add_argument("--lake", default=DEFAULT_LAKE)
-    spark_options(p)
+    p = commands.add_parser("tables", parents=[lake_option, spark_option],
+                            help="list the lakehouse's Delta tables with version and rows")
     p.set_defaults(handler=cmd_tables)
 
-    p = commands.add_parser("history", help="show the versions of one table")
+    p = commands.add_parser("history", parents=[lake_option, spark_option], help="show the versions of one table")
     p.add_argument("table", help="table name, e.g. silver/diagnosis")
-    p.add_argument("--lake", default=DEFAULT_LAKE)
-    spark_options(p)
     p.set_defaults(handler=cmd_history)
 
-    p = commands.add_parser("build", help="build a cohort from the lakehouse's canonical tables",
+    p = commands.add_parser("build", parents=[lake_option, spark_option],
+                            help="build a cohort from the lakehouse's canonical tables",
                             description="Apply a cohort definition to the silver tables of a lakehouse and write "
                                         "cohorts/<cohort>/cohort, attrition (and events for time-varying designs) as "
                                         "Delta tables plus manifest.json; print the attrition. --out also exports "
                                         "cohort.parquet and attrition.csv.")
     p.add_argument("definition", metavar="DEF.yaml")
-    p.add_argument("--lake", default=DEFAULT_LAKE, help=f"lakehouse root (default {DEFAULT_LAKE})")
     p.add_argument("--out", type=_out_folder, metavar="DIR", help="also export cohort.parquet and attrition.csv here")
     p.add_argument("--no-validate", action="store_true", help="skip the cohort quality gate")
-    spark_options(p)
     p.set_defaults(handler=cmd_build)
 
-    p = commands.add_parser("match", help="propensity-score match a built cohort: the landmark hand-off",
+    p = commands.add_parser("match", parents=[lake_option, spark_option],
+                            help="propensity-score match a built cohort: the landmark hand-off",
                             description="Fit the definition's propensity model on a built cohort, match (or weight) "
                                         "as its matching: section says, check balance (the 'matched' quality gate) "
                                         "and write matched.parquet, matched.csv, matched_events.parquet (time-varying "
                                         "designs), balance.csv, love_plot.png, matching.json and data_dictionary.md.")
     p.add_argument("definition", metavar="DEF.yaml")
-    p.add_argument("--lake", default=DEFAULT_LAKE, help=f"lakehouse root (default {DEFAULT_LAKE})")
     p.add_argument("--out", type=_out_folder, required=True, metavar="DIR", help="folder for the hand-off files")
     p.add_argument("--no-validate", action="store_true", help="skip the matched quality gate (balance)")
-    spark_options(p)
     p.set_defaults(handler=cmd_match)
 
     p = commands.add_parser("analyze", help="survival analysis and report of a matched cohort (no Spark)",
@@ -629,7 +453,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder", metavar="DIR", help="the release folder, or the study's OUT holding release/")
     p.set_defaults(handler=cmd_disclosure_check)
 
-    p = commands.add_parser("run", help="build, validate, match and analyze one definition",
+    p = commands.add_parser("run", parents=[lake_option, spark_option],
+                            help="build, validate, match and analyze one definition",
                             description="The whole study: build the cohort (with its quality gate), match "
                                         "(with the balance gate), analyze and write the report. OUT receives "
                                         "cohort.parquet, attrition.csv, matched.parquet, matched.csv, balance.csv, "
@@ -637,28 +462,25 @@ def build_parser() -> argparse.ArgumentParser:
                                         "plots, and the report's two sets: OUT/analyst (not for release) and "
                                         "OUT/release.")
     p.add_argument("definition", metavar="DEF.yaml")
-    p.add_argument("--lake", default=DEFAULT_LAKE, help=f"lakehouse root (default {DEFAULT_LAKE})")
     p.add_argument("--out", type=_out_folder, required=True, metavar="DIR")
     p.add_argument("--horizon", type=float, default=90, metavar="DAYS", help="risk horizon in days (default 90)")
     p.add_argument("--raw", metavar="DIR", help="ingest these raw files first (with --layout)")
     p.add_argument("--layout", choices=LAYOUTS, help="the raw files' layout (with --raw)")
     p.add_argument("--mapping", help="a mapping YAML to use instead of the shipped one for the layout")
     p.add_argument("--no-validate", action="store_true", help="skip the quality gates (not for production runs)")
-    spark_options(p)
     p.set_defaults(handler=cmd_run)
 
-    p = commands.add_parser("validate", help="validate the lakehouse's tables with the expectation suites",
+    p = commands.add_parser("validate", parents=[lake_option, spark_option],
+                            help="validate the lakehouse's tables with the expectation suites",
                             description="Run the Great Expectations suites of expectations/ against what the "
                                         "lakehouse holds: bronze (the ingested layout), silver, and every built "
                                         "cohort. Results go to _quality/results (Delta, with the table version "
                                         "validated); Data Docs to _quality/docs/index.html. Exit 1 when a "
                                         "critical expectation fails; warnings are reported.")
-    p.add_argument("--lake", default=DEFAULT_LAKE, help=f"lakehouse root (default {DEFAULT_LAKE})")
     p.add_argument("--suite", action="append", metavar="NAME",
                    help="only this suite (repeatable), e.g. silver.enrollment or cohorts.<cohort>.cohort")
     p.add_argument("--counts", action="store_true",
                    help="record counts for every expectation, not only the failing ones (slower)")
-    spark_options(p)
     p.set_defaults(handler=cmd_validate)
 
     p = commands.add_parser("bundle", help="zip the package for spark-submit --py-files",
@@ -712,28 +534,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", default=".", metavar="DIR", help="folder to write into (default: the current one)")
     p.set_defaults(handler=cmd_init)
 
-    p = commands.add_parser("assure", help="run a definition's test patients and compare with their expected results",
+    p = commands.add_parser("assure", parents=[spark_option],
+                            help="run a definition's test patients and compare with their expected results",
                             description="Build the cohort over the test patients of a definition (default: "
                                         "tests/<definition file name> beside it) and print one line per patient: "
                                         "PASS or FAIL, its id and description, and for a failure the expected and "
                                         "actual values. Exit 0 when all pass, 1 when any fails or a file has a problem.")
     p.add_argument("definition", metavar="DEF.yaml")
     p.add_argument("--tests", metavar="FILE", help="the test-patient file (default: tests/<DEF file name> beside DEF)")
-    spark_options(p)
     p.set_defaults(handler=cmd_assure)
 
-    p = commands.add_parser("demo", help="run the pipeline end to end on synthetic data",
+    p = commands.add_parser("demo", parents=[lake_option, spark_option],
+                            help="run the pipeline end to end on synthetic data",
                             description="Generate synthetic SEER-Medicare files, ingest them into a local lakehouse, "
                                         "build the reference cohort (cohort_defs/hcc_sorafenib_landmark.yaml), "
                                         "match it, analyse survival, write the study report and print where each "
                                         "output is. The default size gives a cohort large enough for the balance "
                                         "gate (about 1,700 persons, 470 treated); small sets stop at matching.")
-    p.add_argument("--lake", default=DEFAULT_LAKE, help=f"lakehouse root (default {DEFAULT_LAKE})")
     p.add_argument("--out", default=DEFAULT_STUDY_OUT, help=f"study outputs and report (default {DEFAULT_STUDY_OUT})")
     p.add_argument("--patients", type=int, default=DEMO_PATIENTS, help=f"synthetic persons (default {DEMO_PATIENTS:,})")
     p.add_argument("--no-study", action="store_true", help="stop after building the cohort (no matching or report)")
     p.add_argument("--seed", type=int, default=42)
-    spark_options(p)
     p.set_defaults(handler=cmd_demo)
 
     p = commands.add_parser("survival", help="survival analysis of an analysis-ready CSV/Parquet file (no Spark)",
@@ -776,22 +597,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--treated", metavar="VALUE", help="which value of a text treatment column is the treated arm")
     p.add_argument("--covariates", required=True, metavar="A,B,C",
                    help="propensity-model covariates; text columns become one indicator per level")
-    p.add_argument("--method", choices=("greedy_nearest_neighbor", "iptw", "overlap_weights"),
-                   default="greedy_nearest_neighbor", help="match (default) or weight")
-    p.add_argument("--scale", choices=("logit", "probability"), default="logit",
+    p.add_argument("--method", choices=_values(Method), default=_matching_default("method"),
+                   help="match (default) or weight")
+    p.add_argument("--scale", choices=_values(Scale), default=_matching_default("scale"),
                    help="match on logit(ps) (default) or ps")
-    p.add_argument("--caliper", type=_caliper, default=0.2, metavar="SD|none",
-                   help="largest distance, in SDs of the matching scale over all persons (default 0.2; inclusive)")
-    p.add_argument("--ratio", type=_ratio, default=1, metavar="K", help="up to K controls per treated person (default 1)")
+    p.add_argument("--caliper", type=_caliper, default=_matching_default("caliper"), metavar="SD|none",
+                   help="largest distance, in SDs of the matching scale over all persons "
+                        f"(default {_matching_default('caliper')}; inclusive)")
+    p.add_argument("--ratio", type=_ratio, default=_matching_default("ratio"), metavar="K",
+                   help=f"up to K controls per treated person (default {_matching_default('ratio')})")
     p.add_argument("--replace", action="store_true", help="match with replacement")
-    p.add_argument("--order", choices=("nearest", "largest", "smallest", "random", "data"), default="nearest",
+    p.add_argument("--order", choices=_values(Order), default=_matching_default("order"),
                    help="who picks first: globally nearest pair (default, CohortMethod), largest/smallest PS, "
                         "random (needs --seed), data order")
     p.add_argument("--seed", type=int, metavar="S", help="seed of --order random")
     p.add_argument("--exact", metavar="A,B", help="match only within equal values of these columns")
-    p.add_argument("--smd-denominator", choices=("pooled", "treated"), default="pooled",
+    p.add_argument("--smd-denominator", choices=_values(SmdDenominator), default=_matching_default("smd_denominator"),
                    help="SD dividing mean differences, from before matching (default pooled)")
-    p.add_argument("--l2", type=float, default=0.0, metavar="LAMBDA", help="L2 penalty of the PS model (default 0)")
+    p.add_argument("--l2", type=float, default=_matching_default("l2"), metavar="LAMBDA",
+                   help=f"L2 penalty of the PS model (default {_matching_default('l2'):g})")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the outputs")
     p.set_defaults(handler=cmd_psmatch)
     _add_examples(parser)
@@ -853,6 +677,8 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         report = getattr(error, "report", None)
         if report is not None:  # a quality gate: its table first, then the one-line reason
+            from cohortlake.pipeline import print_quality
+
             print_quality(report, progress)
         print(f"cohortlake {args.command}: error: {error}", file=sys.stderr)
         return error.exit_code

@@ -1,6 +1,7 @@
-"""`cohortlake build`: silver tables in, cohort tables out, with a manifest.
+"""The build step: silver tables in, the cohort's tables stored in the lake, with a manifest.
 
-Writes under ``cohorts/<cohort>/`` in the lakehouse: ``cohort`` (one row per included
+:func:`build_and_store` reads the canonical tables, has :func:`cohortlake.engine.build_cohort`
+compile the definition to Spark plans, and stores what they compute, gated. Writes under ``cohorts/<cohort>/`` in the lakehouse: ``cohort`` (one row per included
 episode), ``attrition`` and, for designs with time-varying covariates, ``events``; the
 run's ``manifest.json`` sits beside them. ``out`` also gets ``cohort.parquet`` and
 ``attrition.csv`` (the cohort is person-level, so it is written from the driver).
@@ -13,9 +14,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cohortlake.engine.compile import BuildResult, build_cohort
+from cohortlake.engine.cohort import BuildResult, build_cohort
 from cohortlake.engine.plan import table_scans
 from cohortlake.errors import UserError
+from cohortlake.lake import layout
 from cohortlake.lake.manifest import RunManifest
 from cohortlake.sources.canonical import SILVER_TABLES, silver_name
 from cohortlake.spec.model import Definition
@@ -25,11 +27,7 @@ ATTRITION_COLUMNS = ("step", "name", "persons_remaining", "persons_excluded")
 
 def cohort_table(definition: Definition, part: str) -> str:
     """Lakehouse name of one of a cohort's tables (cohort, attrition, events)."""
-    return f"cohorts/{definition.cohort}/{part}"
-
-
-def manifest_path(lake, definition: Definition) -> str:
-    return os.path.join(lake.root, "cohorts", definition.cohort, "manifest.json")
+    return layout.cohort_table(definition.cohort, part)
 
 
 @dataclass
@@ -65,9 +63,9 @@ def attrition_frame(spark, attrition):
     return spark.createDataFrame([tuple(row) for row in attrition], schema)
 
 
-def build(definition: Definition, lake, out: str | None = None, progress=None, validate: bool = True,
-          runner=None) -> BuildReport:
-    """Build one definition against a lakehouse's silver tables and write its tables.
+def build_and_store(definition: Definition, lake, out: str | None = None, progress=None, validate: bool = True,
+                    runner=None) -> BuildReport:
+    """Build one definition against a lakehouse's silver tables and store its tables.
 
     With ``validate`` the cohort suites (and the definition's own expectations) gate the
     result: on a critical failure the cohort's tables go back to their previous versions
@@ -82,47 +80,43 @@ def build(definition: Definition, lake, out: str | None = None, progress=None, v
     manifest.extra["definition_sha256_with_includes"] = definition.sha256
     with manifest.phase("read"):
         frames = read_silver(lake)
-    parts = ("attrition", "cohort", "events")
-    before = {part: lake.version(cohort_table(definition, part)) for part in parts} if validate else {}
-    result: BuildResult | None = None
-    try:
-        with progress.step(f"build {definition.cohort}") as step, manifest.phase("build"):
-            result = build_cohort(definition, frames)
-            manifest.extra["table_scans"] = dict(sorted(table_scans(result.cohort, lake.root).items()))
-            lake.write(cohort_table(definition, "attrition"), attrition_frame(lake.spark, result.attrition))
-            lake.write(cohort_table(definition, "cohort"), result.cohort)
-            event_rows = None
-            if result.events is not None:
-                lake.write(cohort_table(definition, "events"), result.events)
-                event_rows = lake.row_count(cohort_table(definition, "events"))
-            arms = {row["arm"]: row["n"] for row in result.cohort.groupBy("arm").count().withColumnRenamed("count", "n").collect()}
-            cohort_rows = sum(arms.values())
-            step["detail"] = f"{cohort_rows:,} in the cohort ({', '.join(f'{a} {n:,}' for a, n in sorted(arms.items()))})"
-        manifest.extra["quality"] = gates.cohort_quality(definition)
-        gate = None
-        if validate:
-            with manifest.phase("validate"):
-                gate = gates.gate_cohort(lake, definition, progress, runner, raise_on_critical=False)
-            manifest.extra["quality_gate"] = {"passed": gate.passed, "run_id": gate.run_id, "docs": gate.docs_index}
-        exported = []
-        if out and (gate is None or gate.passed):
-            with manifest.phase("export"):
-                exported = export(lake, definition, result, out)
-    finally:
-        if result is not None:
-            result.release()
-    for step_number, name, remaining, excluded in result.attrition:
-        manifest.record_rows(f"attrition/{step_number}", remaining)
-    manifest.extra["attrition"] = [dict(zip(ATTRITION_COLUMNS, row)) for row in result.attrition]
-    manifest.extra["arms"] = arms
-    manifest.finish(lake)
-    path = manifest.write(manifest_path(lake, definition))
-    if gate is not None and not gate.passed:
-        for part, version in before.items():
-            if version is not None:
-                lake.restore(cohort_table(definition, part), version)
-        gate.raise_for_critical()
-    return BuildReport(result.attrition, cohort_rows, arms, event_rows, path, exported, gate)
+    tables = [cohort_table(definition, part) for part in layout.COHORT_PARTS]
+    with gates.gated(lake, tables, enabled=validate) as gate:
+        result: BuildResult | None = None
+        try:
+            with progress.step(f"build {definition.cohort}") as step, manifest.phase("build"):
+                result = build_cohort(definition, frames)
+                manifest.extra["table_scans"] = dict(sorted(table_scans(result.cohort, lake.root).items()))
+                lake.write(cohort_table(definition, "attrition"), attrition_frame(lake.spark, result.attrition))
+                lake.write(cohort_table(definition, "cohort"), result.cohort)
+                event_rows = None
+                if result.events is not None:
+                    lake.write(cohort_table(definition, "events"), result.events)
+                    event_rows = lake.row_count(cohort_table(definition, "events"))
+                arms = {row["arm"]: row["n"]
+                        for row in result.cohort.groupBy("arm").count().withColumnRenamed("count", "n").collect()}
+                cohort_rows = sum(arms.values())
+                step["detail"] = f"{cohort_rows:,} in the cohort ({', '.join(f'{a} {n:,}' for a, n in sorted(arms.items()))})"
+            manifest.extra["quality"] = gates.cohort_quality(definition)
+            if validate:
+                with manifest.phase("validate"):
+                    gate.run(gates.gate_cohort, lake, definition, progress, runner)
+                manifest.extra["quality_gate"] = {"passed": gate.report.passed, "run_id": gate.report.run_id,
+                                                  "docs": gate.report.docs_index}
+            exported = []
+            if out and not gate.failed:
+                with manifest.phase("export"):
+                    exported = export(lake, definition, result, out)
+        finally:
+            if result is not None:
+                result.release()
+        for step_number, name, remaining, excluded in result.attrition:
+            manifest.record_rows(f"attrition/{step_number}", remaining)
+        manifest.extra["attrition"] = [dict(zip(ATTRITION_COLUMNS, row)) for row in result.attrition]
+        manifest.extra["arms"] = arms
+        manifest.finish(lake)
+        path = manifest.write(layout.build_manifest(lake.root, definition.cohort))
+    return BuildReport(result.attrition, cohort_rows, arms, event_rows, path, exported, gate.report)
 
 
 def export(lake, definition: Definition, result: BuildResult, out: str) -> list[str]:
