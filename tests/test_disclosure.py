@@ -19,7 +19,7 @@ from test_report import ATTRITION, COVARIATES, Page, synthetic_cohort, table1_ro
 
 from cohortlake.cli import main
 from cohortlake.report import check_release, formats, write_reports
-from cohortlake.report.cells import HIDDEN, SMALL, percent_text
+from cohortlake.cells import HIDDEN, SMALL, percent_text
 from cohortlake.report.disclosure import Reader, smd_relation
 from cohortlake.report.html import NOT_FOR_RELEASE
 

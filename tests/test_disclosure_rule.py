@@ -79,7 +79,7 @@ def test_cells_apply_the_rule_only_to_the_release_audience():
 
 def test_every_former_copy_uses_the_rule_module():
     from cohortlake.quality import page
-    from cohortlake.report import cells as report_cells
+    from cohortlake import cells as report_cells
     from cohortlake.report import disclosure, html
     from cohortlake.survival import plot
 

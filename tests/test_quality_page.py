@@ -79,7 +79,7 @@ def _drop_half_of_year(path, year: str) -> int:
 def test_second_delivery_missing_half_a_year_of_carrier_claims_is_flagged(spark, tmp_path):
     from cohortlake.quality.compare import compare_deliveries, load_thresholds
     from cohortlake.quality.page import ANALYST, _comparison_section
-    from cohortlake.report.cells import Cells
+    from cohortlake.cells import Cells
     from cohortlake.sources.ingest import ingest
     from cohortlake.synth import generate
 

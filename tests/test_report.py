@@ -23,7 +23,7 @@ from scipy.optimize import linprog
 from cohortlake.errors import MissingInputError
 from cohortlake.matching import balance_table, equipoise, fit_ps, love_plot, match_ps
 from cohortlake.report import PUBLISHED, build_table1, write_report
-from cohortlake.report.cells import (
+from cohortlake.cells import (
     HIDDEN, SMALL, Cells, Group, Status, count_percent_text, grid_groups, small_cell, suppress, suppress_grid,
 )
 from cohortlake.survival import analyze_survival

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from cohortlake.cells import Cells
 from cohortlake.errors import UserError
-from cohortlake.report.cells import Cells
 
 COLUMNS = ("step", "name", "persons_remaining", "persons_excluded")
 

@@ -4,7 +4,7 @@ JavaScript, nothing fetched) written into the run's output folder.
 Two audiences (:data:`AUDIENCES`). The *analyst* view, for inside the secure
 environment, prints every count, and its page, its plots and its tables say on each
 that they hold cells under 11 and are not for release. The *release* set applies the
-small-cell rule (:mod:`cohortlake.report.cells`) to every count, in the tables and in the
+small-cell rule (:mod:`cohortlake.cells`) to every count, in the tables and in the
 plots alike. :func:`write_reports` writes each into its own folder (``OUT/analyst``,
 ``OUT/release``): ``report.html``, ``km.png``, ``love_plot.png``, the tables the page
 shows as CSV and ``study.json``, from which :func:`cohortlake.report.disclosure.check_release`
@@ -12,7 +12,7 @@ proves that the release set shows no small count.
 
 Inputs, all in OUT: ``results.json`` and ``cohort.parquet`` (required); ``attrition.csv``,
 ``matched.parquet``, ``balance.csv``, ``love_plot.png`` and ``km.png`` (a section says so
-when one is absent). Every count printed goes through one :class:`~cohortlake.report.cells.Cells`,
+when one is absent). Every count printed goes through one :class:`~cohortlake.cells.Cells`,
 so the small-cell rule holds across tables: the arms add up to the cohort's last
 attrition step, and each arm's matched and unmatched persons to its size.
 """
@@ -39,6 +39,7 @@ from cohortlake.report.attrition import AttritionStep, flow_rows, read_attrition
 from cohortlake.report.estimates import SurvivalFigures
 from cohortlake.report.reference import CITATION, ReferenceTable
 from cohortlake.report.table1 import NOT_SHOWN, Table1, arm_n_key, build_table1
+from cohortlake.survival.results import MatchingSummary, StudyResults
 
 REPORT_FILE = "report.html"
 STUDY_FILE = "study.json"
@@ -55,7 +56,7 @@ def _environment() -> Environment:
                        autoescape=select_autoescape(["html", "j2"]), undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
 
 
-def _read_results(out: Path) -> dict:
+def _read_results(out: Path) -> StudyResults:
     path = out / "results.json"
     if not path.is_file():
         raise MissingInputError(f"{path}: no such file (the analysis step writes it)")
@@ -68,7 +69,7 @@ def _read_results(out: Path) -> dict:
         raise UserError(f"{path}: 'treatment' must give the treated 'arm' and the 'control' arm")
     if not isinstance(results.get("covariates"), list):
         raise UserError(f"{path}: 'covariates' must list the propensity-score covariates")
-    return results
+    return StudyResults.from_json(results)
 
 
 def _read_parquet(path: Path, required: bool) -> pd.DataFrame | None:
@@ -96,8 +97,8 @@ def _finite(value) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _balance_section(out: Path, table1: Table1, matching: dict, cells: Cells) -> dict:
-    threshold = float(matching.get("smd_threshold") or 0.1)
+def _balance_section(out: Path, table1: Table1, matching: MatchingSummary, cells: Cells) -> dict:
+    threshold = float(matching.smd_threshold or 0.1)
     path = out / "balance.csv"
     balance = pd.read_csv(path) if path.is_file() else table1.balance
     after = balance["smd_after"].abs()
@@ -120,10 +121,10 @@ def _balance_section(out: Path, table1: Table1, matching: dict, cells: Cells) ->
             "smd_after": _smd_text(row.smd_after, shown.smd_after, display.text("matched", shown.smd_after)),
             "vr_before": formats.smd(row.var_ratio_before), "vr_after": formats.smd(row.var_ratio_after),
             "over_before": _over(shown.smd_before, threshold), "over_after": _over(shown.smd_after, threshold)})
-    passed = matching.get("balance_passed")
+    passed = matching.balance_passed
     if passed is None:
         passed = computed_max is not None and not imbalanced
-    largest = _finite(matching.get("max_abs_smd_after"))
+    largest = _finite(matching.max_abs_smd_after)
     largest = largest if largest is not None else computed_max
     shown_after = masked["smd_after"].abs()
     if largest is not None and not (shown_after.notna().any() and abs(shown_after.max() - largest) < 1e-9):
@@ -169,48 +170,49 @@ def _draw_love_plot(out: Path, balance: dict, notice: str | None, path: Path) ->
     return love_plot(balance["table"], path, threshold=float(balance["threshold"]), notice=notice)
 
 
-def _draw_km(out: Path, results: dict, survival: SurvivalFigures, notice: str | None, path: Path) -> Path | None:
+def _draw_km(out: Path, results: StudyResults, survival: SurvivalFigures, notice: str | None,
+             path: Path) -> Path | None:
     """The KM plot drawn again from matched.parquet, every count as this report prints it; None
     when the run wrote no KM plot or the plot cannot be drawn again (no matched data)."""
-    inputs = (results.get("survival") or {}).get("input") or {}
+    inputs = results.survival.input if results.survival is not None else None
     data_path = out / "matched.parquet"
     if not (out / "km.png").is_file() or not survival.available or not data_path.is_file():
         return None
     data = pd.read_parquet(data_path)
-    time, event, group, weights = (inputs.get(k) for k in ("time", "event", "group", "weights"))
+    time, event, group, weights = ((inputs.time, inputs.event, inputs.group, inputs.weights) if inputs is not None
+                                   else (None, None, None, None))
     if not time or not event or any(c and c not in data.columns for c in (time, event, group, weights)):
         return None
     from cohortlake.survival.plot import plot_km
 
     if group:
         data = data[data[group].astype(str).isin(survival.groups)]
-    times = [entry["time"] for entry in next(iter(survival.groups.values())).get("at_risk", [])] or None
     return plot_km(data, time, event, path, group=group, weights=weights,
-                   reference_group=(results.get("survival") or {}).get("reference_group"), at_risk_times=times,
+                   reference_group=results.survival.reference_group, at_risk_times=survival.at_risk_times() or None,
                    time_label="Days since the landmark", count_text=survival.count_text, notice=notice,
-                   title=f"{results.get('cohort') or 'study'}: survival from the landmark")
+                   title=f"{results.cohort or 'study'}: survival from the landmark")
 
 
-def _matching_lines(matching: dict, table1: Table1, cells: Cells) -> list[str]:
+def _matching_lines(matching: MatchingSummary, table1: Table1, cells: Cells) -> list[str]:
     lines = []
-    if matching.get("method"):
-        caliper = matching.get("caliper")
-        parts = [f"method {matching['method']}"]
-        if matching.get("ps_method"):
-            parts.append(f"propensity model {matching['ps_method']}")
-        if matching.get("ratio") is not None:
-            parts.append(f"1:{matching['ratio']} {'with' if matching.get('replacement') else 'without'} replacement")
+    if matching.method:
+        caliper = matching.caliper
+        parts = [f"method {matching.method}"]
+        if matching.ps_method:
+            parts.append(f"propensity model {matching.ps_method}")
+        if matching.ratio is not None:
+            parts.append(f"1:{matching.ratio} {'with' if matching.replacement else 'without'} replacement")
         if caliper is not None:
             parts.append(f"caliper {formats.number(_finite(caliper), 4).rstrip('0').rstrip('.')} "
-                         f"on the {matching.get('scale', 'logit')} scale")
-        elif "caliper" in matching:
+                         f"on the {matching.scale or 'logit'} scale")
+        else:
             parts.append("no caliper")
-        if matching.get("order"):
-            parts.append(f"order {matching['order']}")
+        if matching.order:
+            parts.append(f"order {matching.order}")
         lines.append("; ".join(parts) + ".")
-    if matching.get("equipoise") is not None:
+    if matching.equipoise is not None:
         lines.append(f"Equipoise (share of persons with preference score in [0.3, 0.7]): "
-                     f"{formats.percent(_finite(matching['equipoise']))}.")
+                     f"{formats.percent(_finite(matching.equipoise))}.")
     if table1.matched:
         treated, control = table1.arms
         lines.append(f"{treated}: {cells.text(arm_n_key('cohort', treated))} persons, "
@@ -228,7 +230,7 @@ def _flag_smd(rows: list[dict], threshold: float) -> list[dict]:
     return rows
 
 
-def _register_links(cells: Cells, table1: Table1, steps: list[AttritionStep], matching: dict) -> None:
+def _register_links(cells: Cells, table1: Table1, steps: list[AttritionStep], matching: MatchingSummary) -> None:
     """Sums that run across tables: arms → the last attrition step; matched + unmatched → each arm;
     and 1:1 matching without replacement pairs persons, so one arm's matched N gives the other's."""
     treated, control = table1.arms
@@ -240,8 +242,8 @@ def _register_links(cells: Cells, table1: Table1, steps: list[AttritionStep], ma
             unmatched = cells.add(("unmatched", arm), table1.n[("cohort", arm)] - table1.n[("matched", arm)],
                                   published=False)
             cells.group([arm_n_key("matched", arm), unmatched], arm_n_key("cohort", arm))
-        paired = matching.get("ratio") == 1 and not matching.get("replacement") \
-            and matching.get("method", "greedy_nearest_neighbor") == "greedy_nearest_neighbor"
+        paired = matching.ratio == 1 and not matching.replacement \
+            and matching.method in (None, "greedy_nearest_neighbor")
         if paired and table1.n[("matched", treated)] == table1.n[("matched", control)]:
             cells.group([arm_n_key("matched", treated)], arm_n_key("matched", control))
 
@@ -257,12 +259,11 @@ def build_context(out_dir: str | Path, generated: dt.date | str | None = None, a
     if not out.is_dir():
         raise MissingInputError(f"{out}: no such folder")
     results = _read_results(out)
-    treatment = results["treatment"]
-    matching = results.get("matching") or {}
+    treatment, matching = results.treatment, results.matching
     cohort = _read_parquet(out / "cohort.parquet", required=True)
     matched = _read_parquet(out / "matched.parquet", required=False)
-    table1 = build_table1(cohort, matched, results["covariates"], (treatment["arm"], treatment["control"]),
-                          denominator=matching.get("smd_denominator") or "pooled")
+    table1 = build_table1(cohort, matched, results.covariates, (treatment.arm, treatment.control),
+                          denominator=matching.smd_denominator or "pooled")
     steps = read_attrition(out / "attrition.csv") if (out / "attrition.csv").is_file() else []
 
     cells = Cells(rule=audience == RELEASE)
@@ -270,18 +271,18 @@ def build_context(out_dir: str | Path, generated: dt.date | str | None = None, a
     table1.register(cells)
     _register_links(cells, table1, steps, matching)
     matched_n = {arm: table1.n[("matched", arm)] for arm in table1.arms} if table1.matched else None
-    survival = SurvivalFigures(results.get("survival"), treatment, cells, matched_n)
+    survival = SurvivalFigures(results.survival, treatment, cells, matched_n)
     reference = (ReferenceTable(results, cells, survival, {s.remaining: s.remaining_key for s in steps})
-                 if results.get("reference_study") else None)
+                 if results.reference_study else None)
 
     notice = NOT_FOR_RELEASE if audience == ANALYST else None
-    threshold = float(matching.get("smd_threshold") or 0.1)
+    threshold = float(matching.smd_threshold or 0.1)
     arms = list(table1.arms)
     arm_boxes = [{"label": arm, "n": cells.text(arm_n_key("cohort", arm)),
                   "matched": cells.text(arm_n_key("matched", arm)) if table1.matched else None} for arm in arms]
     if isinstance(generated, dt.date):
         generated = generated.isoformat()
-    horizon = (survival.horizon if survival.horizon is not None else results.get("horizon_days"))
+    horizon = (survival.horizon if survival.horizon is not None else results.horizon_days)
     sections = [("attrition", "Cohort attrition"), ("table1", "Table 1: baseline characteristics"),
                 ("balance", "Covariate balance"), ("km", "Kaplan-Meier curves"),
                 ("effects", "Effect estimates")]
@@ -308,11 +309,11 @@ def build_context(out_dir: str | Path, generated: dt.date | str | None = None, a
             km["withheld"] = km["file"]
     table1_rows = _flag_smd(table1.text_rows(cells, table1.smd_display(cells)), threshold)
     return {
-        "title": results.get("title") or results.get("cohort") or "Study report",
-        "cohort": results.get("cohort") or "",
+        "title": results.title or results.cohort or "Study report",
+        "cohort": results.cohort or "",
         "generated": generated or dt.date.today().isoformat(),
         "audience": audience, "notice": notice, "release_note": RELEASE_NOTE,
-        "treated": treatment["arm"], "control": treatment["control"],
+        "treated": treatment.arm, "control": treatment.control,
         "sections": sections,
         "attrition": {"steps": flow_rows(steps, cells), "arms": arm_boxes, "available": bool(steps)},
         "table1": {"arms": arms, "rows": table1_rows, "matched": table1.matched,
@@ -325,16 +326,16 @@ def build_context(out_dir: str | Path, generated: dt.date | str | None = None, a
                     "notes": survival.notes(),
                     "horizon": formats.weighted_count(horizon) if horizon is not None else None},
         "reference": None if reference is None else {"rows": reference.rows(), "citation": CITATION,
-                                                     "notes": list((results.get("descriptive") or {}).get("notes") or [])},
+                                                     "notes": list(results.descriptive.notes if results.descriptive
+                                                                   else [])},
         "rule": RULE, "small": SMALL, "hidden": HIDDEN,
         "study": {"audience": audience, "notice": notice or RELEASE_NOTE,
-                  "title": results.get("title") or "", "cohort": results.get("cohort") or "",
-                  "treated": treatment["arm"], "control": treatment["control"],
-                  "matching": {key: matching.get(key) for key in ("method", "ratio", "replacement")},
+                  "title": results.title or "", "cohort": results.cohort or "",
+                  "treated": treatment.arm, "control": treatment.control,
+                  "matching": {"method": matching.method, "ratio": matching.ratio, "replacement": matching.replacement},
                   "smd_denominator": table1.denominator, "matched": table1.matched, "weighted": table1.weighted,
                   "horizon_days": horizon,
-                  "at_risk_days": [entry["time"] for entry in
-                                   next(iter(survival.groups.values()), {}).get("at_risk", [])]},
+                  "at_risk_days": survival.at_risk_times()},
     }
 
 

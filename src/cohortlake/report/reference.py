@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cohortlake.cells import SMALLEST_SHOWN, Cells, Status
 from cohortlake.report import formats
-from cohortlake.report.cells import Cells, Status
-from cohortlake.report.estimates import SurvivalFigures, lookup
+from cohortlake.report.estimates import SurvivalFigures
 from cohortlake.report.table1 import arm_n_key
+from cohortlake.survival.results import Descriptive, StudyResults
 
 CITATION = ("Sanoff HK, Chang Y, Lund JL, O'Neil BH, Dusetzina SB. Sorafenib Effectiveness in Advanced "
             "Hepatocellular Carcinoma. The Oncologist 2016;21(9):1113-20 (SEER-Medicare, diagnoses 2008-2011).")
@@ -48,30 +49,30 @@ def _unavailable(reason: str) -> tuple[str, bool]:
 
 
 def _suppressed_reason(status: Status) -> str:
-    return "fewer than 11 persons" if status is Status.small else "hidden so that a small cell cannot be derived"
+    return f"fewer than {SMALLEST_SHOWN} persons" if status is Status.small else "hidden so that a small cell cannot be derived"
 
 
 class ReferenceTable:
     """Registers the table's counts in ``cells`` on creation; :meth:`rows` reads them after suppression."""
 
-    def __init__(self, results: dict, cells: Cells, survival: SurvivalFigures,
+    def __init__(self, results: StudyResults, cells: Cells, survival: SurvivalFigures,
                  cohort_keys: dict[int, tuple] | None = None):
         self.results = results
         self.cells = cells
         self.survival = survival
-        self.treatment = results["treatment"]
-        self.descriptive = results.get("descriptive") or {}
-        self.matching = results.get("matching") or {}
+        self.treatment = results.treatment
+        self.descriptive = results.descriptive or Descriptive()
+        self.matching = results.matching
         self.n_key = self.treated_key = None
-        n = self.descriptive.get("n")
+        n = self.descriptive.n
         if n is not None:
             # the described population is often one of the attrition steps: then it is that cell
             self.n_key = cells.add((cohort_keys or {}).get(int(n), N_KEY), n)
-            share = self.descriptive.get("treated_share")
+            share = self.descriptive.treated_share
             if share is not None:
                 treated = int(round(share * n))
-                arm_key = arm_n_key("cohort", self.treatment["arm"])
-                control_key = arm_n_key("cohort", self.treatment["control"])
+                arm_key = arm_n_key("cohort", self.treatment.arm)
+                control_key = arm_n_key("cohort", self.treatment.control)
                 if arm_key in cells and control_key in cells and cells.counts[arm_key] == treated \
                         and cells.counts[arm_key] + cells.counts[control_key] == int(n):
                     self.treated_key = arm_key  # the described population is the cohort: the same cell
@@ -81,8 +82,8 @@ class ReferenceTable:
                     untreated = cells.add(("descriptive", "untreated"), int(n) - treated, published=False)
                     cells.group([self.treated_key, untreated], self.n_key)
         self.matched_keys = {}
-        for side, arm in (("treated", self.treatment["arm"]), ("control", self.treatment["control"])):
-            count = self.matching.get(f"matched_{side}")
+        for side, arm in (("treated", self.treatment.arm), ("control", self.treatment.control)):
+            count = self.matching.matched(side)
             if count is not None:
                 key = arm_n_key("matched", arm)
                 if key in cells and cells.counts[key] != int(count):
@@ -95,19 +96,19 @@ class ReferenceTable:
         return [ReferenceRow(figure, published, *maker()) for (figure, published), maker in zip(PUBLISHED, makers)]
 
     def _missing_descriptive(self, key: str) -> tuple[str, bool]:
-        if not self.results.get("descriptive"):
+        if not self.results.descriptive:
             return _unavailable("results.json has no descriptive (unmatched) figures")
         return _unavailable(f"descriptive.{key} is empty in results.json (not computed by this run)")
 
     def _n(self):
         if self.n_key is None:
             return self._missing_descriptive("n")
-        population = self.descriptive.get("population")
+        population = self.descriptive.population
         text = self.cells.text(self.n_key)
         return (f"{text} ({population})" if population else text), True
 
     def _share(self):
-        share = self.descriptive.get("treated_share")
+        share = self.descriptive.treated_share
         if share is None or self.treated_key is None:
             return self._missing_descriptive("treated_share" if self.n_key is not None else "n")
         for key in (self.treated_key, self.n_key):
@@ -117,31 +118,31 @@ class ReferenceTable:
         return formats.percent(share), True
 
     def _duration(self):
-        figure = self.descriptive.get("duration_days")
-        if not figure or figure.get("median") is None:
+        figure = self.descriptive.duration_days
+        if not figure or figure.median is None:
             return self._missing_descriptive("duration_days")
         days = lambda x: formats.number(x, 0)  # noqa: E731
-        return f"{days(figure['median'])} days ({days(figure.get('q25'))}-{days(figure.get('q75'))})", True
+        return f"{days(figure.median)} days ({days(figure.q25)}-{days(figure.q75)})", True
 
     def _first_rx(self):
-        figure = self.descriptive.get("survival_from_first_rx_months")
-        if not figure or figure.get("median") is None:
+        figure = self.descriptive.survival_from_first_rx_months
+        if not figure or figure.median is None:
             return self._missing_descriptive("survival_from_first_rx_months")
         months = lambda x: formats.number(x, 1, formats.NOT_REACHED)  # noqa: E731
-        return f"{months(figure['median'])} months ({months(figure.get('q25'))}-{months(figure.get('q75'))})", True
+        return f"{months(figure.median)} months ({months(figure.q25)}-{months(figure.q75)})", True
 
     def _matched(self):
         if len(self.matched_keys) < 2:
             return _unavailable("matching.matched_treated / matched_control missing in results.json")
-        ratio = self.matching.get("ratio")
+        ratio = self.matching.ratio
         ratio_text = f" (1:{ratio})" if ratio is not None else ""
-        if self.matching.get("replacement"):
+        if self.matching.replacement:
             ratio_text = ratio_text[:-1] + ", with replacement)" if ratio_text else " (with replacement)"
-        return (f"{self.cells.text(self.matched_keys['treated'])} {self.treatment['arm']} vs "
-                f"{self.cells.text(self.matched_keys['control'])} {self.treatment['control']}{ratio_text}"), True
+        return (f"{self.cells.text(self.matched_keys['treated'])} {self.treatment.arm} vs "
+                f"{self.cells.text(self.matched_keys['control'])} {self.treatment.control}{ratio_text}"), True
 
     def _medians(self):
-        treated, control = self.treatment["arm"], self.treatment["control"]
+        treated, control = self.treatment.arm, self.treatment.control
         if not self.survival.available:
             return _unavailable("results.json has no survival results")
         missing = [arm for arm in (treated, control) if arm not in self.survival.groups]
@@ -151,33 +152,34 @@ class ReferenceTable:
         return f"{show(treated)} vs {show(control)} months", True
 
     def _hr(self):
-        cox = lookup(self.results, "survival", "cox", "adjusted")
+        survival = self.results.survival
+        cox = survival.cox.adjusted if survival is not None and survival.cox is not None else None
         if cox is None:
             reason = ("results.json has no survival results" if not self.survival.available
                       else "no adjusted Cox model (the survival analysis had no covariates)")
             return _unavailable(reason)
-        hr = cox["hazard_ratios"].get(self.treatment["arm"])
-        if hr is None or hr.get("hr") is None:
-            return _unavailable(f"no hazard ratio for '{self.treatment['arm']}'")
-        return (f"{formats.number(hr['hr'])} (95% CI {formats.number(hr['ci_lower'])}-"
-                f"{formats.number(hr['ci_upper'])})"), True
+        hr = cox.hazard_ratios.get(self.treatment.arm)
+        if hr is None or hr.hr is None:
+            return _unavailable(f"no hazard ratio for '{self.treatment.arm}'")
+        return (f"{formats.number(hr.hr)} (95% CI {formats.number(hr.ci_lower)}-"
+                f"{formats.number(hr.ci_upper)})"), True
 
     def _mortality(self):
-        risk = lookup(self.results, "survival", "risk")
+        risk = self.results.survival.risk if self.results.survival is not None else None
         if risk is None:
             return _unavailable("no horizon in the survival analysis (risk by day 90 not computed)")
-        treated, control = self.treatment["arm"], self.treatment["control"]
-        missing = [arm for arm in (treated, control) if arm not in (risk.get("by_group") or {})]
+        treated, control = self.treatment.arm, self.treatment.control
+        missing = [arm for arm in (treated, control) if arm not in risk.by_group]
         if missing:
             return _unavailable(f"no risk for group '{missing[0]}'")
         text = f"{self.survival.risk_text(treated, False)} vs {self.survival.risk_text(control, False)}"
-        horizon = risk.get("horizon_days")
+        horizon = risk.horizon_days
         if horizon is not None and float(horizon) != 90.0:
             text += f" (by day {formats.weighted_count(horizon)}, not day 90)"
-        rr = lookup(risk, "rr_adjusted", "risk_ratios", treated)
-        if rr is None or rr.get("rr") is None:
+        rr = risk.rr_adjusted.risk_ratios.get(treated) if risk.rr_adjusted is not None else None
+        if rr is None or rr.rr is None:
             text += "; adjusted RR not available (no adjusted risk ratio in the survival results)"
         else:
-            text += (f"; adjusted RR {formats.number(rr['rr'])} ({formats.number(rr['ci_lower'])}-"
-                     f"{formats.number(rr['ci_upper'])})")
+            text += (f"; adjusted RR {formats.number(rr.rr)} ({formats.number(rr.ci_lower)}-"
+                     f"{formats.number(rr.ci_upper)})")
         return text, True

@@ -6,7 +6,7 @@ and each level of a categorical one: n (%). The SMD of every row comes from
 ``matching.balance_table`` over the whole cohort with the match weights (0 for persons
 not matched), exactly as the matching step computes ``balance.csv``, so the two agree.
 
-Counts are numbers of persons and go through :mod:`cohortlake.report.cells`: each
+Counts are numbers of persons and go through :mod:`cohortlake.cells`: each
 categorical covariate's levels add up to the arm's N, and a 0/1 covariate's persons
 without it (N - n, never printed but derivable) are registered as unpublished cells.
 After matching with weights other than 1 the printed n is the sum of weights, while
@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from cohortlake.cells import Cells, Priority, Status, group_equations, reader_bounds
 from cohortlake.errors import UserError
 from cohortlake.matching.balance import balance_table, weighted_variance
 from cohortlake.matching.ps import design_matrix
 from cohortlake.report import formats
-from cohortlake.report.cells import Cells, Priority, Status, group_equations, reader_bounds
 from cohortlake.report.disclosure import SMD_DIGITS, Reader, smd_relation
 
 PHASES = ("cohort", "matched")
