@@ -9,6 +9,8 @@ model (``synth.model``) and the claims and fills (``synth.events``).
 
 from __future__ import annotations
 
+from cohortlake.vocabulary import Setting
+
 
 # Liver conditions use exactly the code lists of docs/reference-study.md's covariate table;
 # NCI comorbidities one or two typical codes each. (name, kind, codes, P(other cancer),
@@ -58,14 +60,15 @@ HCC_STAGES = [("1", 0.30), ("2", 0.30), ("4", 0.28), ("9", 0.12)]
 OTHER_STAGES = [("0", 0.05), ("1", 0.38), ("2", 0.28), ("4", 0.18), ("8", 0.02), ("9", 0.09)]
 
 # HCC-directed therapy: (setting, kind, code) routes per therapy, codes from the study sets
+CARRIER, INPATIENT, OUTPATIENT = Setting.carrier, Setting.inpatient, Setting.outpatient
 THERAPY_ROUTES = {
-    "liver_resection": [("carrier", "hcpcs", "47120"), ("inpatient", "icd_proc", "5022")],
-    "liver_transplant": [("carrier", "hcpcs", "47135"), ("inpatient", "icd_proc", "5051")],
-    "ablation": [("carrier", "hcpcs", "47380"), ("outpatient", "icd_proc", "5023"), ("outpatient", "hcpcs", "47380")],
-    "tace_embolization": [("carrier", "hcpcs", "37243"), ("outpatient", "hcpcs", "S2095"),
-                          ("outpatient", "hcpcs", "37243")],
-    "radiation": [("outpatient", "hcpcs", "77412"), ("outpatient", "icd_proc", "9223"),
-                  ("outpatient", "dx", "V580"), ("carrier", "hcpcs", "77412")],
+    "liver_resection": [(CARRIER, "hcpcs", "47120"), (INPATIENT, "icd_proc", "5022")],
+    "liver_transplant": [(CARRIER, "hcpcs", "47135"), (INPATIENT, "icd_proc", "5051")],
+    "ablation": [(CARRIER, "hcpcs", "47380"), (OUTPATIENT, "icd_proc", "5023"), (OUTPATIENT, "hcpcs", "47380")],
+    "tace_embolization": [(CARRIER, "hcpcs", "37243"), (OUTPATIENT, "hcpcs", "S2095"),
+                          (OUTPATIENT, "hcpcs", "37243")],
+    "radiation": [(OUTPATIENT, "hcpcs", "77412"), (OUTPATIENT, "icd_proc", "9223"),
+                  (OUTPATIENT, "dx", "V580"), (CARRIER, "hcpcs", "77412")],
 }
 THERAPY_BY_STAGE = {  # P(any therapy), then which therapy
     "1": (0.45, [("liver_resection", 0.30), ("liver_transplant", 0.05), ("ablation", 0.30),

@@ -22,6 +22,7 @@ from cohortlake.synth.codes import (
 from cohortlake.synth.model import POST_DEATH_DAYS, POST_DEATH_REFILL_PER_DRUG, Calendar
 from cohortlake.synth.random import RandomSource, Sql, choice, indices, lit, uniform_int
 from cohortlake.synth.sql import add_days, month_index, stage, str_array
+from cohortlake.vocabulary import Setting
 
 
 # --------------------------------------------------------------------------- claim events
@@ -40,7 +41,7 @@ def _event(df: DataFrame, src: int, k: str, setting: str, clm_date: str, princip
 
 
 def _setting(u: str, carrier: float, outpatient: float, inpatient: float) -> Sql:
-    return choice(u, [("carrier", carrier), ("outpatient", outpatient), ("inpatient", inpatient)])
+    return choice(u, [(Setting.carrier, carrier), (Setting.outpatient, outpatient), (Setting.inpatient, inpatient)])
 
 
 def claim_events(p: DataFrame, seed: int, calendar: Calendar) -> DataFrame:
@@ -120,7 +121,7 @@ def claim_events(p: DataFrame, seed: int, calendar: Calendar) -> DataFrame:
     n_late = f"1 + CAST({u('late_claim_n')} < 0.3D AS INT)"
     late = base.filter("late_claims").selectExpr("*", f"explode({indices(n_late)}) AS j")
     late = _event(late, SRC_AFTER_DEATH, "j",
-                  choice(u("late_claim_setting", "j"), [("carrier", 0.7), ("outpatient", 0.3)]),
+                  choice(u("late_claim_setting", "j"), [(Setting.carrier, 0.7), (Setting.outpatient, 0.3)]),
                   add_days("death_true", rng.uniform_int("late_claim_day", *POST_DEATH_DAYS, "j")),
                   f"element_at(pool, {uniform_int(u('late_claim_code', 'j'), 1, 'size(pool)')})")
 
