@@ -354,6 +354,7 @@ def _values(enum) -> tuple[str, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from cohortlake.cells import SMALL, SMALL_CELL_MAX
     from cohortlake.spec.matching import Method, Order, Scale, SmdDenominator
 
     parser = argparse.ArgumentParser(
@@ -445,10 +446,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the analyst view inside the secure environment, the release set, or both (default)")
     p.set_defaults(handler=cmd_analyze)
 
-    p = commands.add_parser("disclosure-check", help="prove a release set shows no count of 1-10 (no Spark)",
+    p = commands.add_parser("disclosure-check",
+                            help=f"prove a release set shows no count of 1-{SMALL_CELL_MAX} (no Spark)",
                             description="Read a release folder (OUT/release, or OUT) as a reader would: its CSV "
                                         "tables, study.json and report.html. Exit 1 naming each file and cell that "
-                                        "prints a count of 1-10 or lets a reader work one out through totals, "
+                                        f"prints a count of 1-{SMALL_CELL_MAX} or lets a reader work one out through "
+                                        "totals, "
                                         "differences, percentages or SMDs of 0/1 covariates; 0 when none does.")
     p.add_argument("folder", metavar="DIR", help="the release folder, or the study's OUT holding release/")
     p.set_defaults(handler=cmd_disclosure_check)
@@ -561,7 +564,8 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Kaplan-Meier by group (median and IQR, days and months), log-rank test, Cox "
                                         "hazard ratios (crude and adjusted, proportional-hazards check), risk by a "
                                         "horizon with risk ratios, and competing-risk cumulative incidence. Writes "
-                                        "results.json and km.png (at-risk counts 1-10 shown as <11) to --out.")
+                                        f"results.json and km.png (at-risk counts 1-{SMALL_CELL_MAX} shown as "
+                                        f"{SMALL}) to --out.")
     p.add_argument("--data", required=True, metavar="FILE", help="a .csv (with header) or .parquet file, one row a person")
     p.add_argument("--time", required=True, metavar="COL", help="follow-up time (>= 0), in --time-unit units")
     p.add_argument("--time-unit", choices=tuple(TIME_UNIT_DAYS), default="days",
@@ -582,7 +586,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--event-type", metavar="COL",
                    help="0 censored, 1, 2, ... kinds of event: Aalen-Johansen cumulative incidence per kind")
     p.add_argument("--show-small-counts", action="store_true",
-                   help="print at-risk counts 1-10 in km.png instead of <11 (not for anything leaving the lake)")
+                   help=f"print at-risk counts 1-{SMALL_CELL_MAX} in km.png instead of {SMALL} "
+                        "(not for anything leaving the lake)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for results.json and km.png")
     p.set_defaults(handler=cmd_survival)
 
