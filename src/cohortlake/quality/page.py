@@ -33,6 +33,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from cohortlake.cells import ANALYST, AUDIENCES, NOT_FOR_RELEASE, RELEASE, RELEASE_NOTE, RULE, Cells, is_small
 from cohortlake.lake import layout as lake_layout
+from cohortlake.pagestyle import STYLESHEET
 
 PAGE_FILE = "report.html"
 """The analyst page in the lake: ``_quality/report.html``."""
@@ -338,10 +339,7 @@ def _environment() -> Environment:
 
 
 def render_page(context: dict) -> str:
-    from importlib.resources import files
-
-    style = files("cohortlake.report").joinpath("templates/style.css").read_text(encoding="utf-8")
-    return _environment().get_template("quality.html.j2").render(style=style, **context)
+    return _environment().get_template("quality.html.j2").render(style=STYLESHEET, **context)
 
 
 def write_quality_pages(lake, study_out: str | Path | None = None) -> dict[str, Path]:

@@ -32,8 +32,10 @@ import numpy as np
 import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from cohortlake.cells import ANALYST, AUDIENCES, HIDDEN, NOT_FOR_RELEASE, RELEASE, RELEASE_NOTE, RULE, SMALL, Cells
+from cohortlake.cells import (ANALYST, AUDIENCES, HIDDEN, NOT_FOR_RELEASE, RELEASE, RELEASE_NOTE, RULE, SMALL,
+                              SMALL_CELL_MAX, SMALLEST_SHOWN, Cells)
 from cohortlake.errors import MissingInputError, UserError
+from cohortlake.pagestyle import STYLESHEET
 from cohortlake.report import formats
 from cohortlake.report.attrition import AttritionStep, flow_rows, read_attrition, register_attrition
 from cohortlake.report.estimates import SurvivalFigures
@@ -329,6 +331,7 @@ def build_context(out_dir: str | Path, generated: dt.date | str | None = None, a
                                                      "notes": list(results.descriptive.notes if results.descriptive
                                                                    else [])},
         "rule": RULE, "small": SMALL, "hidden": HIDDEN,
+        "small_cell_max": SMALL_CELL_MAX, "smallest_shown": SMALLEST_SHOWN,  # the rule's prose, from the rule
         "study": {"audience": audience, "notice": notice or RELEASE_NOTE,
                   "title": results.title or "", "cohort": results.cohort or "",
                   "treated": treatment.arm, "control": treatment.control,
@@ -340,7 +343,7 @@ def build_context(out_dir: str | Path, generated: dt.date | str | None = None, a
 
 
 def render_report(context: dict) -> str:
-    return _environment().get_template("report.html.j2").render(**context)
+    return _environment().get_template("report.html.j2").render(style=STYLESHEET, **context)
 
 
 def write_report(out_dir: str | Path, *, generated: dt.date | str | None = None, audience: str = RELEASE,

@@ -1,3 +1,13 @@
+"""The one stylesheet of the HTML pages the package writes: the study report
+(:mod:`cohortlake.report.html`) and the quality page (:mod:`cohortlake.quality.page`).
+
+Both pages inline it (they are self-contained: nothing is fetched), so it lives here, below
+both, rather than in one of them; a page adds its own few rules after it. It is a Python
+string, not a package-data file, so every install (editable, wheel, a zip shipped with
+spark-submit) has it.
+"""
+
+STYLESHEET = """\
 :root {
   --ink: #1f2933; --muted: #52606d; --line: #cbd2d9; --soft: #f5f7fa; --accent: #1f4e79;
   --pass: #1b7a3d; --pass-bg: #e3f4e8; --fail: #a61b1b; --fail-bg: #fbe4e4;
@@ -86,3 +96,5 @@ footer.small-cells { border-top: 1px solid var(--line); padding-top: 1rem; }
   .two-col { grid-template-columns: 1fr; }
   nav.toc ol { columns: 1; }
 }
+"""
+"""The shared CSS, ending in a newline."""
