@@ -627,3 +627,19 @@ def test_cli_rejects_a_file_type_it_cannot_read(tmp_path, capsys):
     path.write_text("x")
     assert main(["survival", "--data", str(path), "--time", "t", "--event", "e", "--out", str(tmp_path)]) == 1
     assert "unknown file type '.xlsx'" in capsys.readouterr().err
+
+
+def test_results_are_dataclasses_whose_json_is_results_json_and_reads_back():
+    from cohortlake.survival import SurvivalResults, survival_analysis
+
+    data = cox_data().assign(kind=lambda d: np.where(d.event == 1, 1 + (d.id % 3 == 0), 0))
+    options = dict(horizon=20, event_type="kind", reference_group="control", cluster="pair")
+    analysis = survival_analysis(data, "time", "event", "arm", ["age", "stage"], **options)
+    as_json = analyze_survival(data, "time", "event", "arm", ["age", "stage"], **options)
+    assert analysis.to_json() == as_json
+    assert SurvivalResults.from_json(json.loads(json.dumps(as_json))) == analysis
+    hr = analysis.cox.adjusted.hazard_ratios["treated"]
+    assert hr.hr == as_json["cox"]["adjusted"]["hazard_ratios"]["treated"]["hr"]
+    assert analysis.primary_cox is analysis.cox.adjusted
+    assert list(analysis.cox.adjusted.summary.index) == ["treated", "age", "stage=regional"]  # group levels, then terms
+    assert analysis.groups["control"].median.days.estimate == as_json["groups"]["control"]["median"]["days"]["estimate"]
