@@ -214,7 +214,7 @@ def test_the_macros_weights_worked_by_hand():
 def test_the_spark_column_equals_the_macros_formulas_over_every_combination(spark):
     from pyspark.sql import functions as F
 
-    from cohortlake.engine.compile import comorbidity_index_column
+    from cohortlake.engine.rules.covariates import comorbidity_index_column
 
     # combination n sets condition i when bit i of n is 1
     frame = spark.range(2 ** len(CONDITIONS)).select(

@@ -137,3 +137,25 @@ def switch_date(name: str) -> str:
 def is_anchor(column: str) -> bool:
     """A working column an aggregation needs beside the episode key: anchors and follow-up start."""
     return column.startswith(("_lm_", "_xp_")) or column == FOLLOWUP_START
+
+
+HAS_INDEX = "_has_index"
+"""The person has an index (tumor: an index tumor, even one without a date)."""
+BIRTH_DATE, SEX, RACE = "_birth_date", "_sex", "_race"
+"""The person's fields carried on the episode frame."""
+RANK = "_rank"
+"""A row's rank among a person's candidate index tumors."""
+
+
+def aggregate(scope: str, part: str) -> str:
+    """An aggregate a rule asks for: ``scope`` names the rule's place in the definition, ``part`` its piece."""
+    return f"_ag_{scope}_{part}"
+
+
+def switch_day(name: str) -> str:
+    """A time-varying covariate's switch day (days from follow-up start) while cutting follow-up."""
+    return f"_day_{name}"
+
+
+CUTS, INTERVAL = "_bounds", "_interval"
+"""Working columns of the counting-process rows: the cut days of follow-up, one interval of them."""

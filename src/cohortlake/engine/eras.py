@@ -20,6 +20,11 @@ from cohortlake.spec.model import Definition, Exposure, ExposureSource
 ERA_COLUMNS = ("person_id", "exposure", "era_start", "era_end")
 
 
+def regimen_label(name: str) -> str:
+    """The ``exposure`` value of a regimen's eras."""
+    return f"regimen:{name}"
+
+
 def exposure_records(events: DataFrame, name: str, exposure: Exposure) -> DataFrame:
     """(person_id, exposure, date, days) records of one exposure from the tagged events."""
     sets = [str(s) for s in exposure.codesets]
@@ -77,7 +82,7 @@ def regimen_eras(eras: DataFrame, name: str, anchor: str, partners: tuple[str, .
         F.abs(F.datediff("_partner_start", "era_start")) <= within_days
     )
     return joined.select(
-        "person_id", F.lit(f"regimen:{name}").alias("exposure"), "era_start", "era_end"
+        "person_id", F.lit(regimen_label(name)).alias("exposure"), "era_start", "era_end"
     ).distinct()
 
 

@@ -21,19 +21,19 @@ def table_scans(frame, root: str | None = None) -> Counter:
 
     def visit(plan) -> None:
         for leaf in _leaves(plan):
-            kind = leaf.getClass().getSimpleName()
-            if kind == "InMemoryTableScanExec":
+            node = leaf.getClass().getSimpleName()
+            if node == "InMemoryTableScanExec":
                 relation = leaf.relation()
                 key = relation.cacheBuilder().hashCode()
                 if key not in seen_caches:
                     seen_caches.add(key)
                     visit(relation.cachedPlan())
-            elif kind == "AdaptiveSparkPlanExec":  # adaptive execution wraps cached plans
+            elif node == "AdaptiveSparkPlanExec":  # adaptive execution wraps cached plans
                 visit(leaf.initialPlan())
-            elif kind == "FileSourceScanExec":
+            elif node == "FileSourceScanExec":
                 counts[_table_of(str(leaf.relation().location().rootPaths().apply(0)), root)] += 1
-            elif kind not in ("RDDScanExec", "LocalTableScanExec"):
-                counts[kind] += 1
+            elif node not in ("RDDScanExec", "LocalTableScanExec"):
+                counts[node] += 1
 
     visit(frame._jdf.queryExecution().sparkPlan())
     return counts

@@ -1,0 +1,124 @@
+"""Build a cohort: a definition compiled to Spark plans over the canonical tables.
+
+Shape of a build (see ``cohort_defs/README.md`` for what every rule means):
+
+1. **Compile** every rule to a column expression and what it needs (``rules/``); no job runs.
+2. **Tag**: each claims table is scanned once, its rows hash-joined against the
+   broadcast keys of every code set a rule reads (``events.py``, ``codes.py``); the
+   result, a few columns per matching row, is persisted and every rule reads it.
+3. **Eras** of every exposure and regimen from the tagged rows (``eras.py``).
+4. **Episodes**: the population with its index date(s) and the anchor dates
+   (landmarks, exposure points, follow-up start) (``episodes.py``).
+5. **One aggregation per source**: tagged events ⋈ episodes grouped by episode computes
+   every aggregate the rules asked for at once; diagnosis claim dates and eras likewise;
+   coverage checks over enrollment spans (``coverage.py``).
+6. **Flags and columns**: attrition is the histogram of how many leading step flags an
+   episode passes (``attrition.py``, no per-step jobs); arms, follow-up, outcomes and
+   covariates are the compiled column expressions (``outputs.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from cohortlake.engine import columns
+from cohortlake.engine.attrition import Attrition, with_depth
+from cohortlake.engine.columns import EPISODE
+from cohortlake.engine.coverage import answer_checks
+from cohortlake.engine.episodes import population, with_anchors
+from cohortlake.engine.eras import all_eras
+from cohortlake.engine.events import Inputs, tagged_events
+from cohortlake.engine.outputs import landmark_date, outcome_columns, time_varying_rows
+from cohortlake.engine.rules import Needs, compile_rules
+from cohortlake.engine.rules.base import CLAIMS, ERAS, EVENTS
+from cohortlake.engine.rules.index import Inputs as IndexInputs
+from cohortlake.spec.model import Definition
+
+
+@dataclass
+class BuildResult:
+    """What a build produces: Spark frames (lazy) plus the attrition (computed)."""
+
+    cohort: DataFrame
+    attrition: list[tuple[int, str, int, int]]
+    events: DataFrame | None
+    flags: DataFrame
+    inputs: Inputs
+
+    def release(self) -> None:
+        """Free the build's cached frames once its outputs are written."""
+        self.inputs.release()
+
+
+def build_cohort(definition: Definition, frames: dict[str, DataFrame]) -> BuildResult:
+    """Compile and run a definition over canonical tables (name → DataFrame)."""
+    rules = compile_rules(definition)
+    inputs = Inputs(frames)
+    events = tagged_events(inputs, definition, rules.needs.reads)
+    eras = all_eras(definition, events)
+    if eras is not None:
+        eras = inputs.persist(eras)
+    index_rows = rules.index.rows(IndexInputs(inputs.table, events, eras))
+    # Every aggregation below starts from the episodes: compute them once.
+    episodes = inputs.persist(with_anchors(definition, population(inputs, index_rows), eras))
+    episodes = _aggregated(inputs, episodes, events, eras, rules.needs)
+
+    for name, flag in rules.landmarks.items():
+        episodes = episodes.withColumn(columns.in_landmark_flag(name), F.coalesce(flag, F.lit(False)))
+    names = columns.step_names(definition)
+    assert len(names) == len(rules.steps), (names, len(rules.steps))
+    episodes = inputs.persist(with_depth(episodes, list(rules.steps)))
+    attrition = Attrition.of(episodes, names)
+    flags = episodes.select(*EPISODE, *[columns.step_flag(n) for n in range(1, len(names) + 1)])
+
+    included = episodes.where(F.col(columns.DEPTH) == len(names))
+    included = included.withColumn("arm", rules.arm).withColumn("first_exposure_date", rules.first_exposure_date)
+    included = included.withColumn("followup_start", F.col(columns.FOLLOWUP_START))
+    included = included.withColumn("followup_end", rules.followup_end)
+    included = included.withColumn("landmark_date", landmark_date(definition))
+    outcomes, event, time_days = outcome_columns(definition, rules.outcomes)
+    for name, column in outcomes:
+        included = included.withColumn(name, column)
+    included = included.withColumn("event", event).withColumn("time_days", time_days)
+    for name, column in rules.covariates.items():  # in order: a score reads earlier covariates
+        included = included.withColumn(name, column)
+    several = len(definition.landmarks) > 1
+    for landmark in definition.landmarks:
+        if several:
+            included = included.withColumn(columns.landmark_date(landmark.name), F.col(columns.landmark_day(landmark.name)))
+        included = included.withColumn(columns.in_landmark(landmark.name),
+                                       F.col(columns.in_landmark_flag(landmark.name)).cast("int"))
+    for name, column in rules.switches.items():
+        included = included.withColumn(columns.switch_date(name), column)
+    cohort_all = inputs.persist(included)
+    cohort = cohort_all.select(*columns.cohort_columns(definition))
+    events_table = time_varying_rows(cohort_all, list(rules.switches)) if rules.switches else None
+    return BuildResult(cohort, attrition.rows(), events_table, flags, inputs)
+
+
+def _aggregated(inputs: Inputs, episodes: DataFrame, events: DataFrame, eras: DataFrame | None,
+                needs: Needs) -> DataFrame:
+    """Every aggregate the rules asked for, in one groupBy per source, joined back to the episodes."""
+    anchors = [c for c in episodes.columns if columns.is_anchor(c)]
+    base = episodes.where(F.col("index_date").isNotNull()).select(*EPISODE, *anchors)
+    sources = {
+        EVENTS: lambda: events,
+        # Only an index that is empty without claims (as the NCI macro's) reads every
+        # diagnosis date, not just the coded events: one more scan, asked for by name.
+        CLAIMS: lambda: inputs.table("diagnosis").select("person_id", "date").distinct(),
+        ERAS: lambda: eras,
+    }
+    for source, rows in sources.items():
+        aggregates = needs.of(source)
+        if aggregates:
+            values = rows().join(base, "person_id").groupBy(*EPISODE).agg(
+                *[item.expression.alias(item.name) for item in aggregates])
+            episodes = episodes.join(values, list(EPISODE), "left")
+    coverage = answer_checks(episodes.where(F.col("index_date").isNotNull()), inputs.table("enrollment"),
+                             list(needs.coverage))
+    if coverage is not None:
+        episodes = episodes.join(coverage, list(EPISODE), "left")
+    return episodes

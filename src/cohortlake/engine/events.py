@@ -1,0 +1,61 @@
+"""The build's inputs and the tagged events: each claims table scanned once for every code set any rule reads."""
+
+from __future__ import annotations
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import DateType, IntegerType, StringType, StructField, StructType
+
+from cohortlake.engine.codes import EVENT_COLUMNS, TableNeed, tag_events
+from cohortlake.engine.rules.base import Read
+from cohortlake.spec.model import Definition, EventTable
+
+
+class Inputs:
+    """The canonical tables of a build (name → DataFrame; a missing one reads as empty) and what it persisted."""
+
+    def __init__(self, frames: dict[str, DataFrame]):
+        self.frames = frames
+        self.spark: SparkSession = next(iter(frames.values())).sparkSession
+        self.persisted: list[DataFrame] = []
+
+    def table(self, name: str) -> DataFrame:
+        from cohortlake.sources.canonical import SCHEMAS
+
+        if name in self.frames:
+            return self.frames[name]
+        return self.spark.createDataFrame([], SCHEMAS[name])
+
+    def persist(self, frame: DataFrame) -> DataFrame:
+        frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
+        self.persisted.append(frame)
+        return frame
+
+    def release(self) -> None:
+        """Drop everything this build persisted."""
+        for frame in self.persisted:
+            frame.unpersist()
+        self.persisted.clear()
+
+
+def tagged_events(inputs: Inputs, definition: Definition, reads: tuple[Read, ...]) -> DataFrame:
+    """Rows of the claims tables in any code set the rules read (one scan each), persisted."""
+    per_table: dict[EventTable, dict[str, object]] = {}
+    for read in reads:
+        for table in read.tables:
+            for name in read.codesets:
+                per_table.setdefault(table, {})[name] = definition.codeset(name)
+    frames = [
+        tag_events(inputs.spark, inputs.table(table.value), TableNeed(table, tuple(sets.values())))
+        for table, sets in sorted(per_table.items())
+    ]
+    if not frames:
+        schema = StructType([
+            StructField(c, DateType() if c == "date" else IntegerType() if c == "days_supply" else StringType())
+            for c in EVENT_COLUMNS
+        ])
+        return inputs.spark.createDataFrame([], schema)
+    events = frames[0]
+    for frame in frames[1:]:
+        events = events.unionByName(frame)
+    return inputs.persist(events)
