@@ -28,6 +28,7 @@ MAPPINGS = resources.files("cohortlake.sources") / "mappings"
 TEMPLATE = re.compile(r"\{(\d+)\.\.(\d+)\}")
 # the coverages a layout delivers (fee_for_service is derived from hmo, never mapped)
 COVERAGES = DELIVERED_COVERAGES
+RawType = Literal["date", "integer", "number", "year", "month"]  # how a raw text column is typed
 
 
 def expand(template: str) -> list[str]:
@@ -54,7 +55,7 @@ class Strict(BaseModel):
 class ColumnType(Strict):
     """How a raw text column is typed; a non-empty value that fails goes to quarantine."""
 
-    type: Literal["date", "integer", "number", "year", "month"]
+    type: RawType
     unknown: list[str] = Field(default_factory=list, description="values that mean 'unknown' and become missing")
 
 
@@ -67,7 +68,7 @@ class RawTable(Strict):
     key: list[str] = Field(description="columns that identify a row in messages and quarantine")
     file_year: str | None = Field(None, description="regex with one group taking the year from the file name")
     not_null: list[str] = Field(default_factory=list, description="columns that must have a value")
-    types: dict[str, Literal["date", "integer", "number", "year", "month"] | ColumnType] = Field(default_factory=dict)
+    types: dict[str, RawType | ColumnType] = Field(default_factory=dict)
 
     def column_types(self) -> dict[str, ColumnType]:
         """Types per concrete column name, templates expanded."""

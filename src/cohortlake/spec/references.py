@@ -325,7 +325,7 @@ class _Checker:
                           f"({', '.join(COMORBIDITY_CONDITIONS)}): {what}")
         located = self.library.located[stem]
         for name, codeset in sets.items():
-            other = sorted(codeset.systems() - {"icd9cm", "icd10cm"})
+            other = sorted(codeset.systems() - set(TABLE_SYSTEMS[EventTable.diagnosis]))
             if other:
                 self.problems.append(_problem(located, (name,), f"the macro reads ICD-9-CM and ICD-10-CM diagnosis "
                                                                 f"codes only, not {', '.join(other)}"))

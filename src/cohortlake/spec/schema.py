@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from cohortlake.spec.codes import SCHEMA_PATTERNS, CodeSystem
 from cohortlake.spec.model import NAME_PATTERN, Definition, OneOf
+from cohortlake.vocabulary import Setting
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 Kind = Literal["definition", "codesets", "tests"]
@@ -178,7 +179,7 @@ def _tests_schema() -> dict:
              "description": "A diagnosis or procedure claim line.",
              "properties": {"date": date, "code": {**text, "description": "The code as written (dots allowed)."},
                             "system": {**text, "description": "Code system; default by the date (ICD-9 before 2015-10-01)."},
-                            "setting": {"enum": ["inpatient", "outpatient", "carrier"], "description": "Claim setting."},
+                            "setting": {"enum": [s.value for s in Setting], "description": "Claim setting."},
                             "claim_id": {**text, "description": "Claim id; default one per line."}}}
     timeline = {
         "person": {"type": "object", "description": "The person row: birth_date, sex, race.",
