@@ -19,12 +19,20 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import cached_property
-from typing import Any
+from typing import Any, Callable
 
 from cohortlake.spec.codes import CodeSystem, NormalisedCodeSet, matches, normalise
 from cohortlake.spec.followup import FOLLOWUP_STEP, alive_step, needs_followup_step
 from cohortlake.spec.model import (
     NAME_PATTERN,
+    Arm,
+    Covariate,
+    Criterion,
+    FollowupEnd,
+    Index,
+    OneOf,
+    Outcome,
+    TimeVarying,
     SEER_CODES,
     TABLE_SYSTEMS,
     Behavior,
@@ -435,33 +443,7 @@ class Evaluator:
 
     def episodes(self, rows: PersonRows) -> list[Episode]:
         """The person's index episodes (empty when the index rule finds nothing)."""
-        index = self.d.index
-        if index.kind == "tumor":
-            tumor = self.index_tumor(rows)
-            if tumor is None:
-                return []
-            year, month = tumor.get("diagnosis_year"), tumor.get("diagnosis_month")
-            day = None
-            if year is not None and month_known(month):
-                day = date(year, month, index.tumor.date.day_of_month)
-            return [Episode(rows, True, day, tumor)]
-        if index.kind == "event":
-            spec = index.event
-            dates = sorted({row["date"] for _, row in self.events(rows, spec.codesets, spec.tables, spec.settings)})
-            occurrence = spec.occurrence
-        elif index.kind == "exposure":
-            spec = index.exposure
-            dates = sorted(set(self.boundary(self.eras(rows, spec.name), spec.at)))
-            occurrence = spec.occurrence
-        else:
-            spec = index.regimen
-            dates = sorted(set(self.boundary(self.regimens(rows, spec.name), spec.at)))
-            occurrence = spec.occurrence
-        if not dates:
-            return []
-        if occurrence == Occurrence.first:
-            dates = dates[:1]
-        return [Episode(rows, True, day) for day in dates]
+        return case_of(self.d.index)(self, rows, self.d.index.rule)
 
     # --- anchors, landmarks -----------------------------------------------------------
 
@@ -587,51 +569,7 @@ class Evaluator:
         return self.count(found, rule.count)
 
     def criterion_holds(self, ep: Episode, criterion) -> bool:
-        kind, rule = criterion.kind, criterion.rule
-        rows = ep.rows
-        if kind == "index_exists":
-            return ep.has_index
-        if kind == "tumor":
-            return self.tumor_holds(ep, rule)
-        if kind == "age":
-            age = age_on(rows.birth_date, self.anchor_date(ep, rule.at))
-            if age is None:
-                return False
-            return (rule.min is None or age >= rule.min) and (rule.max is None or age <= rule.max)
-        if kind == "sex":
-            sex = rows.person.get("sex") if rows.person else None
-            return sex in [str(s) for s in rule]
-        if kind == "alive":
-            if isinstance(rule.through, DayOffset):
-                through = None if ep.index_date is None else plus_days(ep.index_date, rule.through.days)
-            else:
-                through = self.anchor_date(ep, rule.through)
-            if through is None:
-                return False
-            death = rows.death_date
-            return death is None or death > through
-        if kind == "index_period":
-            day = ep.index_date
-            if day is None:
-                return False
-            return (rule.start is None or day >= rule.start) and (rule.end is None or day <= rule.end)
-        if kind == "coverage":
-            return self.coverage_holds(ep, rule, self.anchor_date(ep, rule.window.relative_to))
-        if kind == "occurrence":
-            bounds = self.window_dates(ep, rule.window)
-            if bounds is None:
-                return False
-            n = self.occurrence_count(ep, rule, bounds)
-            bound, value = rule.bound
-            return {"at_least": n >= value, "at_most": n <= value, "exactly": n == value}[bound]
-        if kind == "washout":
-            if ep.index_date is None:
-                return False
-            first, last = plus_days(ep.index_date, -rule.days), plus_days(ep.index_date, -1)
-            found = [r for _, r in self.events(rows, rule.codesets, rule.tables, rule.settings)
-                     if first <= r["date"] <= last]
-            return len(found) == 0
-        raise ValueError(f"unknown criterion kind {kind}")
+        return case_of(criterion)(self, ep, criterion.rule)
 
     def landmark_step(self) -> Landmark | None:
         """The follow-up landmark whose analysis is an extra attrition step, if any."""
@@ -640,7 +578,7 @@ class Evaluator:
             return None
         landmark = self.d.landmark(start)
         guaranteed = landmark.require_coverage is None and any(
-            c.kind == "alive" and c.alive.through == start for c in self.d.criteria
+            c.alive is not None and c.alive.through == start for c in self.d.criteria
         )
         return None if guaranteed else landmark
 
@@ -650,40 +588,9 @@ class Evaluator:
         if not self.d.arms:
             return "all", None
         for arm in self.d.arms:
-            kind, rule = arm.kind, arm.rule
-            if kind == "otherwise":
-                return arm.name, None
-            if kind == "exposure_start":
-                bounds = self.window_dates(ep, rule.window)
-                if bounds is None:
-                    continue
-                dates = sorted(r.date for r in self.records(ep.rows, rule.exposure) if bounds[0] <= r.date <= bounds[1])
-                if dates:
-                    return arm.name, dates[0]
-            elif kind == "era_duration":
-                era = self.first_era_from_index(ep, rule.exposure)
-                if era is None:
-                    continue
-                if (rule.min_days is None or era.duration >= rule.min_days) and (
-                    rule.max_days is None or era.duration <= rule.max_days
-                ):
-                    return arm.name, era.start
-            elif kind == "era_on_at":
-                day = self.landmark_date(ep, self.d.landmark(rule.landmark))
-                if day is None:
-                    continue
-                # Eras do not overlap, so at most one covers the day.
-                covering = [era for era in self.eras(ep.rows, rule.exposure) if era.start <= day <= era.end]
-                if covering:
-                    return arm.name, covering[0].start
-            elif kind == "regimen":
-                bounds = self.window_dates(ep, rule.window)
-                if bounds is None:
-                    continue
-                # READING: with several regimen starts in the window, the earliest.
-                starts = sorted(r.start for r in self.regimens(ep.rows, rule.name) if bounds[0] <= r.start <= bounds[1])
-                if starts:
-                    return arm.name, starts[0]
+            holds, first_date = case_of(arm)(self, ep, arm.rule)
+            if holds:
+                return arm.name, first_date
         raise AssertionError("arms end with `otherwise: true`")
 
     # --- follow-up and outcomes -------------------------------------------------------
@@ -731,37 +638,13 @@ class Evaluator:
         and exposure_end then give the missing start, i.e. nothing).
         """
         start = self.anchor_date(ep, self.d.followup.start)
-        ends = []
-        for reason in self.d.followup.end:
-            if reason.kind == "death":
-                if ep.rows.death_date is not None:
-                    ends.append(ep.rows.death_date)
-            elif reason.kind == "study_end":
-                ends.append(self.d.study_period.end)
-            elif start is None:
-                continue
-            elif reason.kind == "coverage_end":
-                rule = reason.coverage_end
-                found = [self.coverage_end(ep.rows, c, rule.allowed_gap_days, start) for c in rule.require]
-                found = [d for d in found if d is not None]
-                if found:
-                    ends.append(min(found))
-            elif reason.kind == "exposure_end":
-                rule = reason.exposure_end
-                covering = [era for era in self.eras(ep.rows, rule.exposure)
-                            if era.start <= start <= plus_days(era.end, rule.grace_days)]
-                ends.append(plus_days(covering[0].end, rule.grace_days) if covering else start)
+        ends = [case_of(reason)(self, ep, reason.rule, start) for reason in self.d.followup.end]
+        ends = [day for day in ends if day is not None]
         return start, (min(ends) if ends else None)
 
     def outcome_date(self, ep: Episode, outcome, start: date, end: date) -> date | None:
         """When the outcome occurs within follow-up, or None."""
-        if outcome.kind == "death":
-            death = ep.rows.death_date
-            return death if death is not None and start <= death <= end else None
-        spec = outcome.event
-        dates = [r["date"] for _, r in self.events(ep.rows, spec.codesets, spec.tables, spec.settings)
-                 if start < r["date"] <= end]
-        return min(dates) if dates else None
+        return case_of(outcome)(self, ep, outcome.rule, start, end)
 
     def outcomes(self, ep: Episode, start: date | None, end: date | None) -> list[tuple[date | None, int | None, int | None]]:
         """(date, event, time_days) per outcome (an implicit death outcome when none).
@@ -828,7 +711,7 @@ class Evaluator:
             flagged.add(name)
         return flagged
 
-    def comorbidity_index(self, ep: Episode, spec, kind: str) -> float | None:
+    def comorbidity_index(self, ep: Episode, spec, index) -> float | None:
         flagged = self.comorbid_conditions(ep, spec)
         if flagged is None:
             return None
@@ -837,92 +720,15 @@ class Evaluator:
             if not any(first <= row["date"] <= last for row in ep.rows.diagnosis):
                 return None  # the macro outputs only persons with a claim in the window
         present = {name: name in flagged for name in COMORBIDITY_NAMES}
-        return macro_charlson(present) if kind == "charlson" else macro_nci_index(present)
+        return index(present)
 
     def covariate(self, ep: Episode, covariate, earlier: dict[str, Any]):
-        kind, spec = covariate.kind, covariate.rule
-        rows = ep.rows
-        if kind == "age":
-            return age_on(rows.birth_date, self.anchor_date(ep, spec.at))
-        if kind == "sex":
-            return rows.person.get("sex") if rows.person else None
-        if kind == "race":
-            race = rows.person.get("race") if rows.person else None
-            if spec.groups is None or race is None:
-                return race
-            return next((group for group, races in spec.groups.items() if race in [str(r) for r in races]), None)
-        if kind == "index_year":
-            return ep.index_date.year if ep.index_date else None
-        if kind == "tumor_field":
-            if ep.tumor is None:
-                return None
-            # Named values by their names; a code without a name stays as stored.
-            field_name = str(spec.field)
-            if field_name == "stage":
-                code = ep.tumor.get("historic_stage")
-                return STAGE_NAMES.get(code, code)
-            if field_name == "behavior":
-                code = ep.tumor.get("behavior")
-                return BEHAVIOR_NAMES.get(code, code)
-            if field_name == "reporting_source":
-                code = ep.tumor.get("reporting_source")
-                return REPORTING_NAMES.get(code, code)
-            return ep.tumor.get(field_name)
-        if kind == "coverage_flag":
-            bounds = self.window_dates(ep, spec.window)
-            if bounds is None:
-                return None
-            return int(any(self.held(rows, spec.coverage, day) for day in each_day(*bounds)))
-        if kind in ("flag", "count"):
-            bounds = self.window_dates(ep, spec.window)
-            if bounds is None:
-                return None
-            found = [(t, r) for t, r in self.events(rows, spec.codesets, spec.tables, spec.settings)
-                     if bounds[0] <= r["date"] <= bounds[1]]
-            if kind == "flag":
-                return int(self.count(found, "distinct_dates") >= spec.at_least)
-            return self.count(found, spec.count)
-        if kind in ("nci_comorbidity", "charlson"):
-            return self.comorbidity_index(ep, spec, kind)
-        if kind == "score":
-            score = 0.0
-            for term in spec.terms:
-                value = earlier.get(term.covariate)
-                if value is None:
-                    continue  # an empty covariate scores nothing
-                if term.equals is not None:
-                    scores = str(value) == term.equals
-                elif term.at_least is not None:
-                    scores = value >= term.at_least
-                else:
-                    scores = value == 1
-                if scores:
-                    score += term.points
-            if spec.groups is None:
-                return float(score)
-            for group in spec.groups:
-                if (group.min is None or score >= group.min) and (group.max is None or score <= group.max):
-                    return group.name
-            return None
-        if kind == "exposure_duration":
-            if ep.index_date is None:
-                return None
-            eras = self.eras(rows, spec.exposure)
-            if spec.era == EraChoice.first_from_index:
-                chosen = [e for e in eras if e.start >= ep.index_date][:1]
-            else:
-                chosen = [e for e in eras if e.start < ep.index_date][-1:]
-            return chosen[0].duration if chosen else None
-        raise ValueError(f"unknown covariate kind {kind}")
+        return case_of(covariate)(self, ep, covariate.rule, earlier)
 
     # --- time-varying -----------------------------------------------------------------
 
     def switch_day(self, ep: Episode, tv, start: date, time_days: int) -> int | None:
-        if tv.kind == "event":
-            spec = tv.event
-            dates = [r["date"] for _, r in self.events(ep.rows, spec.codesets, spec.tables, spec.settings)]
-        else:
-            dates = self.boundary(self.eras(ep.rows, tv.exposure.name), tv.exposure.at)
+        dates = case_of(tv)(self, ep, tv.rule)
         after = [d for d in dates if d > start]
         if not after:
             return None
@@ -1045,6 +851,373 @@ class Evaluator:
                     if self.d.time_varying:
                         events.extend(self.event_rows(ep, row))
         return Result(cohort, attrition, events if self.d.time_varying else None)
+
+
+# ---------------------------------------------------------------------------------------
+# One case per rule kind, keyed like the engine's rules: (OneOf class, kind)
+# ---------------------------------------------------------------------------------------
+
+CASES: dict[tuple[type[OneOf], str], Callable[..., Any]] = {}
+
+
+def case(kind_of: type[OneOf], kind: str):
+    """Register the reference reading of ``kind`` of ``kind_of``."""
+    assert kind in kind_of.choices, (kind_of.__name__, kind)
+
+    def register(function):
+        CASES[(kind_of, kind)] = function
+        return function
+
+    return register
+
+
+def case_of(item: OneOf) -> Callable[..., Any]:
+    try:
+        return CASES[(type(item), item.kind)]
+    except KeyError:
+        raise ValueError(f"no reference case for {type(item).__name__} kind {item.kind}") from None
+
+
+# index: (evaluator, person rows, rule) → episodes
+
+
+@case(Index, "tumor")
+def _tumor_index(ev: Evaluator, rows: PersonRows, rule) -> list[Episode]:
+    tumor = ev.index_tumor(rows)
+    if tumor is None:
+        return []
+    year, month = tumor.get("diagnosis_year"), tumor.get("diagnosis_month")
+    day = None
+    if year is not None and month_known(month):
+        day = date(year, month, rule.date.day_of_month)
+    return [Episode(rows, True, day, tumor)]
+
+
+def _dated_episodes(rows: PersonRows, dates: list[date], occurrence) -> list[Episode]:
+    if not dates:
+        return []
+    if occurrence == Occurrence.first:
+        dates = dates[:1]
+    return [Episode(rows, True, day) for day in dates]
+
+
+@case(Index, "event")
+def _event_index(ev: Evaluator, rows: PersonRows, spec) -> list[Episode]:
+    dates = sorted({row["date"] for _, row in ev.events(rows, spec.codesets, spec.tables, spec.settings)})
+    return _dated_episodes(rows, dates, spec.occurrence)
+
+
+@case(Index, "exposure")
+def _exposure_index(ev: Evaluator, rows: PersonRows, spec) -> list[Episode]:
+    return _dated_episodes(rows, sorted(set(ev.boundary(ev.eras(rows, spec.name), spec.at))), spec.occurrence)
+
+
+@case(Index, "regimen")
+def _regimen_index(ev: Evaluator, rows: PersonRows, spec) -> list[Episode]:
+    return _dated_episodes(rows, sorted(set(ev.boundary(ev.regimens(rows, spec.name), spec.at))), spec.occurrence)
+
+
+# criteria: (evaluator, episode, rule) → holds
+
+
+@case(Criterion, "index_exists")
+def _index_exists(ev: Evaluator, ep: Episode, rule) -> bool:
+    return ep.has_index
+
+
+@case(Criterion, "tumor")
+def _tumor_criterion(ev: Evaluator, ep: Episode, rule) -> bool:
+    return ev.tumor_holds(ep, rule)
+
+
+@case(Criterion, "age")
+def _age_criterion(ev: Evaluator, ep: Episode, rule) -> bool:
+    age = age_on(ep.rows.birth_date, ev.anchor_date(ep, rule.at))
+    if age is None:
+        return False
+    return (rule.min is None or age >= rule.min) and (rule.max is None or age <= rule.max)
+
+
+@case(Criterion, "sex")
+def _sex_criterion(ev: Evaluator, ep: Episode, rule) -> bool:
+    sex = ep.rows.person.get("sex") if ep.rows.person else None
+    return sex in [str(s) for s in rule]
+
+
+@case(Criterion, "alive")
+def _alive(ev: Evaluator, ep: Episode, rule) -> bool:
+    if isinstance(rule.through, DayOffset):
+        through = None if ep.index_date is None else plus_days(ep.index_date, rule.through.days)
+    else:
+        through = ev.anchor_date(ep, rule.through)
+    if through is None:
+        return False
+    death = ep.rows.death_date
+    return death is None or death > through
+
+
+@case(Criterion, "index_period")
+def _index_period(ev: Evaluator, ep: Episode, rule) -> bool:
+    day = ep.index_date
+    if day is None:
+        return False
+    return (rule.start is None or day >= rule.start) and (rule.end is None or day <= rule.end)
+
+
+@case(Criterion, "coverage")
+def _coverage(ev: Evaluator, ep: Episode, rule) -> bool:
+    return ev.coverage_holds(ep, rule, ev.anchor_date(ep, rule.window.relative_to))
+
+
+@case(Criterion, "occurrence")
+def _occurrence(ev: Evaluator, ep: Episode, rule) -> bool:
+    bounds = ev.window_dates(ep, rule.window)
+    if bounds is None:
+        return False
+    n = ev.occurrence_count(ep, rule, bounds)
+    bound, value = rule.bound
+    return {"at_least": n >= value, "at_most": n <= value, "exactly": n == value}[bound]
+
+
+@case(Criterion, "washout")
+def _washout(ev: Evaluator, ep: Episode, rule) -> bool:
+    if ep.index_date is None:
+        return False
+    first, last = plus_days(ep.index_date, -rule.days), plus_days(ep.index_date, -1)
+    found = [r for _, r in ev.events(ep.rows, rule.codesets, rule.tables, rule.settings)
+             if first <= r["date"] <= last]
+    return len(found) == 0
+
+
+# arms: (evaluator, episode, rule) → (holds, first exposure date)
+
+NOT_IN_ARM = (False, None)
+
+
+@case(Arm, "otherwise")
+def _otherwise(ev: Evaluator, ep: Episode, rule) -> tuple[bool, date | None]:
+    return True, None
+
+
+@case(Arm, "exposure_start")
+def _exposure_start(ev: Evaluator, ep: Episode, rule) -> tuple[bool, date | None]:
+    bounds = ev.window_dates(ep, rule.window)
+    if bounds is None:
+        return NOT_IN_ARM
+    dates = sorted(r.date for r in ev.records(ep.rows, rule.exposure) if bounds[0] <= r.date <= bounds[1])
+    return (True, dates[0]) if dates else NOT_IN_ARM
+
+
+@case(Arm, "era_duration")
+def _era_duration(ev: Evaluator, ep: Episode, rule) -> tuple[bool, date | None]:
+    era = ev.first_era_from_index(ep, rule.exposure)
+    if era is None:
+        return NOT_IN_ARM
+    if (rule.min_days is None or era.duration >= rule.min_days) and (
+        rule.max_days is None or era.duration <= rule.max_days
+    ):
+        return True, era.start
+    return NOT_IN_ARM
+
+
+@case(Arm, "era_on_at")
+def _era_on_at(ev: Evaluator, ep: Episode, rule) -> tuple[bool, date | None]:
+    day = ev.landmark_date(ep, ev.d.landmark(rule.landmark))
+    if day is None:
+        return NOT_IN_ARM
+    # Eras do not overlap, so at most one covers the day.
+    covering = [era for era in ev.eras(ep.rows, rule.exposure) if era.start <= day <= era.end]
+    return (True, covering[0].start) if covering else NOT_IN_ARM
+
+
+@case(Arm, "regimen")
+def _regimen_arm(ev: Evaluator, ep: Episode, rule) -> tuple[bool, date | None]:
+    bounds = ev.window_dates(ep, rule.window)
+    if bounds is None:
+        return NOT_IN_ARM
+    # READING: with several regimen starts in the window, the earliest.
+    starts = sorted(r.start for r in ev.regimens(ep.rows, rule.name) if bounds[0] <= r.start <= bounds[1])
+    return (True, starts[0]) if starts else NOT_IN_ARM
+
+
+# follow-up ends: (evaluator, episode, rule, follow-up start) → the end date, or None
+# READING: followup_end is the earliest of the end reasons that have a date, even when
+# followup_start is missing (death and study_end do not need it; coverage_end and
+# exposure_end then give the missing start, i.e. nothing).
+
+
+@case(FollowupEnd, "death")
+def _death_end(ev: Evaluator, ep: Episode, rule, start: date | None) -> date | None:
+    return ep.rows.death_date
+
+
+@case(FollowupEnd, "study_end")
+def _study_end(ev: Evaluator, ep: Episode, rule, start: date | None) -> date | None:
+    return ev.d.study_period.end
+
+
+@case(FollowupEnd, "coverage_end")
+def _coverage_end(ev: Evaluator, ep: Episode, rule, start: date | None) -> date | None:
+    if start is None:
+        return None
+    found = [ev.coverage_end(ep.rows, c, rule.allowed_gap_days, start) for c in rule.require]
+    found = [d for d in found if d is not None]
+    return min(found) if found else None
+
+
+@case(FollowupEnd, "exposure_end")
+def _exposure_end(ev: Evaluator, ep: Episode, rule, start: date | None) -> date | None:
+    if start is None:
+        return None
+    covering = [era for era in ev.eras(ep.rows, rule.exposure)
+                if era.start <= start <= plus_days(era.end, rule.grace_days)]
+    return plus_days(covering[0].end, rule.grace_days) if covering else start
+
+
+# outcomes: (evaluator, episode, rule, follow-up start, end) → the date it occurs, or None
+
+
+@case(Outcome, "death")
+def _death_outcome(ev: Evaluator, ep: Episode, rule, start: date, end: date) -> date | None:
+    death = ep.rows.death_date
+    return death if death is not None and start <= death <= end else None
+
+
+@case(Outcome, "event")
+def _event_outcome(ev: Evaluator, ep: Episode, spec, start: date, end: date) -> date | None:
+    dates = [r["date"] for _, r in ev.events(ep.rows, spec.codesets, spec.tables, spec.settings)
+             if start < r["date"] <= end]
+    return min(dates) if dates else None
+
+
+# time-varying covariates: (evaluator, episode, rule) → the candidate switch dates
+
+
+@case(TimeVarying, "event")
+def _event_switch(ev: Evaluator, ep: Episode, spec) -> list[date]:
+    return [r["date"] for _, r in ev.events(ep.rows, spec.codesets, spec.tables, spec.settings)]
+
+
+@case(TimeVarying, "exposure")
+def _exposure_switch(ev: Evaluator, ep: Episode, spec) -> list[date]:
+    return ev.boundary(ev.eras(ep.rows, spec.name), spec.at)
+
+
+# covariates: (evaluator, episode, rule, the row's earlier columns) → the value
+
+
+@case(Covariate, "age")
+def _age_covariate(ev: Evaluator, ep: Episode, spec, earlier: dict[str, Any]):
+    return age_on(ep.rows.birth_date, ev.anchor_date(ep, spec.at))
+
+
+@case(Covariate, "sex")
+def _sex_covariate(ev: Evaluator, ep: Episode, spec, earlier: dict[str, Any]):
+    return ep.rows.person.get("sex") if ep.rows.person else None
+
+
+@case(Covariate, "race")
+def _race(ev: Evaluator, ep: Episode, spec, earlier: dict[str, Any]):
+    race = ep.rows.person.get("race") if ep.rows.person else None
+    if spec.groups is None or race is None:
+        return race
+    return next((group for group, races in spec.groups.items() if race in [str(r) for r in races]), None)
+
+
+@case(Covariate, "index_year")
+def _index_year(ev: Evaluator, ep: Episode, spec, earlier: dict[str, Any]):
+    return ep.index_date.year if ep.index_date else None
+
+
+@case(Covariate, "tumor_field")
+def _tumor_field(ev: Evaluator, ep: Episode, spec, earlier: dict[str, Any]):
+    if ep.tumor is None:
+        return None
+    # Named values by their names; a code without a name stays as stored.
+    field_name = str(spec.field)
+    if field_name == "stage":
+        code = ep.tumor.get("historic_stage")
+        return STAGE_NAMES.get(code, code)
+    if field_name == "behavior":
+        code = ep.tumor.get("behavior")
+        return BEHAVIOR_NAMES.get(code, code)
+    if field_name == "reporting_source":
+        code = ep.tumor.get("reporting_source")
+        return REPORTING_NAMES.get(code, code)
+    return ep.tumor.get(field_name)
+
+
+@case(Covariate, "coverage_flag")
+def _coverage_flag(ev: Evaluator, ep: Episode, spec, earlier: dict[str, Any]):
+    bounds = ev.window_dates(ep, spec.window)
+    if bounds is None:
+        return None
+    return int(any(ev.held(ep.rows, spec.coverage, day) for day in each_day(*bounds)))
+
+
+def _found_in_window(ev: Evaluator, ep: Episode, spec) -> list | None:
+    bounds = ev.window_dates(ep, spec.window)
+    if bounds is None:
+        return None
+    return [(t, r) for t, r in ev.events(ep.rows, spec.codesets, spec.tables, spec.settings)
+            if bounds[0] <= r["date"] <= bounds[1]]
+
+
+@case(Covariate, "flag")
+def _flag(ev: Evaluator, ep: Episode, spec, earlier: dict[str, Any]):
+    found = _found_in_window(ev, ep, spec)
+    return None if found is None else int(ev.count(found, "distinct_dates") >= spec.at_least)
+
+
+@case(Covariate, "count")
+def _count(ev: Evaluator, ep: Episode, spec, earlier: dict[str, Any]):
+    found = _found_in_window(ev, ep, spec)
+    return None if found is None else ev.count(found, spec.count)
+
+
+@case(Covariate, "nci_comorbidity")
+def _nci(ev: Evaluator, ep: Episode, spec, earlier: dict[str, Any]):
+    return ev.comorbidity_index(ep, spec, macro_nci_index)
+
+
+@case(Covariate, "charlson")
+def _charlson(ev: Evaluator, ep: Episode, spec, earlier: dict[str, Any]):
+    return ev.comorbidity_index(ep, spec, macro_charlson)
+
+
+@case(Covariate, "score")
+def _score(ev: Evaluator, ep: Episode, spec, earlier: dict[str, Any]):
+    score = 0.0
+    for term in spec.terms:
+        value = earlier.get(term.covariate)
+        if value is None:
+            continue  # an empty covariate scores nothing
+        if term.equals is not None:
+            scores = str(value) == term.equals
+        elif term.at_least is not None:
+            scores = value >= term.at_least
+        else:
+            scores = value == 1
+        if scores:
+            score += term.points
+    if spec.groups is None:
+        return float(score)
+    for group in spec.groups:
+        if (group.min is None or score >= group.min) and (group.max is None or score <= group.max):
+            return group.name
+    return None
+
+
+@case(Covariate, "exposure_duration")
+def _exposure_duration(ev: Evaluator, ep: Episode, spec, earlier: dict[str, Any]):
+    if ep.index_date is None:
+        return None
+    eras = ev.eras(ep.rows, spec.exposure)
+    if spec.era == EraChoice.first_from_index:
+        chosen = [e for e in eras if e.start >= ep.index_date][:1]
+    else:
+        chosen = [e for e in eras if e.start < ep.index_date][-1:]
+    return chosen[0].duration if chosen else None
 
 
 def evaluate(definition: Definition, tables: dict[str, list[dict]]) -> Result:
