@@ -1,8 +1,9 @@
 """The ``cohortlake`` command line: the parser and one short handler per command.
 
 The work is done elsewhere: the pipeline's steps in :mod:`cohortlake.pipeline`, the
-``--py-files`` zip in :mod:`cohortlake.bundle`; every import is inside a handler, so
-``--help`` and ``check`` start no Spark.
+``--py-files`` zip in :mod:`cohortlake.bundle`, the option types and examples in
+:mod:`cohortlake.cli_options`. Every other import is inside a handler, so ``--help`` and
+``check`` start no Spark.
 
 Exit codes scripts can rely on: 0 done, 1 a problem with the input or the environment
 (one message on stderr, no trace), 2 a usage error, 130 interrupted.
@@ -15,28 +16,11 @@ import sys
 from pathlib import Path
 
 from cohortlake import __version__
+from cohortlake.cli_options import (
+    CODESETS_ENV_NAME, DEFAULT_LAKE, DEFAULT_STUDY_OUT, DEMO_PATIENTS, FORMATS, LAYOUTS, TIME_UNIT_DAYS, add_examples,
+    caliper, column_list, matching_default, out_folder, ratio, values,
+)
 from cohortlake.errors import UserError
-
-DEFAULT_LAKE = "./lakehouse"
-FORMATS = ("text", "json", "github")
-CODESETS_ENV_NAME = "COHORTLAKE_CODESETS"
-TIME_UNIT_DAYS = {"days": 1.0, "weeks": 7.0, "months": 365.25 / 12, "years": 365.25}
-DEFAULT_STUDY_OUT = "./study"
-DEMO_PATIENTS = 50000
-LAYOUTS = ("seer-medicare", "desynpuf")
-
-
-def _out_folder(value: str) -> str:
-    """--out: a local folder or a ``file://`` URI; the driver writes these files itself."""
-    from urllib.parse import unquote, urlparse
-
-    if value.startswith("file:"):
-        return unquote(urlparse(value).path) or "/"
-    if "://" in value:
-        raise argparse.ArgumentTypeError(
-            f"{value!r}: --out is a folder the driver writes (a local path or file:// URI); the lake "
-            "(--lake) may be an object store, the hand-off files are copied from OUT after the run")
-    return value
 
 
 def _spark(args):
@@ -262,7 +246,7 @@ def cmd_assure(args, progress) -> int:
 def cmd_survival(args, progress) -> int:
     from cohortlake.survival import render_summary, run_survival
 
-    covariates = _column_list(args.covariates)
+    covariates = column_list(args.covariates)
     with progress.step("survival") as step:
         results, results_path, plot_path = run_survival(
             args.data, args.out, args.time, args.event, args.group, covariates, cluster=args.cluster,
@@ -282,48 +266,22 @@ def cmd_survival(args, progress) -> int:
     return 0
 
 
-def _column_list(text: str | None) -> list[str]:
-    return [c.strip() for c in (text or "").split(",") if c.strip()]
-
-
-def _caliper(text: str):
-    if text.strip().lower() == "none":
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number or 'none'") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0 (got {text}); write 'none' for no caliper")
-    return value
-
-
-def _ratio(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if not 1 <= value <= 100:
-        raise argparse.ArgumentTypeError(f"must be between 1 and 100 (got {value})")
-    return value
-
-
 def cmd_psmatch(args, progress) -> int:
     from pydantic import ValidationError
 
     from cohortlake.matching import MatchingSettings, read_persons, run_psmatch
     from cohortlake.spec.matching import MATCHING_ONLY
 
-    covariates = _column_list(args.covariates)
+    covariates = column_list(args.covariates)
     if not covariates:
         raise UserError("--covariates names no column")
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise UserError(f"{args.out}: --out must be a folder; a file of that name exists")
     options = {"scale": args.scale, "caliper": args.caliper, "ratio": args.ratio, "replacement": args.replace,
-               "order": args.order, "seed": args.seed, "exact": tuple(_column_list(args.exact)),
+               "order": args.order, "seed": args.seed, "exact": tuple(column_list(args.exact)),
                "smd_denominator": args.smd_denominator, "l2": args.l2}
     if args.method != "greedy_nearest_neighbor":  # matching options left at their defaults do not apply
-        defaults = {k: _matching_default(k) for k in MATCHING_ONLY}
+        defaults = {k: matching_default(k) for k in MATCHING_ONLY}
         options = {k: v for k, v in options.items() if k not in defaults or v != defaults[k]}
     try:
         settings = MatchingSettings(method=args.method, ps_covariates=tuple(covariates), **options)
@@ -339,18 +297,6 @@ def cmd_psmatch(args, progress) -> int:
         print(line)
     print(f"wrote {', '.join(str(path) for path in report.files.values())}")
     return 0
-
-
-def _matching_default(name: str):
-    """psmatch's defaults are the matching settings' own (OHDSI CohortMethod's), as plain values."""
-    from cohortlake.spec.matching import MatchingSettings
-
-    default = MatchingSettings.model_fields[name].default
-    return getattr(default, "value", default)
-
-
-def _values(enum) -> tuple[str, ...]:
-    return tuple(member.value for member in enum)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -418,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
                                         "Delta tables plus manifest.json; print the attrition. --out also exports "
                                         "cohort.parquet and attrition.csv.")
     p.add_argument("definition", metavar="DEF.yaml")
-    p.add_argument("--out", type=_out_folder, metavar="DIR", help="also export cohort.parquet and attrition.csv here")
+    p.add_argument("--out", type=out_folder, metavar="DIR", help="also export cohort.parquet and attrition.csv here")
     p.add_argument("--no-validate", action="store_true", help="skip the cohort quality gate")
     p.set_defaults(handler=cmd_build)
 
@@ -429,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
                                         "and write matched.parquet, matched.csv, matched_events.parquet (time-varying "
                                         "designs), balance.csv, love_plot.png, matching.json and data_dictionary.md.")
     p.add_argument("definition", metavar="DEF.yaml")
-    p.add_argument("--out", type=_out_folder, required=True, metavar="DIR", help="folder for the hand-off files")
+    p.add_argument("--out", type=out_folder, required=True, metavar="DIR", help="folder for the hand-off files")
     p.add_argument("--no-validate", action="store_true", help="skip the matched quality gate (balance)")
     p.set_defaults(handler=cmd_match)
 
@@ -440,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
                                         "by disclosure-check), each with report.html, km.png, love_plot.png, the "
                                         "tables as CSV and study.json; OUT/report.html is the release report.")
     p.add_argument("definition", metavar="DEF.yaml")
-    p.add_argument("--out", type=_out_folder, required=True, metavar="DIR", help="the folder build and match wrote")
+    p.add_argument("--out", type=out_folder, required=True, metavar="DIR", help="the folder build and match wrote")
     p.add_argument("--horizon", type=float, default=90, metavar="DAYS", help="risk horizon in days (default 90)")
     p.add_argument("--audience", choices=("analyst", "release", "both"), default="both",
                    help="the analyst view inside the secure environment, the release set, or both (default)")
@@ -465,7 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
                                         "plots, and the report's two sets: OUT/analyst (not for release) and "
                                         "OUT/release.")
     p.add_argument("definition", metavar="DEF.yaml")
-    p.add_argument("--out", type=_out_folder, required=True, metavar="DIR")
+    p.add_argument("--out", type=out_folder, required=True, metavar="DIR")
     p.add_argument("--horizon", type=float, default=90, metavar="DAYS", help="risk horizon in days (default 90)")
     p.add_argument("--raw", metavar="DIR", help="ingest these raw files first (with --layout)")
     p.add_argument("--layout", choices=LAYOUTS, help="the raw files' layout (with --raw)")
@@ -602,74 +548,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--treated", metavar="VALUE", help="which value of a text treatment column is the treated arm")
     p.add_argument("--covariates", required=True, metavar="A,B,C",
                    help="propensity-model covariates; text columns become one indicator per level")
-    p.add_argument("--method", choices=_values(Method), default=_matching_default("method"),
+    p.add_argument("--method", choices=values(Method), default=matching_default("method"),
                    help="match (default) or weight")
-    p.add_argument("--scale", choices=_values(Scale), default=_matching_default("scale"),
+    p.add_argument("--scale", choices=values(Scale), default=matching_default("scale"),
                    help="match on logit(ps) (default) or ps")
-    p.add_argument("--caliper", type=_caliper, default=_matching_default("caliper"), metavar="SD|none",
+    p.add_argument("--caliper", type=caliper, default=matching_default("caliper"), metavar="SD|none",
                    help="largest distance, in SDs of the matching scale over all persons "
-                        f"(default {_matching_default('caliper')}; inclusive)")
-    p.add_argument("--ratio", type=_ratio, default=_matching_default("ratio"), metavar="K",
-                   help=f"up to K controls per treated person (default {_matching_default('ratio')})")
+                        f"(default {matching_default('caliper')}; inclusive)")
+    p.add_argument("--ratio", type=ratio, default=matching_default("ratio"), metavar="K",
+                   help=f"up to K controls per treated person (default {matching_default('ratio')})")
     p.add_argument("--replace", action="store_true", help="match with replacement")
-    p.add_argument("--order", choices=_values(Order), default=_matching_default("order"),
+    p.add_argument("--order", choices=values(Order), default=matching_default("order"),
                    help="who picks first: globally nearest pair (default, CohortMethod), largest/smallest PS, "
                         "random (needs --seed), data order")
     p.add_argument("--seed", type=int, metavar="S", help="seed of --order random")
     p.add_argument("--exact", metavar="A,B", help="match only within equal values of these columns")
-    p.add_argument("--smd-denominator", choices=_values(SmdDenominator), default=_matching_default("smd_denominator"),
+    p.add_argument("--smd-denominator", choices=values(SmdDenominator), default=matching_default("smd_denominator"),
                    help="SD dividing mean differences, from before matching (default pooled)")
-    p.add_argument("--l2", type=float, default=_matching_default("l2"), metavar="LAMBDA",
-                   help=f"L2 penalty of the PS model (default {_matching_default('l2'):g})")
+    p.add_argument("--l2", type=float, default=matching_default("l2"), metavar="LAMBDA",
+                   help=f"L2 penalty of the PS model (default {matching_default('l2'):g})")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the outputs")
     p.set_defaults(handler=cmd_psmatch)
-    _add_examples(parser)
+    add_examples(parser)
     return parser
-
-
-EXAMPLES = {
-    "synth": "cohortlake synth --layout seer-medicare --patients 1000 --out ./raw",
-    "ingest": "cohortlake ingest --layout seer-medicare --raw ./raw --lake ./lakehouse",
-    "tables": "cohortlake tables --lake ./lakehouse",
-    "history": "cohortlake history silver/diagnosis --lake ./lakehouse",
-    "build": "cohortlake build cohort_defs/hcc_sorafenib_landmark.yaml --lake ./lakehouse --out ./study",
-    "match": "cohortlake match cohort_defs/hcc_sorafenib_landmark.yaml --lake ./lakehouse --out ./study",
-    "analyze": "cohortlake analyze cohort_defs/hcc_sorafenib_landmark.yaml --out ./study",
-    "disclosure-check": "cohortlake disclosure-check ./study",
-    "run": "cohortlake run cohort_defs/hcc_sorafenib_landmark.yaml --lake ./lakehouse --out ./study",
-    "validate": "cohortlake validate --lake ./lakehouse --suite silver.enrollment",
-    "bundle": "cohortlake bundle --out dist/cohortlake.zip",
-    "check": "cohortlake check cohort_defs/                  # every definition, code-set and test file\n"
-             "  cohortlake check my_cohort.yaml --format github --codesets ~/shared/codesets",
-    "explain": "cohortlake explain cohort_defs/hcc_sorafenib_landmark.yaml > hcc.md",
-    "schema": "cohortlake schema > cohortlake.schema.json\n"
-              "  cohortlake schema --kind codesets > cohortlake-codesets.schema.json",
-    "init": "cohortlake init liver_first && cohortlake check liver_first.yaml",
-    "assure": "cohortlake assure cohort_defs/hcc_sorafenib_landmark.yaml",
-    "demo": "cohortlake demo --patients 50000",
-    "survival": "cohortlake psmatch --data persons.csv --treatment treated --covariates age,sex --out ./ps\n"
-                "  cohortlake survival --data ./ps/matched.csv --time time --event event --group treated "
-                "--cluster match_id --weights weight --out ./km",
-    "psmatch": "cohortlake psmatch --data persons.csv --treatment treated --covariates age,sex --out ./ps\n"
-               "  cohortlake survival --data ./ps/matched.csv --time time --event event --group treated "
-               "--cluster match_id --weights weight --out ./km   # the unmatched rows are left out",
-}
-
-
-def _add_examples(parser: argparse.ArgumentParser) -> None:
-    """Every command's --help ends with an example."""
-    for action in parser._subparsers._group_actions:
-        helps = {choice.dest: choice.help for choice in action._choices_actions}
-        for name, sub in action.choices.items():
-            if not sub.description and helps.get(name):
-                sub.description = helps[name][0].upper() + helps[name][1:] + "."
-            if name in EXAMPLES:
-                sub.formatter_class = argparse.RawDescriptionHelpFormatter
-                sub.epilog = "example:\n  " + EXAMPLES[name]
-                if sub.description:
-                    import textwrap
-
-                    sub.description = textwrap.fill(sub.description, 88)
 
 
 def main(argv: list[str] | None = None) -> int:
