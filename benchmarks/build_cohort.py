@@ -14,7 +14,7 @@ import argparse
 import time
 from pathlib import Path
 
-from cohortlake.engine.build import build, render_attrition
+from cohortlake.engine.store import build_and_store as build, render_attrition
 from cohortlake.lake.delta import Lakehouse
 from cohortlake.lake.session import get_spark
 from cohortlake.sources.canonical import SILVER_TABLES, silver_name

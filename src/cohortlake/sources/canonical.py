@@ -20,6 +20,7 @@ from pyspark.sql.types import (
 )
 
 from cohortlake import vocabulary as v
+from cohortlake.lake import layout
 from cohortlake.vocabulary import SILVER_TABLES
 
 SPARK_TYPES: dict[str, DataType] = {
@@ -42,4 +43,4 @@ __all__ = ["SCHEMAS", "SILVER_TABLES", "silver_name"]
 
 def silver_name(table: str) -> str:
     """Lakehouse name of a canonical table."""
-    return f"silver/{table}"
+    return layout.silver(table)
