@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from cohortlake.engine import columns
 from cohortlake.spec.model import Coverage
 
-EPISODE = ["person_id", "index_date"]
+EPISODE = list(columns.EPISODE)
 
 
 @dataclass(frozen=True)
