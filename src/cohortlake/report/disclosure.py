@@ -494,7 +494,7 @@ def _derivable(model: _Model) -> list[Leak]:
     try:
         pinned = reader.small_pinned(small)
     except ValueError as error:
-        return [Leak("(all tables)", "-", f"{error}: a printed count, <11 or * does not fit the others")]
+        return [Leak("(all tables)", "-", f"{error}: a printed count, {SMALL} or {HIDDEN} does not fit the others")]
     leaks = []
     for cell, value in pinned.items():
         file, where = model.origin.get(cell, ("?", repr(cell)))
