@@ -100,6 +100,7 @@ def match_cohort(definition, lake, out: str, progress=None, validate: bool = Tru
     """Match (or weight) a built cohort, gate the result, and write the hand-off files to ``out``."""
     from cohortlake.lake.manifest import RunManifest
     from cohortlake.progress import Progress
+    from cohortlake.quality import gates
 
     progress = progress or Progress(quiet=True)
     settings = matching_settings(definition)
@@ -126,18 +127,13 @@ def match_cohort(definition, lake, out: str, progress=None, validate: bool = Tru
     manifest.record_rows("persons_out", len(dataset))
 
     tables = {"dataset": matched_table(definition.cohort, "dataset"), "balance": matched_table(definition.cohort, "balance")}
-    from cohortlake.quality import gates
-
-    with gates.gated(lake, tables.values(), enabled=True) as gate:
+    with gates.gated(lake, tables.values(), manifest=manifest) as gate:
         spark = lake.spark
         lake.write(tables["dataset"], spark.createDataFrame(dataset))
         lake.write(tables["balance"], spark.createDataFrame(report.balance[BALANCE_COLUMNS]))
         if validate:
-            with manifest.phase("validate"):
-                gate.run(gates.gate_matched, lake, definition.cohort, settings.smd_threshold, progress, runner)
-            result.quality = gate.report
-            manifest.extra["quality_gate"] = {"passed": gate.report.passed, "run_id": gate.report.run_id,
-                                              "docs": gate.report.docs_index}
+            result.quality = gate.run(gates.gate_matched, lake, definition.cohort, settings.smd_threshold, progress,
+                                      runner)
         os.makedirs(out, exist_ok=True)
         # The diagnostics are written either way: they are how a failed balance gets fixed.
         balance_path = os.path.join(out, "balance.csv")

@@ -99,13 +99,23 @@ class Gated:
     """What ``with gated(...)`` hands its block: the tables' versions before the step, and
     the gate's report once :meth:`run` has run it."""
 
-    def __init__(self, lake, tables, enabled: bool):
+    def __init__(self, lake, tables, enabled: bool, manifest=None):
         self.before = {table: lake.version(table) for table in tables} if enabled else {}
+        self.manifest = manifest
         self.report: GateReport | None = None
 
     def run(self, gate, *args, **kwargs) -> GateReport:
-        """Run a ``gate_*`` function without raising; the block goes on (manifests, diagnostics)."""
-        self.report = gate(*args, raise_on_critical=False, **kwargs)
+        """Run a ``gate_*`` function without raising; the block goes on (manifests, diagnostics).
+
+        With the step's manifest, the gate is timed as its ``validate`` phase and its outcome
+        recorded as ``extra.quality_gate``."""
+        if self.manifest is None:
+            self.report = gate(*args, raise_on_critical=False, **kwargs)
+            return self.report
+        with self.manifest.phase("validate"):
+            self.report = gate(*args, raise_on_critical=False, **kwargs)
+        self.manifest.extra["quality_gate"] = {"passed": self.report.passed, "run_id": self.report.run_id,
+                                               "docs": self.report.docs_index}
         return self.report
 
     @property
@@ -114,7 +124,7 @@ class Gated:
 
 
 @contextmanager
-def gated(lake, tables, enabled: bool = True):
+def gated(lake, tables, enabled: bool = True, manifest=None):
     """Remember ``tables``' versions → the block writes them and runs its gate → on a
     critical failure put the previous versions back (a Delta RESTORE: a new commit) and
     raise ``QualityGateError``, so nothing downstream reads unvalidated tables.
@@ -122,7 +132,7 @@ def gated(lake, tables, enabled: bool = True):
     The restore happens when the block ends, after whatever it writes about the failed run
     (its manifest, the balance diagnostics). An exception inside the block restores nothing.
     """
-    state = Gated(lake, tables, enabled)
+    state = Gated(lake, tables, enabled, manifest)
     yield state
     if state.failed:
         for table, version in state.before.items():
