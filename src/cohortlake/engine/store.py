@@ -97,7 +97,7 @@ def build_and_store(definition: Definition, lake, out: str | None = None, progre
                         for row in result.cohort.groupBy("arm").count().withColumnRenamed("count", "n").collect()}
                 cohort_rows = sum(arms.values())
                 step["detail"] = f"{cohort_rows:,} in the cohort ({', '.join(f'{a} {n:,}' for a, n in sorted(arms.items()))})"
-            manifest.extra["quality"] = gates.cohort_quality(definition)
+            manifest.extra[gates.COHORT_GATE_INPUTS] = gates.cohort_quality(definition)
             if validate:
                 gate.run(gates.gate_cohort, lake, definition, progress, runner)
             exported = []

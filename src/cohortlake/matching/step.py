@@ -121,7 +121,7 @@ def match_cohort(definition, lake, out: str, progress=None, validate: bool = Tru
                           f"{report.n_matched_treated:,} + {report.n_matched_controls:,} matched"
                           if report.matched is not None else f"{len(dataset):,} persons weighted")
     result = MatchReport(definition.cohort, settings, report, len(persons), len(dataset), version)
-    manifest.extra.update({"matching": settings.model_dump(mode="json"), "ps_method": report.fit.method,
+    manifest.extra.update({gates.MATCHED_GATE_INPUTS: settings.model_dump(mode="json"), "ps_method": report.fit.method,
                            "cohort_version": version})
     manifest.record_rows("persons_in", len(persons))
     manifest.record_rows("persons_out", len(dataset))

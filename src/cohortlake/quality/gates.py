@@ -20,6 +20,11 @@ from cohortlake.quality.suites import (
 )
 
 PERSON_VIEW = {"silver_person": layout.silver("person")}
+# What `validate` needs to run a step's gate again later, under these keys of the ``extra``
+# of the step's manifest: the build records cohort_quality(definition), the match step its
+# matching settings (their smd_threshold). The steps write them with these names.
+COHORT_GATE_INPUTS = "quality"
+MATCHED_GATE_INPUTS = "matching"
 
 
 def _runner(lake, runner, progress) -> QualityRunner:
@@ -150,8 +155,8 @@ def built_cohorts(lake) -> dict[str, dict]:
     found = {}
     for cohort, path in layout.build_manifests(lake.root).items():
         extra = _recorded(path)
-        if "quality" in extra:
-            found[cohort] = extra["quality"]
+        if COHORT_GATE_INPUTS in extra:
+            found[cohort] = extra[COHORT_GATE_INPUTS]
     return found
 
 
@@ -159,7 +164,7 @@ def matched_cohorts(lake) -> dict[str, float]:
     """Cohorts matched in this lake and the SMD threshold their match step recorded."""
     found = {}
     for cohort, path in layout.match_manifests(lake.root).items():
-        matching = _recorded(path).get("matching") or {}
+        matching = _recorded(path).get(MATCHED_GATE_INPUTS) or {}
         if matching.get("smd_threshold") is not None:
             found[cohort] = float(matching["smd_threshold"])
     return found
