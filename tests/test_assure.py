@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cohortlake.cli import main
-from cohortlake.engine.assure import (
+from cohortlake.assure import (
     AssureFileError,
     EngineRows,
     compare,
@@ -73,7 +73,7 @@ def test_shipped_test_patients_pass(built, name):
 
 @pytest.mark.spark
 def test_assure_command_exit_codes_and_lines(built, tmp_path, capsys, monkeypatch):
-    import cohortlake.engine.assure as assure
+    import cohortlake.assure.run as assure
 
     definition = DEFS / "sorafenib_time_varying_response.yaml"
     shipped, rows = built(definition.name)
@@ -387,7 +387,7 @@ def test_tests_file_must_match_the_definition(tmp_path):
     with pytest.raises(AssureFileError, match=r":1: definition: this file tests .*hcc_sorafenib_landmark.yaml, not "):
         load_suite(path, definition_path=other)
     with pytest.raises(UserError, match="no test patients for"):
-        from cohortlake.engine.assure import run_assure
+        from cohortlake.assure import run_assure
 
         run_assure(None, tmp_path / "nothing.yaml")
 

@@ -322,7 +322,7 @@ def test_init_scaffolds_a_cohort_that_checks_and_explains(tmp_path, capsys):
 @pytest.mark.spark
 @pytest.mark.slow
 def test_init_scaffold_passes_assure(tmp_path, capsys, spark):
-    from cohortlake.engine.assure import load_suite, run_suite
+    from cohortlake.assure import load_suite, run_suite
 
     main(["init", "liver_first", "--dir", str(tmp_path)])
     report = run_suite(spark, load_suite(tmp_path / "tests" / "liver_first.yaml"))

@@ -124,7 +124,7 @@ def check_codesets(path: Path, codesets_dir) -> FileResult:
 
 
 def check_tests(path: Path) -> FileResult:
-    from cohortlake.engine.assure import load_suite  # reads and checks the file; starts no Spark
+    from cohortlake.assure import load_suite  # reads and checks the file; starts no Spark
 
     result = FileResult(str(path), "tests")
     try:
