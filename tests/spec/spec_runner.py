@@ -13,7 +13,9 @@ assure or the reference evaluator is repointed here and nowhere else.
 
 from __future__ import annotations
 
+import atexit
 import re
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -31,6 +33,7 @@ import reference_evaluator as reference  # noqa: E402
 BASE = SPEC / "base.yaml"
 GROUPS = ("index", "criteria", "arms", "followup", "outcomes", "time_varying", "covariates")
 SCRATCH = Path(tempfile.mkdtemp(prefix="cohortlake-spec-"))
+atexit.register(shutil.rmtree, SCRATCH, ignore_errors=True)
 
 
 def case_files() -> list[Path]:
