@@ -20,6 +20,7 @@ import os
 import tempfile
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 import yaml
@@ -27,6 +28,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from cohortlake.spec import Definition, load_definition
+from cohortlake.spec.model import Arm, Covariate, Criterion, FollowupEnd, Index, OneOf, Outcome, TimeVarying
 from reference_evaluator import TABLES, cohort_columns, event_columns, evaluate, frames_from_rows
 
 pytestmark = pytest.mark.spark
@@ -334,31 +336,12 @@ class Draft:
 
     # --- sections
 
+    def rule(self, kind_of: type[OneOf], kind: str, **context):
+        """The body of one rule of ``kind`` (what goes under its key), drawn by its registered strategy."""
+        return STRATEGIES[(kind_of, kind)](self, **context)
+
     def index(self) -> dict:
-        kind = self.index_kind
-        if kind == "tumor":
-            rule: dict = {}
-            if self.chance(70):
-                rule["primary_site"] = self.pick([["liver_site"], ["C22.0"], ["C22x"], ["liver_site", "C34.0"]])
-            if self.chance(60):
-                rule["histology"] = self.pick([["hcc_histology"], ["8170"], ["8170-8175", "8140"]])
-            if self.chance(50):
-                rule["behavior"] = self.pick([["malignant"], ["malignant", "in_situ"], ["in_situ"]])
-            rule["choose"] = self.pick(["lowest_sequence_number", "earliest_diagnosis"])
-            if self.chance(50):
-                rule["date"] = {"day_of_month": self.pick([1, 15, 28])}
-            return {"tumor": rule}
-        if kind == "event":
-            spec = self.event_spec(sets=None)
-            if self.chance(60):
-                spec = {"codesets": ["liver"] + self.some(["hcc"], min_size=0), "tables": ["diagnosis"]}
-            spec["occurrence"] = self.pick(["first", "first", "each"])
-            return {"event": spec}
-        if kind == "exposure":
-            return {"exposure": {"name": self.pick(["sor", "sor", "tki", "ici"]), "at": self.pick(["start", "start", "end"]),
-                                 "occurrence": self.pick(["first", "first", "each"])}}
-        return {"regimen": {"name": "combo", "at": self.pick(["start", "start", "end"]),
-                            "occurrence": self.pick(["first", "each"])}}
+        return {self.index_kind: self.rule(Index, self.index_kind)}
 
     def exposures(self) -> dict:
         def dispensing(codeset):
@@ -397,53 +380,7 @@ class Draft:
         return out
 
     def criterion(self, kind: str) -> dict:
-        if kind == "index_exists":
-            return {"index_exists": {}}
-        if kind == "tumor":
-            rule = {}
-            for field in self.some(["sequence_number", "diagnosis_year", "diagnosis_month_known", "reporting_source",
-                                    "stage", "behavior"], max_size=3):
-                rule[field] = {
-                    "sequence_number": lambda: self.some(["00", "01"]),
-                    "diagnosis_year": lambda: self.pick([{"min": 2008, "max": 2011}, {"min": 2010}, {"max": 2009}]),
-                    "diagnosis_month_known": lambda: self.pick([True, True, False]),
-                    "reporting_source": lambda: self.pick([{"exclude": ["autopsy_only", "death_certificate_only"]},
-                                                           {"include": ["hospital_inpatient"]}]),
-                    "stage": lambda: self.some(["regional", "distant", "localized"], max_size=2),
-                    "behavior": lambda: self.pick([["malignant"], ["malignant"], ["in_situ"]]),
-                }[field]()
-            return {"tumor": rule}
-        if kind == "age":
-            rule = self.pick([{"min": 66}, {"min": 75}, {"max": 70}, {"min": 66, "max": 80}])
-            if self.landmarks and self.chance(25):
-                rule = dict(rule, at=self.pick(self.landmarks))
-            return {"age": rule}
-        if kind == "sex":
-            return {"sex": self.some(["male", "female", "unknown"], max_size=2)}
-        if kind == "alive":
-            if self.landmarks and self.chance(50):
-                return {"alive": {"through": self.pick(self.landmarks)}}
-            return {"alive": {"through": {"days": self.pick([-1, 0, 30, 60])}}}
-        if kind == "index_period":
-            return {"index_period": self.pick([{"start": "2009-01-01", "end": "2011-12-31"}, {"start": "2010-06-15"},
-                                               {"end": "2010-06-15"}])}
-        if kind == "coverage":
-            return {"coverage": self.coverage_rule()}
-        if kind == "occurrence":
-            if self.chance(25):
-                rule = {"exposure": {"name": self.pick(EXPOSURES), "at": self.pick(["start", "end"])}}
-            else:
-                rule = self.event_spec()
-                if self.chance(40):
-                    rule["count"] = self.pick(["distinct_dates", "claims", "events"])
-            rule["window"] = self.window()
-            bound = self.pick(["at_least", "at_most", "exactly"])
-            rule[bound] = self.pick([0, 1, 1, 2])
-            return {"occurrence": rule}
-        if kind == "washout":
-            spec = self.event_spec()
-            return {"washout": dict(spec, days=self.pick([30, 180, 365]))}
-        raise AssertionError(kind)
+        return {kind: self.rule(Criterion, kind)}
 
     def criteria(self, rich: bool) -> list[dict]:
         kinds = ["age", "sex", "alive", "index_period", "coverage", "occurrence", "washout"]
@@ -458,17 +395,12 @@ class Draft:
         kinds = ["exposure_start", "era_duration", "regimen"] + (["era_on_at"] if self.landmarks else [])
         arms = []
         for i, kind in enumerate(self.draw(st.lists(st.sampled_from(kinds), min_size=1, max_size=3))):
-            if kind == "exposure_start":
-                rule = {"exposure": self.pick(EXPOSURES), "window": self.window()}
-            elif kind == "era_duration":
-                rule = {"exposure": self.pick(EXPOSURES)}
-                rule.update(self.pick([{"min_days": 60}, {"max_days": 30}, {"min_days": 30, "max_days": 90}]))
-            elif kind == "era_on_at":
-                rule = {"exposure": self.pick(EXPOSURES), "landmark": self.pick(self.landmarks)}
-            else:
-                rule = {"name": "combo", "window": self.window()}
-            arms.append({"name": f"arm_{i}", kind: rule})
-        return arms + [{"name": "rest", "otherwise": True}]
+            arms.append({"name": f"arm_{i}", kind: self.rule(Arm, kind)})
+        return arms + [{"name": "rest", "otherwise": self.rule(Arm, "otherwise")}]
+
+    def end(self, kind: str):
+        body = self.rule(FollowupEnd, kind)
+        return kind if body is True else {kind: body}  # death and study_end are written as words
 
     def followup(self, rich: bool) -> dict:
         start = "index"
@@ -479,14 +411,13 @@ class Draft:
                 start = self.pick(self.landmarks)
             elif kind == "point":
                 start = {"exposure": self.pick(EXPOSURES), "at": "start"}
-        ends: list = ["study_end"]
+        ends: list = [self.end("study_end")]
         if self.chance(80):
-            ends.append("death")
+            ends.append(self.end("death"))
         if rich and self.chance(40):
-            ends.append({"coverage_end": {"require": self.some(["part_a", "part_b", "part_d", "fee_for_service"], max_size=2),
-                                          "allowed_gap_days": self.pick([0, 1, 3, 30])}})
+            ends.append(self.end("coverage_end"))
         if rich and self.chance(40):
-            ends.append({"exposure_end": {"exposure": self.pick(EXPOSURES), "grace_days": self.pick([0, 10, 30])}})
+            ends.append(self.end("exposure_end"))
         return {"start": start, "end": self.draw(st.permutations(ends))}
 
     def outcomes(self) -> list[dict]:
@@ -495,10 +426,9 @@ class Draft:
         for name in names:
             outcome: dict = {"name": name}
             if name == "death":
-                outcome["death"] = {}
+                outcome["death"] = self.rule(Outcome, "death")
             else:
-                outcome["event"] = self.diagnosis_spec() if self.chance(30) else {
-                    "codesets": [{"bleed_o": "bleed", "mi_o": "mi", "liver_o": "liver"}[name]], "tables": ["diagnosis"]}
+                outcome["event"] = self.rule(Outcome, "event", name=name)
             others = [n for n in names if n != name]
             if others and self.chance(50):
                 outcome["competing"] = self.some(others)
@@ -508,10 +438,8 @@ class Draft:
     def time_varying(self) -> list[dict]:
         out = []
         for i in range(self.draw(st.integers(1, 2))):
-            if self.chance(50):
-                out.append({"name": f"tv_{i}", "exposure": {"name": self.pick(EXPOSURES), "at": self.pick(["start", "end"])}})
-            else:
-                out.append({"name": f"tv_{i}", "event": self.diagnosis_spec()})
+            kind = "exposure" if self.chance(50) else "event"
+            out.append({"name": f"tv_{i}", kind: self.rule(TimeVarying, kind)})
         return out
 
     def covariates(self, kinds_pool: list[str], max_size: int) -> list[dict]:
@@ -520,63 +448,296 @@ class Draft:
         kinds = self.draw(st.lists(st.sampled_from(kinds_pool), min_size=1, max_size=max_size))
         out: list[dict] = []
         for i, kind in enumerate(kinds):
-            name = f"cv_{i}_{kind}"
-            if kind == "age":
-                rule = {"at": self.pick(self.landmarks)} if self.landmarks and self.chance(30) else {}
-            elif kind in ("sex", "index_year"):
-                rule = {}
-            elif kind == "race":
-                rule = self.pick([{}, {"groups": {"white": ["white"], "black": ["black"],
-                                                  "other": ["other", "asian", "hispanic"]}}])
-            elif kind == "tumor_field":
-                rule = {"field": self.pick(["stage", "sequence_number", "reporting_source", "histology", "behavior",
-                                            "primary_site"])}
-            elif kind == "coverage_flag":
-                rule = {"coverage": self.pick(["dual", "hmo", "part_d", "fee_for_service"]), "window": self.window()}
-            elif kind in ("nci_comorbidity", "charlson"):
-                rule = {"window": self.window(relative=False), "rule_out": self.pick([True, False])}
-                if self.chance(40):
-                    rule["without_claims"] = "missing"
-            elif kind == "flag":
-                rule = dict(self.event_spec(), window=self.window())
-                if self.chance(30):
-                    rule["at_least"] = 2
-            elif kind == "count":
-                rule = dict(self.event_spec(), window=self.window(),
-                            count=self.pick(["distinct_dates", "claims", "events"]))
-            elif kind == "exposure_duration":
-                rule = {"exposure": self.pick(EXPOSURES), "era": self.pick(["first_from_index", "last_before_index"])}
-            elif kind == "score":
-                terms = []
-                for earlier in out:
-                    earlier_kind = next(k for k in earlier if k != "name")
-                    if earlier_kind == "score" and earlier["score"].get("groups"):
-                        continue
-                    if not self.chance(70):
-                        continue
-                    if earlier_kind in ("sex", "race", "tumor_field"):
-                        value = {"sex": "male", "race": self.pick(["white", "black", "other"]),
-                                 "tumor_field": self.pick(["distant", "00", "malignant", "C220"])}[earlier_kind]
-                        term = {"covariate": earlier["name"], "equals": value}
-                    elif earlier_kind in ("flag", "coverage_flag") and self.chance(70):
-                        term = {"covariate": earlier["name"]}
-                    else:
-                        term = {"covariate": earlier["name"], "at_least": self.pick([1, 2, 66, 75, 30])}
-                    if self.chance(40):
-                        term["points"] = self.pick([0.5, 2, 3])
-                    terms.append(term)
-                if not terms:
-                    continue
-                rule = {"terms": terms}
-                if self.chance(50):
-                    rule["groups"] = self.pick([
-                        [{"name": "low", "max": 0}, {"name": "mid", "min": 0.5, "max": 2}, {"name": "high", "min": 3}],
-                        [{"name": "some", "min": 1}],
-                    ])
-            else:
-                raise AssertionError(kind)
-            out.append({"name": name, kind: rule})
+            rule = self.rule(Covariate, kind, earlier=out)
+            if rule is None:  # a score without a term
+                continue
+            out.append({"name": f"cv_{i}_{kind}", kind: rule})
         return out
+
+
+# ---------------------------------------------------------------------------------------
+# One strategy per rule kind, keyed like the engine's rules: (OneOf class, kind). Each
+# draws the body written under the kind's key.
+# ---------------------------------------------------------------------------------------
+
+STRATEGIES: dict[tuple[type[OneOf], str], Callable[..., Any]] = {}
+
+
+def strategy(kind_of: type[OneOf], *kinds: str):
+    """Register the strategy drawing ``kinds`` of ``kind_of``."""
+    def register(function):
+        for kind in kinds:
+            assert kind in kind_of.choices, (kind_of.__name__, kind)
+            STRATEGIES[(kind_of, kind)] = function
+        return function
+
+    return register
+
+
+# index
+
+
+@strategy(Index, "tumor")
+def _tumor_index(d: Draft) -> dict:
+    rule: dict = {}
+    if d.chance(70):
+        rule["primary_site"] = d.pick([["liver_site"], ["C22.0"], ["C22x"], ["liver_site", "C34.0"]])
+    if d.chance(60):
+        rule["histology"] = d.pick([["hcc_histology"], ["8170"], ["8170-8175", "8140"]])
+    if d.chance(50):
+        rule["behavior"] = d.pick([["malignant"], ["malignant", "in_situ"], ["in_situ"]])
+    rule["choose"] = d.pick(["lowest_sequence_number", "earliest_diagnosis"])
+    if d.chance(50):
+        rule["date"] = {"day_of_month": d.pick([1, 15, 28])}
+    return rule
+
+
+@strategy(Index, "event")
+def _event_index(d: Draft) -> dict:
+    spec = d.event_spec(sets=None)
+    if d.chance(60):
+        spec = {"codesets": ["liver"] + d.some(["hcc"], min_size=0), "tables": ["diagnosis"]}
+    spec["occurrence"] = d.pick(["first", "first", "each"])
+    return spec
+
+
+@strategy(Index, "exposure")
+def _exposure_index(d: Draft) -> dict:
+    return {"name": d.pick(["sor", "sor", "tki", "ici"]), "at": d.pick(["start", "start", "end"]),
+            "occurrence": d.pick(["first", "first", "each"])}
+
+
+@strategy(Index, "regimen")
+def _regimen_index(d: Draft) -> dict:
+    return {"name": "combo", "at": d.pick(["start", "start", "end"]), "occurrence": d.pick(["first", "each"])}
+
+
+# criteria
+
+
+@strategy(Criterion, "index_exists")
+def _index_exists(d: Draft) -> dict:
+    return {}
+
+
+@strategy(Criterion, "tumor")
+def _tumor_criterion(d: Draft) -> dict:
+    rule = {}
+    for field in d.some(["sequence_number", "diagnosis_year", "diagnosis_month_known", "reporting_source",
+                         "stage", "behavior"], max_size=3):
+        rule[field] = {
+            "sequence_number": lambda: d.some(["00", "01"]),
+            "diagnosis_year": lambda: d.pick([{"min": 2008, "max": 2011}, {"min": 2010}, {"max": 2009}]),
+            "diagnosis_month_known": lambda: d.pick([True, True, False]),
+            "reporting_source": lambda: d.pick([{"exclude": ["autopsy_only", "death_certificate_only"]},
+                                                {"include": ["hospital_inpatient"]}]),
+            "stage": lambda: d.some(["regional", "distant", "localized"], max_size=2),
+            "behavior": lambda: d.pick([["malignant"], ["malignant"], ["in_situ"]]),
+        }[field]()
+    return rule
+
+
+@strategy(Criterion, "age")
+def _age_criterion(d: Draft) -> dict:
+    rule = d.pick([{"min": 66}, {"min": 75}, {"max": 70}, {"min": 66, "max": 80}])
+    if d.landmarks and d.chance(25):
+        rule = dict(rule, at=d.pick(d.landmarks))
+    return rule
+
+
+@strategy(Criterion, "sex")
+def _sex_criterion(d: Draft) -> list:
+    return d.some(["male", "female", "unknown"], max_size=2)
+
+
+@strategy(Criterion, "alive")
+def _alive(d: Draft) -> dict:
+    if d.landmarks and d.chance(50):
+        return {"through": d.pick(d.landmarks)}
+    return {"through": {"days": d.pick([-1, 0, 30, 60])}}
+
+
+@strategy(Criterion, "index_period")
+def _index_period(d: Draft) -> dict:
+    return d.pick([{"start": "2009-01-01", "end": "2011-12-31"}, {"start": "2010-06-15"}, {"end": "2010-06-15"}])
+
+
+@strategy(Criterion, "coverage")
+def _coverage(d: Draft) -> dict:
+    return d.coverage_rule()
+
+
+@strategy(Criterion, "occurrence")
+def _occurrence(d: Draft) -> dict:
+    if d.chance(25):
+        rule = {"exposure": {"name": d.pick(EXPOSURES), "at": d.pick(["start", "end"])}}
+    else:
+        rule = d.event_spec()
+        if d.chance(40):
+            rule["count"] = d.pick(["distinct_dates", "claims", "events"])
+    rule["window"] = d.window()
+    bound = d.pick(["at_least", "at_most", "exactly"])
+    rule[bound] = d.pick([0, 1, 1, 2])
+    return rule
+
+
+@strategy(Criterion, "washout")
+def _washout(d: Draft) -> dict:
+    return dict(d.event_spec(), days=d.pick([30, 180, 365]))
+
+
+# arms
+
+
+@strategy(Arm, "exposure_start")
+def _exposure_start(d: Draft) -> dict:
+    return {"exposure": d.pick(EXPOSURES), "window": d.window()}
+
+
+@strategy(Arm, "era_duration")
+def _era_duration(d: Draft) -> dict:
+    rule = {"exposure": d.pick(EXPOSURES)}
+    rule.update(d.pick([{"min_days": 60}, {"max_days": 30}, {"min_days": 30, "max_days": 90}]))
+    return rule
+
+
+@strategy(Arm, "era_on_at")
+def _era_on_at(d: Draft) -> dict:
+    return {"exposure": d.pick(EXPOSURES), "landmark": d.pick(d.landmarks)}
+
+
+@strategy(Arm, "regimen")
+def _regimen_arm(d: Draft) -> dict:
+    return {"name": "combo", "window": d.window()}
+
+
+@strategy(Arm, "otherwise")
+@strategy(FollowupEnd, "death", "study_end")
+def _true(d: Draft) -> bool:
+    return True
+
+
+# follow-up ends
+
+
+@strategy(FollowupEnd, "coverage_end")
+def _coverage_end(d: Draft) -> dict:
+    return {"require": d.some(["part_a", "part_b", "part_d", "fee_for_service"], max_size=2),
+            "allowed_gap_days": d.pick([0, 1, 3, 30])}
+
+
+@strategy(FollowupEnd, "exposure_end")
+def _exposure_end(d: Draft) -> dict:
+    return {"exposure": d.pick(EXPOSURES), "grace_days": d.pick([0, 10, 30])}
+
+
+# outcomes and time-varying covariates
+
+
+@strategy(Outcome, "death")
+def _death_outcome(d: Draft) -> dict:
+    return {}
+
+
+@strategy(Outcome, "event")
+def _event_outcome(d: Draft, name: str = "bleed_o") -> dict:
+    return d.diagnosis_spec() if d.chance(30) else {
+        "codesets": [{"bleed_o": "bleed", "mi_o": "mi", "liver_o": "liver"}[name]], "tables": ["diagnosis"]}
+
+
+@strategy(TimeVarying, "exposure")
+def _exposure_switch(d: Draft) -> dict:
+    return {"name": d.pick(EXPOSURES), "at": d.pick(["start", "end"])}
+
+
+@strategy(TimeVarying, "event")
+def _event_switch(d: Draft) -> dict:
+    return d.diagnosis_spec()
+
+
+# covariates (``earlier``: the covariates drawn before this one)
+
+
+@strategy(Covariate, "age")
+def _age_covariate(d: Draft, earlier: list[dict]) -> dict:
+    return {"at": d.pick(d.landmarks)} if d.landmarks and d.chance(30) else {}
+
+
+@strategy(Covariate, "sex", "index_year")
+def _empty(d: Draft, earlier: list[dict]) -> dict:
+    return {}
+
+
+@strategy(Covariate, "race")
+def _race(d: Draft, earlier: list[dict]) -> dict:
+    return d.pick([{}, {"groups": {"white": ["white"], "black": ["black"], "other": ["other", "asian", "hispanic"]}}])
+
+
+@strategy(Covariate, "tumor_field")
+def _tumor_field(d: Draft, earlier: list[dict]) -> dict:
+    return {"field": d.pick(["stage", "sequence_number", "reporting_source", "histology", "behavior", "primary_site"])}
+
+
+@strategy(Covariate, "coverage_flag")
+def _coverage_flag(d: Draft, earlier: list[dict]) -> dict:
+    return {"coverage": d.pick(["dual", "hmo", "part_d", "fee_for_service"]), "window": d.window()}
+
+
+@strategy(Covariate, "nci_comorbidity", "charlson")
+def _comorbidity(d: Draft, earlier: list[dict]) -> dict:
+    rule = {"window": d.window(relative=False), "rule_out": d.pick([True, False])}
+    if d.chance(40):
+        rule["without_claims"] = "missing"
+    return rule
+
+
+@strategy(Covariate, "flag")
+def _flag(d: Draft, earlier: list[dict]) -> dict:
+    rule = dict(d.event_spec(), window=d.window())
+    if d.chance(30):
+        rule["at_least"] = 2
+    return rule
+
+
+@strategy(Covariate, "count")
+def _count(d: Draft, earlier: list[dict]) -> dict:
+    return dict(d.event_spec(), window=d.window(), count=d.pick(["distinct_dates", "claims", "events"]))
+
+
+@strategy(Covariate, "exposure_duration")
+def _exposure_duration(d: Draft, earlier: list[dict]) -> dict:
+    return {"exposure": d.pick(EXPOSURES), "era": d.pick(["first_from_index", "last_before_index"])}
+
+
+@strategy(Covariate, "score")
+def _score(d: Draft, earlier: list[dict]) -> dict | None:
+    terms = []
+    for covariate in earlier:
+        earlier_kind = next(k for k in covariate if k != "name")
+        if earlier_kind == "score" and covariate["score"].get("groups"):
+            continue
+        if not d.chance(70):
+            continue
+        if earlier_kind in ("sex", "race", "tumor_field"):
+            value = {"sex": "male", "race": d.pick(["white", "black", "other"]),
+                     "tumor_field": d.pick(["distant", "00", "malignant", "C220"])}[earlier_kind]
+            term = {"covariate": covariate["name"], "equals": value}
+        elif earlier_kind in ("flag", "coverage_flag") and d.chance(70):
+            term = {"covariate": covariate["name"]}
+        else:
+            term = {"covariate": covariate["name"], "at_least": d.pick([1, 2, 66, 75, 30])}
+        if d.chance(40):
+            term["points"] = d.pick([0.5, 2, 3])
+        terms.append(term)
+    if not terms:
+        return None
+    rule = {"terms": terms}
+    if d.chance(50):
+        rule["groups"] = d.pick([
+            [{"name": "low", "max": 0}, {"name": "mid", "min": 0.5, "max": 2}, {"name": "high", "min": 3}],
+            [{"name": "some", "min": 1}],
+        ])
+    return rule
 
 
 ALL_COVARIATES = ["age", "sex", "race", "index_year", "tumor_field", "coverage_flag", "nci_comorbidity", "charlson",
@@ -774,8 +935,30 @@ def _flag_differences(definition: Definition, data, engine_flags: list[dict]) ->
     return differing
 
 
+def kinds_in(value) -> set[tuple[type[OneOf], str]]:
+    """Every (OneOf class, kind) a definition (or any part of it) holds."""
+    found: set[tuple[type[OneOf], str]] = set()
+    if isinstance(value, OneOf):
+        found.add((type(value), value.kind))
+    if isinstance(value, dict):
+        for item in value.values():
+            found |= kinds_in(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            found |= kinds_in(item)
+    elif hasattr(type(value), "model_fields"):
+        for name in type(value).model_fields:
+            found |= kinds_in(getattr(value, name))
+    return found
+
+
+GENERATED: set[tuple[type[OneOf], str]] = set()
+"""The rule kinds the generative tests of this session have built (``test_rule_kinds`` reads it)."""
+
+
 def check(spark, d: dict, data: dict[str, list[dict]]) -> None:
     definition = load(d)
+    GENERATED.update(kinds_in(definition))
     report = compare(spark, definition, data)
     assert report is None, report
 
