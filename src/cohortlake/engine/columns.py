@@ -97,6 +97,9 @@ def step_flag(number: int) -> str:
 
 
 # --- internal working columns (never written) ---------------------------------------------
+# Every column the episode frame carries is named here. The tagging, era and coverage
+# plans (codes.py, eras.py, coverage.py) use a few scratch columns of their own inside
+# their subplans; those never reach the episode frame.
 
 FOLLOWUP_START = "_fs"
 DEATH_DATE = "_death_date"
