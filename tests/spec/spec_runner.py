@@ -27,7 +27,9 @@ from cohortlake.assure import AssureFileError, EngineRows, compare, engine_rows,
 from cohortlake.spec import load_definition
 
 SPEC = Path(__file__).resolve().parent
-sys.path.insert(0, str(SPEC.parent))  # tests/: the reference evaluator
+for _folder in (SPEC.parent / "lib", SPEC.parent):  # the reference evaluator: tests/ (or tests/lib/)
+    if _folder.is_dir() and str(_folder) not in sys.path:
+        sys.path.insert(0, str(_folder))
 import reference_evaluator as reference  # noqa: E402
 
 BASE = SPEC / "base.yaml"
