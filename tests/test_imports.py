@@ -2,8 +2,8 @@
 
 Every ``import`` counts, at module level or inside a function: a lazy import only moves
 a cycle from import time to run time (the CLI and the jobs once imported each other
-that way). A package's ``__init__`` is its own node; importing ``a.b`` is an edge to
-``a.b`` alone.
+that way); only imports under ``if TYPE_CHECKING:`` are left out. A package's
+``__init__`` is its own node; importing ``a.b`` is an edge to ``a.b`` alone.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def imports_of(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
     """The cohortlake modules ``name`` imports anywhere in its source."""
     is_package = path.name == "__init__.py"
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+    for node in _runtime_nodes(ast.parse(path.read_text(encoding="utf-8"), str(path))):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -44,6 +44,23 @@ def imports_of(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
                 submodule = f"{source}.{alias.name}"
                 found.add(submodule if submodule in modules else source)
     return {m for m in found if m in modules and m != name}
+
+
+def _runtime_nodes(tree: ast.AST):
+    """Every node that can run: the bodies of ``if TYPE_CHECKING:`` are for type checkers only."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            stack.extend(node.orelse)
+            continue
+        stack.extend(ast.iter_child_nodes(node))
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -84,3 +101,7 @@ def test_no_module_of_cohortlake_imports_itself_back():
 def test_the_cycle_finder_finds_a_cycle():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+    source = "import a\nif TYPE_CHECKING:\n    import b\nelse:\n    import c\ndef f():\n    import d\n"
+    imported = {alias.name for node in _runtime_nodes(ast.parse(source)) if isinstance(node, ast.Import)
+                for alias in node.names}
+    assert imported == {"a", "c", "d"}
