@@ -952,13 +952,8 @@ def kinds_in(value) -> set[tuple[type[OneOf], str]]:
     return found
 
 
-GENERATED: set[tuple[type[OneOf], str]] = set()
-"""The rule kinds the generative tests of this session have built (``test_rule_kinds`` reads it)."""
-
-
 def check(spark, d: dict, data: dict[str, list[dict]]) -> None:
     definition = load(d)
-    GENERATED.update(kinds_in(definition))
     report = compare(spark, definition, data)
     assert report is None, report
 
