@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-# The tests' frame builder is the one test patients use: canonical rows → Spark frames
-# with the canonical schemas (cohortlake.assure.timeline), so the two cannot drift.
-from cohortlake.assure.timeline import frames_from_rows, timeline_rows  # noqa: F401
-
 # The seer-medicare contract's column lists (data-contracts/seer-medicare.md), written out
 # here rather than taken from the generator or the mapping, so a drift on any side fails.
 MONTHS = [f"{m:02d}" for m in range(1, 13)]

@@ -1223,19 +1223,3 @@ def _exposure_duration(ev: Evaluator, ep: Episode, spec, earlier: dict[str, Any]
 def evaluate(definition: Definition, tables: dict[str, list[dict]]) -> Result:
     """Build the cohort of `definition` over plain row dicts, one person at a time."""
     return Evaluator(definition).run(tables)
-
-
-# ---------------------------------------------------------------------------------------
-# Rows → Spark frames (for the generative tests)
-# ---------------------------------------------------------------------------------------
-
-
-def frames_from_rows(spark, tables: dict[str, list[dict]]) -> dict:
-    """Spark DataFrames of the canonical schemas holding the rows (missing = empty)."""
-    from cohortlake.sources.canonical import SCHEMAS
-
-    frames = {}
-    for name, schema in SCHEMAS.items():
-        rows = [tuple(row.get(f.name) for f in schema.fields) for row in tables.get(name, [])]
-        frames[name] = spark.createDataFrame(rows, schema)
-    return frames

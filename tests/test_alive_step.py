@@ -15,7 +15,7 @@ import pytest
 
 from cohortlake.spec import Definition, explain, load_definition
 from cohortlake.spec.followup import ALIVE_AT_INDEX, ALIVE_AT_START, FOLLOWUP_STEP, alive_step, implied_steps
-from helpers import frames_from_rows
+from cohortlake.assure.timeline import frames_from_rows
 from reference_evaluator import evaluate
 
 DEFS = Path(__file__).resolve().parents[1] / "cohort_defs"

@@ -26,7 +26,8 @@ import yaml
 
 from cohortlake.spec import load_definition
 from cohortlake.spec.comorbidity import CONDITIONS, TERMS, ComorbidityIndex, index_value
-from reference_evaluator import evaluate, frames_from_rows, macro_charlson, macro_nci_index
+from cohortlake.assure.timeline import frames_from_rows
+from reference_evaluator import evaluate, macro_charlson, macro_nci_index
 
 REPO = Path(__file__).resolve().parents[1]
 CODESETS_DIR = REPO / "cohort_defs" / "codesets"

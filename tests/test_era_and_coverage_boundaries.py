@@ -13,7 +13,8 @@ from datetime import date
 import pytest
 
 from cohortlake.spec import Definition
-from reference_evaluator import evaluate, frames_from_rows
+from cohortlake.assure.timeline import frames_from_rows
+from reference_evaluator import evaluate
 
 SORAFENIB = "50419048858"
 

@@ -12,7 +12,8 @@ import yaml
 
 from cohortlake.spec import Definition, load_definition
 from cohortlake.spec.followup import FOLLOWUP_STEP, implied_steps, latest_followup_start, needs_followup_step
-from reference_evaluator import evaluate, frames_from_rows
+from cohortlake.assure.timeline import frames_from_rows
+from reference_evaluator import evaluate
 
 REPO = Path(__file__).resolve().parents[1]
 DEFS = REPO / "cohort_defs"

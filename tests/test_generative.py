@@ -29,7 +29,8 @@ from hypothesis import strategies as st
 
 from cohortlake.spec import Definition, load_definition
 from cohortlake.spec.model import Arm, Covariate, Criterion, FollowupEnd, Index, OneOf, Outcome, TimeVarying
-from reference_evaluator import TABLES, cohort_columns, event_columns, evaluate, frames_from_rows
+from cohortlake.assure.timeline import frames_from_rows
+from reference_evaluator import TABLES, cohort_columns, event_columns, evaluate
 
 pytestmark = pytest.mark.spark
 
