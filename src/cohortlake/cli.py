@@ -185,7 +185,7 @@ def cmd_check(args, progress) -> int:
     import os
 
     from cohortlake.spec.check import check_paths, render
-    from cohortlake.spec.load import CODESETS_ENV
+    from cohortlake.spec.library import CODESETS_ENV
 
     saved = os.environ.get(CODESETS_ENV)
     if args.codesets:

@@ -74,7 +74,7 @@ def reference_definition() -> Path:
 
 
 def shipped_codesets() -> Path:
-    """The shipped code-set library, searched after every other (see ``spec.load.codeset_search_path``)."""
+    """The shipped code-set library, searched after every other (see ``spec.library.codeset_search_path``)."""
     return definitions_dir() / "codesets"
 
 

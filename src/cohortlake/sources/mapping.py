@@ -26,8 +26,6 @@ from cohortlake.yamlfile import load_located, parse_model
 # spark-submit --py-files as well as from an installed package.
 MAPPINGS = resources.files("cohortlake.sources") / "mappings"
 TEMPLATE = re.compile(r"\{(\d+)\.\.(\d+)\}")
-# the coverages a layout delivers (fee_for_service is derived from hmo, never mapped)
-COVERAGES = DELIVERED_COVERAGES
 RawType = Literal["date", "integer", "number", "year", "month"]  # how a raw text column is typed
 
 
@@ -127,8 +125,8 @@ class EnrollmentBlock(Strict):
     from_: str = Field(alias="from")
     person_id: str
     year: str
-    monthly: dict[Literal[COVERAGES], MonthlyRule] | None = None
-    month_counts: dict[Literal[COVERAGES], str] | None = Field(
+    monthly: dict[Literal[DELIVERED_COVERAGES], MonthlyRule] | None = None
+    month_counts: dict[Literal[DELIVERED_COVERAGES], str] | None = Field(
         None, description="column with the number of covered months; they are taken as January onwards"
     )
 

@@ -16,7 +16,10 @@ from pathlib import Path
 
 from cohortlake.errors import UserError
 from cohortlake.spec.followup import definition_warnings
-from cohortlake.spec.load import CodeSet, Library, codeset_search_path, field_path, load_definition
+from cohortlake.spec.library import Library, codeset_search_path
+from cohortlake.spec.load import load_definition
+from cohortlake.spec.messages import field_path
+from cohortlake.spec.model import CodeSet
 from cohortlake.yamlfile import LocatedYaml, Problem, YamlError, load_located, read_text
 
 DEFINITION_KEYS = {"cohort", "title", "study_period", "index", "criteria", "followup"}

@@ -21,26 +21,6 @@ from cohortlake.spec.model import Definition
 from cohortlake.spec.references import _Checker
 from cohortlake.yamlfile import LocatedYaml, Problem, YamlError, load_located, read_text
 
-# Names this module offered before the split (check, cli and schema import some of them);
-# they live in messages, library and references now.
-from cohortlake.spec.library import CODESETS_ENV, codeset_file_problems, _find_cycle, _same_dir  # noqa: F401
-from cohortlake.spec.messages import (  # noqa: F401
-    _EXPECTED,
-    _PATTERN_MESSAGES,
-    CODESET_FILE,
-    Loc,
-    _allowed_fields,
-    field_path,
-    given,
-    _json_key,
-    _jsonable,
-    _listing,
-    _message,
-    _options,
-    _type_at,
-)
-from cohortlake.spec.model import CodeSet  # noqa: F401
-from cohortlake.spec.references import _is_name, _known, _walk  # noqa: F401
 
 
 # ---------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ Kind = Literal["definition", "codesets", "tests"]
 
 def as_instance(data: Any) -> Any:
     """YAML data as the JSON a schema validator (or an editor) sees: dates as YYYY-MM-DD text."""
-    from cohortlake.spec.load import as_json
+    from cohortlake.spec.messages import as_json
 
     return json.loads(as_json(data))
 
