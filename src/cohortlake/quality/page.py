@@ -31,7 +31,8 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from cohortlake.cells import ANALYST, AUDIENCES, NOT_FOR_RELEASE, RELEASE, RELEASE_NOTE, RULE, Cells, is_small
+from cohortlake.cells import (ANALYST, AUDIENCES, NOT_FOR_RELEASE, RELEASE, RELEASE_NOTE, RULE, SMALL_CELL_MAX, Cells,
+                              is_small)
 from cohortlake.lake import layout as lake_layout
 from cohortlake.pagestyle import STYLESHEET
 
@@ -325,7 +326,7 @@ def build_context(lake, audience: str = ANALYST, comparison: dict | None = None,
                 for s in suites]})
     notice = NOT_FOR_RELEASE if audience == ANALYST else None
     return {"title": "Data quality", "lake": str(lake.root), "audience": audience, "notice": notice,
-            "release_note": RELEASE_NOTE, "rule": RULE,
+            "release_note": RELEASE_NOTE, "rule": RULE, "small_cell_max": SMALL_CELL_MAX,
             "generated": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "stages": stages, "problems": problems, "ingest": ingest, "ingest_rows": ingest_rows,
             "reasons": reasons, "examples": quarantine["examples"] if audience == ANALYST else [],
