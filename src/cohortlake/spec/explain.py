@@ -3,23 +3,8 @@
 from __future__ import annotations
 
 from cohortlake.spec.codes import CodeSystem
-from cohortlake.spec.explain_rules import (  # noqa: F401 (the per-kind texts, re-exported)
-    TEXTS,
-    anchor_text,
-    arm_text,
-    covariate_text,
-    coverage_text,
-    criterion_text,
-    days_text,
-    end_text,
-    in_window,
-    index_text,
-    outcome_text,
-    rule_text,
-    text,
-    window,
-    words,
-)
+from cohortlake.spec.explain_rules import (anchor_text, arm_text, covariate_text, coverage_text, criterion_text,
+                                           days_text, end_text, index_text, outcome_text, words)
 from cohortlake.spec.followup import ALIVE_AT_INDEX, ALIVE_AT_START, FOLLOWUP_STEP, implied_steps
 from cohortlake.spec.matching import MatchingSettings, Method, Scale
 from cohortlake.spec.model import Definition

@@ -6,8 +6,8 @@ error, never a silently ignored rule. Checks that need only one object (a window
 definition (references, unique names) live in ``load.py``. Attribute docstrings become
 the JSON Schema descriptions that editors show.
 
-The package splits the language by area; this namespace exports every name the single
-module exported, so ``from cohortlake.spec.model import X`` reads as before:
+The package splits the language by area; this namespace exports its public names, so
+``from cohortlake.spec.model import X`` reads as before:
 
 * ``base``: ``Spec``, names, enums, windows and anchors, ``OneOf``, ``EventSpec``;
 * ``codesets``: ``CodeSet`` and the per-system code checks;
@@ -44,17 +44,10 @@ from cohortlake.spec.model.base import (  # noqa: F401
     TumorField,
     Unit,
     Window,
-    _anchor_tag,
-    _problem,
 )
 from cohortlake.spec.model.codesets import (  # noqa: F401
     CodeSet,
     IncludeRef,
-    _code_of,
-    _codes,
-    _generic_name,
-    _quoted,
-    _ref_or_code,
 )
 from cohortlake.spec.model.criteria import (  # noqa: F401
     AgeCriterion,
@@ -75,7 +68,6 @@ from cohortlake.spec.model.criteria import (  # noqa: F401
     TumorIndex,
     WashoutCriterion,
     YearRange,
-    _through_tag,
 )
 from cohortlake.spec.model.exposures import (  # noqa: F401
     Arm,
@@ -96,7 +88,6 @@ from cohortlake.spec.model.outcomes import (  # noqa: F401
     Landmark,
     Outcome,
     TimeVarying,
-    _end_word,
 )
 from cohortlake.spec.model.covariates import (  # noqa: F401
     AgeCovariate,
@@ -115,7 +106,6 @@ from cohortlake.spec.model.covariates import (  # noqa: F401
     ScoreTerm,
     TumorFieldCovariate,
     WithoutClaims,
-    _nci_window,
 )
 from cohortlake.spec.model.definition import Definition, StudyPeriod  # noqa: F401
 from cohortlake.vocabulary import (  # noqa: F401
@@ -132,32 +122,3 @@ from cohortlake.vocabulary import (  # noqa: F401
     Sex,
     Stage,
 )
-
-# Names the single module imported for itself; kept importable from here as before.
-import hashlib  # noqa: F401
-import json  # noqa: F401
-import re  # noqa: F401
-from pydantic import (  # noqa: F401
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Discriminator,
-    Field,
-    model_validator,
-    PrivateAttr,
-    Tag,
-    WithJsonSchema,
-)
-from typing import Annotated, Any, ClassVar, Literal, Union  # noqa: F401
-from cohortlake.spec.codes import (  # noqa: F401
-    CodeEntry,
-    CodeError,
-    normalise,
-    normalise_generic_name,
-    NormalisedCodeSet,
-)
-from cohortlake.spec.matching import MatchingSettings  # noqa: F401
-from pydantic_core import PydanticCustomError  # noqa: F401
-from enum import StrEnum  # noqa: F401
-from datetime import date  # noqa: F401
