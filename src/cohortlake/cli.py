@@ -138,6 +138,7 @@ def cmd_analyze(args, progress) -> int:
 
 
 def cmd_disclosure_check(args, progress) -> int:
+    from cohortlake.cells import SMALL_CELL_MAX
     from cohortlake.report.disclosure import check_release
 
     folder = Path(args.folder)
@@ -149,10 +150,11 @@ def cmd_disclosure_check(args, progress) -> int:
     for leak in leaks:
         print(f"{folder / leak.file if leak.file[0] != '(' else folder}: {leak.cell}: {leak.detail}", file=sys.stderr)
     if leaks:
-        print(f"cohortlake disclosure-check: {len(leaks)} way(s) to a count of 1-10 in {folder}: not for release",
-              file=sys.stderr)
+        print(f"cohortlake disclosure-check: {len(leaks)} way(s) to a count of 1-{SMALL_CELL_MAX} in {folder}: "
+              "not for release", file=sys.stderr)
         return 1
-    print(f"{folder}: no count of 1-10 is printed or can be derived (totals, differences, percentages, SMDs)")
+    print(f"{folder}: no count of 1-{SMALL_CELL_MAX} is printed or can be derived "
+          "(totals, differences, percentages, SMDs)")
     return 0
 
 
@@ -252,8 +254,8 @@ def cmd_survival(args, progress) -> int:
             args.data, args.out, args.time, args.event, args.group, covariates, cluster=args.cluster,
             weights=args.weights, horizon=args.horizon, event_type=args.event_type, reference_group=args.reference,
             suppress_small=not args.show_small_counts, time_unit=args.time_unit)
-        step["detail"] = f"{results['n']:,} persons, {results['events']:,} events"
-    left_out = results["input"]["left_out_unmatched"]
+        step["detail"] = f"{results.n:,} persons, {results.events:,} events"
+    left_out = results.input.left_out_unmatched
     if left_out:
         print(f"left out {left_out:,} unmatched row(s) (empty {args.cluster or args.weights}"
               f"{' or weight 0' if args.weights else ''}), as psmatch writes them")

@@ -140,14 +140,15 @@ def match(definition, lake, out, progress, validate: bool = True):
 def analyze(definition, out, progress, horizon: float, audiences=AUDIENCES):
     """Survival analysis of OUT's matched dataset, results.json, km.png and the report of each
     audience in its own folder (OUT/analyst, OUT/release); the release set is checked for small
-    cells. Returns the results and {audience: report path}."""
+    cells. Returns the :class:`StudyResults` and {audience: report path}."""
+    from cohortlake.cells import SMALL_CELL_MAX
     from cohortlake.report import write_reports
     from cohortlake.report.disclosure import check_release
     from cohortlake.survival import render_summary
-    from cohortlake.survival.study import analyze_study
+    from cohortlake.survival.study import study_analysis
 
-    results = analyze_study(definition, out, horizon=horizon, progress=progress)
-    for line in render_summary(results["survival"]):
+    results = study_analysis(definition, out, horizon=horizon, progress=progress)
+    for line in render_summary(results.survival):
         progress.info(line)
     with progress.step("report") as step:
         reports = write_reports(out, audiences)
@@ -155,7 +156,7 @@ def analyze(definition, out, progress, horizon: float, audiences=AUDIENCES):
     if "release" in reports:
         leaks = check_release(reports["release"].parent)
         progress.info(f"disclosure check of {reports['release'].parent}: "
-                      + ("no count of 1-10 can be derived" if not leaks else f"{len(leaks)} leak(s)"))
+                      + (f"no count of 1-{SMALL_CELL_MAX} can be derived" if not leaks else f"{len(leaks)} leak(s)"))
         for leak in leaks:
             progress.info(f"  {leak}")
     return results, reports

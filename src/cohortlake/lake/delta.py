@@ -27,10 +27,8 @@ from urllib.parse import unquote
 
 from cohortlake.errors import UserError
 from cohortlake.lake.layout import QUALITY_DIR
-from cohortlake.lake.schemas import delta_to_spark_schema, schema_differences, spark_to_delta_schema  # noqa: F401
-from cohortlake.lake.storage import (  # noqa: F401  (the lake's public names, importable from here)
-    STORAGE_OPTIONS_ENV, arrow_filesystem, normalise_root, rust_uri, storage_options_from_config,
-)
+from cohortlake.lake.schemas import delta_to_spark_schema, schema_differences, spark_to_delta_schema
+from cohortlake.lake.storage import arrow_filesystem, normalise_root, rust_uri, storage_options_from_config
 
 BACKEND_DELTA_SPARK = "delta-spark"
 BACKEND_DELTA_RS = "delta-rs"

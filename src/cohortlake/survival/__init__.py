@@ -4,9 +4,8 @@ frozen dataclasses (:mod:`cohortlake.survival.results`, ``to_json()`` for ``resu
 and a KM plot. Times are in days. No Spark: the input is one table in memory.
 """
 
-from cohortlake.survival.analyze import (analyze_survival, load_table, prepare, render_summary, run_survival,
-                                         survival_analysis)
+from cohortlake.survival.analyze import load_table, prepare, render_summary, run_survival, survival_analysis
 from cohortlake.survival.results import StudyResults, SurvivalResults
 
-__all__ = ["StudyResults", "SurvivalResults", "analyze_survival", "load_table", "prepare", "render_summary",
-           "run_survival", "survival_analysis"]
+__all__ = ["StudyResults", "SurvivalResults", "load_table", "prepare", "render_summary", "run_survival",
+           "survival_analysis"]

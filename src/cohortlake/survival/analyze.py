@@ -193,21 +193,6 @@ def survival_analysis(frame: pd.DataFrame, time: str, event: str, group: str | N
         groups=groups, logrank=logrank, cox=cox, risk=risk, competing_risks=competing, notes=notes)
 
 
-def analyze_survival(frame: pd.DataFrame, time: str, event: str, group: str | None = None,
-                     covariates: Sequence[str] = (), *, cluster: str | None = None, weights: str | None = None,
-                     horizon: float | None = None, event_type: str | None = None, reference_group=None,
-                     at_risk_times: Sequence[float] | None = None, source: str = "the data") -> dict:
-    """:func:`survival_analysis` as the dict that ``results.json`` holds.
-
-    ``{"input", "n", "events", "reference_group", "groups": {label: km}, "logrank", "cox":
-    {"crude", "adjusted"}, "risk": {"horizon_days", "by_group", "rr_crude", "rr_adjusted"},
-    "competing_risks", "notes"}``; steps that do not apply are None. Times are days.
-    """
-    return survival_analysis(frame, time, event, group, covariates, cluster=cluster, weights=weights,
-                             horizon=horizon, event_type=event_type, reference_group=reference_group,
-                             at_risk_times=at_risk_times, source=source).to_json()
-
-
 TIME_UNITS = {"days": 1.0, "weeks": 7.0, "months": DAYS_PER_MONTH, "years": 12 * DAYS_PER_MONTH}
 """Days in one unit of a --time column: months and years are average calendar ones."""
 
@@ -239,8 +224,9 @@ def in_days(frame: pd.DataFrame, time: str, unit: str) -> pd.DataFrame:
 def run_survival(data_path: str | Path, out_dir: str | Path, time: str, event: str, group: str | None = None,
                  covariates: Sequence[str] = (), *, cluster: str | None = None, weights: str | None = None,
                  horizon: float | None = None, event_type: str | None = None, reference_group=None,
-                 suppress_small: bool = True, time_unit: str = "days") -> tuple[dict, Path, Path]:
-    """Read a CSV/Parquet file, analyse it, write ``results.json`` and ``km.png`` to ``out_dir``.
+                 suppress_small: bool = True, time_unit: str = "days") -> tuple[SurvivalResults, Path, Path]:
+    """Read a CSV/Parquet file, analyse it, write ``results.json`` and ``km.png`` to ``out_dir``;
+    return the results and the two paths.
 
     ``time`` (and ``horizon``) count ``time_unit``s; the analysis and its results are in days.
     Rows psmatch left unmatched are left out when clustering or weighting (see leave_out_unmatched).
@@ -261,15 +247,14 @@ def run_survival(data_path: str | Path, out_dir: str | Path, time: str, event: s
                                  source=str(data_path))
     analysis = dataclasses.replace(analysis, input=dataclasses.replace(analysis.input, time_unit=time_unit,
                                                                        left_out_unmatched=left_out))
-    results = analysis.to_json()
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / RESULTS_FILE
-    results_path.write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
+    results_path.write_text(json.dumps(analysis.to_json(), indent=2, allow_nan=False) + "\n")
     plot_path = plot_km(data, time, event, out / PLOT_FILE, group=group, weights=weights,
                         reference_group=analysis.reference_group,
                         at_risk_times=[row.time for row in next(iter(analysis.groups.values())).at_risk],
                         suppress_small=suppress_small)
-    return results, results_path, plot_path
+    return analysis, results_path, plot_path
 
 
 def _with_ci(estimate: Estimate, fmt: str = "{:.1f}") -> str:
@@ -282,12 +267,8 @@ def _ratio(entry: HazardRatio | RiskRatio, value: float | None) -> str:
     return f"{show(value)} ({show(entry.ci_lower)}-{show(entry.ci_upper)}), p={show(entry.p, '.3g')}"
 
 
-def render_summary(results: SurvivalResults | dict) -> list[str]:
-    """A few readable lines: medians and IQR in months, log-rank, hazard ratios, risks and risk ratios.
-
-    ``results`` is a :class:`SurvivalResults` or its JSON (``results.json``)."""
-    if not isinstance(results, SurvivalResults):
-        results = SurvivalResults.from_json(results)
+def render_summary(results: SurvivalResults) -> list[str]:
+    """A few readable lines: medians and IQR in months, log-rank, hazard ratios, risks and risk ratios."""
     inputs = results.input
     lines = [f"{results.n:,} persons, {results.events:,} events"
              + (f"; groups by '{inputs.group}', reference '{results.reference_group}'" if inputs.group else "")]

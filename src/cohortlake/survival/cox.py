@@ -177,12 +177,3 @@ def cox_model(data: pd.DataFrame, time: str, event: str, group: str, covariates:
         ph_check=proportional_hazards_check(model_frame, weights=weights is not None,
                                             fitted=None if robust else fitter),
     )
-
-
-def fit_cox(data: pd.DataFrame, time: str, event: str, group: str, covariates: Sequence[str] = (), *,
-            reference_group=None, cluster: str | None = None, weights: str | None = None) -> dict:
-    """:func:`cox_model` as JSON: ``{"model", "n", "events", "reference_group", "hazard_ratios":
-    {level: {hr, ci_lower, ci_upper, p, coef, se}}, "covariates", "covariate_terms",
-    "covariate_reference_levels", "variance", "ties", "ph_check"}``."""
-    return cox_model(data, time, event, group, covariates, reference_group=reference_group, cluster=cluster,
-                     weights=weights).to_json()

@@ -128,12 +128,6 @@ def kaplan_meier(times, events, weights=None, horizon: float | None = None,
         survival_at_horizon=at_horizon)
 
 
-def km_summary(times, events, weights=None, horizon: float | None = None,
-               at_risk_times: Sequence[float] = ()) -> dict:
-    """:func:`kaplan_meier` as JSON: ``{"n", "events", "median", "q25", "q75", "at_risk", ...}``."""
-    return kaplan_meier(times, events, weights, horizon, at_risk_times).to_json()
-
-
 def kaplan_meier_by_group(data: pd.DataFrame, time: str, event: str, group: str | None = None, *,
                           weights: str | None = None, horizon: float | None = None,
                           at_risk_times: Sequence[float] = (), reference_group=None) -> dict[str, KaplanMeierCurve]:
@@ -150,15 +144,6 @@ def kaplan_meier_by_group(data: pd.DataFrame, time: str, event: str, group: str 
     return results
 
 
-def km_by_group(data: pd.DataFrame, time: str, event: str, group: str | None = None, *, weights: str | None = None,
-                horizon: float | None = None, at_risk_times: Sequence[float] = (),
-                reference_group=None) -> dict[str, dict]:
-    """:func:`kaplan_meier_by_group` as JSON, keyed by group label."""
-    curves = kaplan_meier_by_group(data, time, event, group, weights=weights, horizon=horizon,
-                                   at_risk_times=at_risk_times, reference_group=reference_group)
-    return {label: curve.to_json() for label, curve in curves.items()}
-
-
 def log_rank(data: pd.DataFrame, time: str, event: str, group: str, weights: str | None = None) -> LogRank | None:
     """Log-rank test of equal survival across all groups: chi2 on (groups - 1) df; None for one group."""
     labels = data[group].astype(str)
@@ -172,9 +157,3 @@ def log_rank(data: pd.DataFrame, time: str, event: str, group: str, weights: str
             weights=None if weights is None else data[weights].astype(float).to_numpy())
     return LogRank(test="log-rank" if weights is None else "weighted log-rank (case weights)",
                    chi2=finite_or_none(result.test_statistic), df=n_groups - 1, p=finite_or_none(result.p_value))
-
-
-def logrank(data: pd.DataFrame, time: str, event: str, group: str, weights: str | None = None) -> dict | None:
-    """:func:`log_rank` as JSON: ``{"test", "chi2", "df", "p"}``; None for one group."""
-    result = log_rank(data, time, event, group, weights)
-    return None if result is None else result.to_json()

@@ -61,13 +61,6 @@ def risks_at(data: pd.DataFrame, time: str, event: str, group: str | None, horiz
     return results
 
 
-def risk_by_group(data: pd.DataFrame, time: str, event: str, group: str | None, horizon: float, *,
-                  weights: str | None = None, reference_group=None) -> dict[str, dict]:
-    """:func:`risks_at` as JSON, keyed by group label."""
-    risks = risks_at(data, time, event, group, horizon, weights=weights, reference_group=reference_group)
-    return {label: risk.to_json() for label, risk in risks.items()}
-
-
 def _status_known(times: pd.Series, events: pd.Series, horizon: float) -> pd.Series:
     return ((events == 1) & (times <= horizon)) | (times >= horizon)
 
@@ -188,15 +181,6 @@ def risk_ratio_model(data: pd.DataFrame, time: str, event: str, group: str, hori
     )
 
 
-def risk_ratio(data: pd.DataFrame, time: str, event: str, group: str, horizon: float,
-               covariates: Sequence[str] = (), *, reference_group=None, cluster: str | None = None,
-               weights: str | None = None) -> dict:
-    """:func:`risk_ratio_model` as JSON: ``{"model", "horizon_days", "method", "fallback_reason",
-    "variance", ..., "risk_ratios": {level: {rr, ci_lower, ci_upper, p, coef, se}}, ...}``."""
-    return risk_ratio_model(data, time, event, group, horizon, covariates, reference_group=reference_group,
-                            cluster=cluster, weights=weights).to_json()
-
-
 def _untie(times: np.ndarray, types: np.ndarray) -> tuple[np.ndarray, Callable[[float], float | None]]:
     """Times with events of different types at one time spread apart, without changing the estimate.
 
@@ -277,11 +261,3 @@ def aalen_johansen(data: pd.DataFrame, time: str, event_type: str, times: Sequen
                                          cumulative_incidence=curves)
     return CumulativeIncidence(method="Aalen-Johansen", event_column=event_type,
                                event_types=[str(k) for k in kinds], by_group=by_group)
-
-
-def cumulative_incidence(data: pd.DataFrame, time: str, event_type: str, times: Sequence[float], *,
-                         group: str | None = None, weights: str | None = None, reference_group=None) -> dict:
-    """:func:`aalen_johansen` as JSON: ``{"method", "event_column", "event_types", "by_group":
-    {level: {"n", "events", "cumulative_incidence": {type: [{time, cif, ci_lower, ci_upper}]}}}}``."""
-    return aalen_johansen(data, time, event_type, times, group=group, weights=weights,
-                          reference_group=reference_group).to_json()

@@ -20,7 +20,8 @@ import pandas as pd
 from cohortlake.errors import UserError
 from cohortlake.spec.matching import Method, matching_settings
 from cohortlake.survival.analyze import survival_analysis
-from cohortlake.survival.km import DAYS_PER_MONTH, fit_km, survival_quantile
+from cohortlake.survival.design import DAYS_PER_MONTH
+from cohortlake.survival.km import fit_km, survival_quantile
 from cohortlake.survival.plot import plot_km
 from cohortlake.survival.results import (Descriptive, Duration, MatchingSummary, Quartiles, StudyFiles, StudyResults,
                                          Treatment)
@@ -77,11 +78,6 @@ def descriptive_figures(definition, cohort: pd.DataFrame) -> Descriptive:
         n=int(len(cohort)),
         treated_share=float((cohort["arm"] == arm).mean()) if len(cohort) else None,
         duration_days=duration, survival_from_first_rx_months=first_rx, notes=notes)
-
-
-def descriptive(definition, cohort: pd.DataFrame) -> dict:
-    """:func:`descriptive_figures` as JSON (``results.json``'s ``descriptive``)."""
-    return descriptive_figures(definition, cohort).to_json()
 
 
 def study_analysis(definition, out: str, horizon: float = DEFAULT_HORIZON_DAYS, progress=None) -> StudyResults:
@@ -144,11 +140,6 @@ def study_analysis(definition, out: str, horizon: float = DEFAULT_HORIZON_DAYS, 
     path.write_text(json.dumps(results.to_json(), indent=2, allow_nan=False, default=_json_default) + "\n",
                     encoding="utf-8")
     return results
-
-
-def analyze_study(definition, out: str, horizon: float = DEFAULT_HORIZON_DAYS, progress=None) -> dict:
-    """:func:`study_analysis` as the dict it writes to ``results.json``."""
-    return study_analysis(definition, out, horizon, progress).to_json()
 
 
 def _json_default(value):

@@ -18,7 +18,7 @@ from cohortlake.lake.delta import Lakehouse
 from cohortlake.matching.step import match_cohort
 from cohortlake.quality.run import QualityGateError
 from cohortlake.spec import load_definition
-from cohortlake.survival.study import analyze_study
+from cohortlake.survival.study import study_analysis
 
 pytestmark = pytest.mark.spark
 
@@ -120,7 +120,7 @@ def test_analyze_recovers_the_true_hazard_ratio(study_lake, reference_definition
     lake, out, _ = study_lake
     if not (out / "matched.parquet").exists():
         match_cohort(reference_definition, lake, str(out))
-    results = analyze_study(reference_definition, str(out))
+    results = study_analysis(reference_definition, str(out)).to_json()
     assert json.loads((out / "results.json").read_text())["cohort"] == "hcc_sorafenib_landmark"
     adjusted = results["survival"]["cox"]["adjusted"]["hazard_ratios"]["sorafenib"]
     assert adjusted["ci_lower"] < TRUE_HR < adjusted["ci_upper"], adjusted

@@ -26,7 +26,7 @@ from cohortlake.report import PUBLISHED, build_table1, write_report
 from cohortlake.cells import (
     HIDDEN, SMALL, Cells, Group, Status, count_percent_text, grid_groups, small_cell, suppress, suppress_grid,
 )
-from cohortlake.survival import analyze_survival
+from cohortlake.survival import survival_analysis
 from cohortlake.survival.plot import plot_km
 
 # --------------------------------------------------------------------------- cells
@@ -298,8 +298,8 @@ def write_out_folder(out: Path, cohort: pd.DataFrame, unmatched_treated: int | N
     matched = cohort[keep].assign(ps=fit.ps[keep], match_id=matches.match_id[keep].astype(str),
                                   weight=matches.weight[keep])
     matched.to_parquet(out / "matched.parquet", index=False)
-    survival = analyze_survival(matched, "time_days", "event", "arm", covariates, cluster="match_id", horizon=90,
-                                reference_group="untreated")
+    survival = survival_analysis(matched, "time_days", "event", "arm", covariates, cluster="match_id", horizon=90,
+                                 reference_group="untreated").to_json()
     plot_km(matched, "time_days", "event", out / "km.png", group="arm", reference_group="untreated")
     q25, median, q75 = np.percentile(cohort.loc[treated, "sorafenib_days"], [25, 50, 75])
     largest = float(balance["smd_after"].abs().max())

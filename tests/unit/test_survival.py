@@ -13,11 +13,11 @@ from scipy import optimize, stats
 
 from cohortlake.cli import main
 from cohortlake.errors import MissingInputError, UserError
-from cohortlake.survival import analyze_survival, prepare
-from cohortlake.survival.cox import fit_cox
-from cohortlake.survival.km import fit_km, km_by_group, km_summary, logrank, numbers_at_risk
+from cohortlake.survival import prepare, survival_analysis
+from cohortlake.survival.cox import cox_model
+from cohortlake.survival.km import fit_km, kaplan_meier, kaplan_meier_by_group, log_rank, numbers_at_risk
 from cohortlake.survival.plot import at_risk_table, plot_km, small_cell
-from cohortlake.survival.risk import cumulative_incidence, risk_by_group, risk_ratio
+from cohortlake.survival.risk import aalen_johansen, risk_ratio_model, risks_at
 
 Z = stats.norm.ppf(0.975)
 
@@ -64,7 +64,7 @@ def test_km_matches_hand_product_limit_with_ties_and_censoring():
 
 
 def test_km_median_and_quartiles_from_hand():
-    summary = km_summary(KM_TIMES, KM_EVENTS, horizon=4, at_risk_times=[0, 3, 4, 6, 13])
+    summary = kaplan_meier(KM_TIMES, KM_EVENTS, horizon=4, at_risk_times=[0, 3, 4, 6, 13]).to_json()
     assert (summary["n"], summary["events"]) == (10, 7)
     # first day with S <= 0.5 is day 6 (S = 7/15); S <= 0.75 first on day 3 (0.7); S <= 0.25 on day 12 (0)
     assert summary["median"]["days"]["estimate"] == 6
@@ -85,20 +85,22 @@ def test_km_median_and_quartiles_from_hand():
 
 
 def test_survival_past_the_last_follow_up_is_not_reported():
-    summary = km_summary([5, 8, 10], [1, 0, 0], horizon=30)
+    summary = kaplan_meier([5, 8, 10], [1, 0, 0], horizon=30).to_json()
     assert summary["survival_at_horizon"]["estimate"] is None
     assert "before the horizon" in summary["survival_at_horizon"]["note"]
     # the median is never reached: None, not infinity, so results stay valid JSON
     assert summary["median"]["days"]["estimate"] is None
 
 
-def test_km_by_group_orders_reference_first_and_integer_weights_equal_repeated_rows():
+def test_kaplan_meier_by_group_orders_reference_first_and_integer_weights_equal_repeated_rows():
     data = pd.DataFrame({"t": KM_TIMES * 2, "e": KM_EVENTS * 2, "arm": ["b"] * 10 + ["a"] * 10,
                          "w": [1, 2, 1, 3, 1, 1, 2, 1, 1, 1] * 2})
-    groups = km_by_group(data, "t", "e", "arm", reference_group="b", weights="w", horizon=7)
+    curves = kaplan_meier_by_group(data, "t", "e", "arm", reference_group="b", weights="w", horizon=7)
+    groups = {label: curve.to_json() for label, curve in curves.items()}
     assert list(groups) == ["b", "a"]
     repeated = data.loc[data.index.repeat(data["w"])]
-    plain = km_summary(repeated.loc[repeated.arm == "b", "t"], repeated.loc[repeated.arm == "b", "e"], horizon=7)
+    plain = kaplan_meier(repeated.loc[repeated.arm == "b", "t"], repeated.loc[repeated.arm == "b", "e"],
+                         horizon=7).to_json()
     assert groups["b"]["median"]["days"]["estimate"] == plain["median"]["days"]["estimate"]
     assert groups["b"]["survival_at_horizon"]["estimate"] == pytest.approx(plain["survival_at_horizon"]["estimate"])
     assert groups["b"]["weighted_n"] == 14 and groups["b"]["n"] == 10
@@ -147,7 +149,7 @@ def test_logrank_two_groups_matches_observed_minus_expected_over_hypergeometric_
         if n > 1:  # one person at risk: no variance
             variance += d * (n1 / n) * (1 - n1 / n) * (n - d) / (n - 1)
     expected = o_minus_e**2 / variance
-    result = logrank(pd.DataFrame({"t": times, "e": events, "g": groups}), "t", "e", "g")
+    result = log_rank(pd.DataFrame({"t": times, "e": events, "g": groups}), "t", "e", "g").to_json()
     assert result["chi2"] == pytest.approx(expected, rel=1e-10)
     assert result["p"] == pytest.approx(stats.chi2.sf(expected, 1), rel=1e-10)
     assert result["df"] == 1
@@ -160,7 +162,7 @@ def test_logrank_three_groups_matches_the_matrix_form():
     groups = np.repeat(["a", "b", "c"], 15)
     times[30:] += 4  # group c lives longer
     chi2, p = hand_logrank(times, events, groups)
-    result = logrank(pd.DataFrame({"t": times, "e": events, "g": groups}), "t", "e", "g")
+    result = log_rank(pd.DataFrame({"t": times, "e": events, "g": groups}), "t", "e", "g").to_json()
     assert (result["chi2"], result["df"]) == (pytest.approx(chi2, rel=1e-9), 2)
     assert result["p"] == pytest.approx(p, rel=1e-8)
 
@@ -211,7 +213,7 @@ def cox_data(seed=7, n=60, ties=True):
 def test_cox_adjusted_hr_equals_efron_partial_likelihood_maximised_with_scipy():
     data = cox_data()
     assert data.time.duplicated().any()  # ties, so Efron matters
-    result = fit_cox(data, "time", "event", "arm", ["age", "stage"], reference_group="control")
+    result = cox_model(data, "time", "event", "arm", ["age", "stage"], reference_group="control").to_json()
     # the design by hand: treated vs control, age as is, regional vs distant (first sorted level)
     X = np.column_stack([(data.arm == "treated"), data.age, (data.stage == "regional")]).astype(float)
     t, e = data.time.to_numpy(float), data.event.to_numpy()
@@ -235,7 +237,7 @@ def test_cox_adjusted_hr_equals_efron_partial_likelihood_maximised_with_scipy():
 
 def test_cox_crude_hr_equals_the_one_covariate_maximum():
     data = cox_data(seed=11)
-    result = fit_cox(data, "time", "event", "arm", reference_group="control")
+    result = cox_model(data, "time", "event", "arm", reference_group="control").to_json()
     X = (data.arm == "treated").to_numpy(float)[:, None]
     best = optimize.minimize_scalar(lambda b: -efron_log_partial_likelihood(np.array([b]), X, data.time.to_numpy(float),
                                                                             data.event.to_numpy()))
@@ -267,7 +269,7 @@ def lin_wei_sandwich(beta, X, times, events, clusters):
 def test_cox_clustered_variance_matches_the_lin_wei_sandwich_and_unique_clusters_equal_plain_robust():
     data = cox_data(seed=5, n=50, ties=False)
     assert not data.time.duplicated().any()
-    clustered = fit_cox(data, "time", "event", "arm", ["age"], reference_group="control", cluster="pair")
+    clustered = cox_model(data, "time", "event", "arm", ["age"], reference_group="control", cluster="pair").to_json()
     X = np.column_stack([(data.arm == "treated"), data.age]).astype(float)
     beta = np.array([clustered["hazard_ratios"]["treated"]["coef"], clustered["covariate_terms"]["age"]["coef"]])
     by_pair = lin_wei_sandwich(beta, X, data.time.to_numpy(), data.event.to_numpy(), data.pair)
@@ -275,15 +277,15 @@ def test_cox_clustered_variance_matches_the_lin_wei_sandwich_and_unique_clusters
     assert clustered["variance"] == "robust sandwich clustered on 'pair'"
 
     data["one"] = 1.0
-    robust = fit_cox(data, "time", "event", "arm", ["age"], reference_group="control", weights="one")
-    by_person = fit_cox(data, "time", "event", "arm", ["age"], reference_group="control", cluster="id")
+    robust = cox_model(data, "time", "event", "arm", ["age"], reference_group="control", weights="one").to_json()
+    by_person = cox_model(data, "time", "event", "arm", ["age"], reference_group="control", cluster="id").to_json()
     by_hand = lin_wei_sandwich(beta, X, data.time.to_numpy(), data.event.to_numpy(), data.id)
     assert robust["hazard_ratios"]["treated"]["se"] == pytest.approx(by_person["hazard_ratios"]["treated"]["se"], rel=1e-10)
     assert robust["hazard_ratios"]["treated"]["se"] == pytest.approx(np.sqrt(by_hand[0, 0]), rel=1e-3)
     # pairs are not persons: the two sandwiches differ
     assert clustered["hazard_ratios"]["treated"]["se"] != pytest.approx(robust["hazard_ratios"]["treated"]["se"], rel=1e-3)
     # the robust fit keeps the model-based coefficients
-    plain = fit_cox(data, "time", "event", "arm", ["age"], reference_group="control")
+    plain = cox_model(data, "time", "event", "arm", ["age"], reference_group="control").to_json()
     assert plain["hazard_ratios"]["treated"]["coef"] == pytest.approx(beta[0], abs=1e-10)
 
 
@@ -291,7 +293,7 @@ def test_cox_weights_maximise_the_weighted_efron_likelihood():
     # with tied deaths, weighted Efron is not the Efron fit of repeated rows (R's coxph agrees)
     data = cox_data(seed=2, n=40)
     data["w"] = np.tile([0.5, 2.0, 3.0, 1.25], 10)
-    weighted = fit_cox(data, "time", "event", "arm", ["age"], reference_group="control", weights="w")
+    weighted = cox_model(data, "time", "event", "arm", ["age"], reference_group="control", weights="w").to_json()
     X = np.column_stack([(data.arm == "treated"), data.age]).astype(float)
     negative = lambda b: -efron_log_partial_likelihood(b, X, data.time.to_numpy(float), data.event.to_numpy(),  # noqa: E731
                                                        data.w)
@@ -312,7 +314,7 @@ def test_cox_errors_name_the_problem(change, message):
     data = change(cox_data().assign(sex=lambda d: np.where(d.id % 2, "F", "M")))
     covariates = [c for c in ("age", "sex", "age2") if c in data]
     with pytest.raises(UserError, match=None) as caught:
-        fit_cox(data, "time", "event", "arm", covariates)
+        cox_model(data, "time", "event", "arm", covariates)
     assert message in str(caught.value)
 
 
@@ -320,13 +322,13 @@ def test_cox_reports_which_model_did_not_converge_and_the_separating_covariate()
     data = cox_data(seed=4)
     data["marker"] = data.event + np.random.default_rng(0).normal(0, 1e-6, len(data))  # determines the outcome
     with pytest.raises(UserError) as caught:
-        fit_cox(data, "time", "event", "arm", ["marker"])
+        cox_model(data, "time", "event", "arm", ["marker"])
     assert "the adjusted Cox model did not converge (the coefficient of marker heads to infinity" in str(caught.value)
 
 
 def test_absent_reference_group_is_a_group_with_no_rows():
     with pytest.raises(UserError, match="reference group 'placebo' has no rows"):
-        fit_cox(cox_data(), "time", "event", "arm", reference_group="placebo")
+        cox_model(cox_data(), "time", "event", "arm", reference_group="placebo")
 
 
 # ---------------------------------------------------------------- risk
@@ -343,7 +345,7 @@ def two_by_two():
 
 def test_risk_ratio_of_one_binary_group_is_the_2x2_ratio_with_the_delta_method_ci():
     data = two_by_two()
-    result = risk_ratio(data, "days", "died", "arm", 90, reference_group="unexposed")
+    result = risk_ratio_model(data, "days", "died", "arm", 90, reference_group="unexposed").to_json()
     a, n1, c, n0 = 6, 20, 9, 18  # the event on day 90 counts; censored on day 90 is known event-free
     rr = (a / n1) / (c / n0)
     se = np.sqrt(1 / a - 1 / n1 + 1 / c - 1 / n0)
@@ -355,14 +357,15 @@ def test_risk_ratio_of_one_binary_group_is_the_2x2_ratio_with_the_delta_method_c
     assert (result["n_status_known"], result["n_status_unknown"]) == (38, 3)
     assert result["proportions"] == {"unexposed": pytest.approx(0.5), "exposed": pytest.approx(0.3)}
     # clustering on persons adds nothing for a saturated model, and no small-sample factor is applied
-    by_person = risk_ratio(data, "days", "died", "arm", 90, reference_group="unexposed", cluster="pair")
+    by_person = risk_ratio_model(data, "days", "died", "arm", 90, reference_group="unexposed",
+                                 cluster="pair").to_json()
     assert by_person["risk_ratios"]["exposed"]["se"] == pytest.approx(se, rel=1e-6)
 
 
 def test_weighted_risk_ratio_uses_the_iptw_sandwich():
     # IPTW: each person's score counts with weight squared (var_weights), not as w repeated persons
     data = two_by_two().assign(w=lambda d: 0.5 + (d.index % 4) * 0.75)
-    result = risk_ratio(data, "days", "died", "arm", 90, reference_group="unexposed", weights="w")
+    result = risk_ratio_model(data, "days", "died", "arm", 90, reference_group="unexposed", weights="w").to_json()
     known = data[(data.days >= 90) | ((data.died == 1) & (data.days <= 90))]
     log_risk, variance = {}, 0.0
     for level in ("exposed", "unexposed"):
@@ -378,9 +381,10 @@ def test_weighted_risk_ratio_uses_the_iptw_sandwich():
     assert (result["method"], result["variance"]) == ("log-binomial", "robust sandwich (HC0)")
 
 
-def test_risk_by_group_is_one_minus_km_at_the_horizon():
+def test_risks_at_is_one_minus_km_at_the_horizon():
     data = two_by_two()
-    risks = risk_by_group(data, "days", "died", "arm", 90, reference_group="unexposed")
+    risks = {label: risk.to_json()
+             for label, risk in risks_at(data, "days", "died", "arm", 90, reference_group="unexposed").items()}
     # unexposed: one censored on day 10, then 9 deaths on day 90 among 18 at risk
     assert risks["unexposed"]["risk"] == pytest.approx(0.5)
     # exposed: 6 of 22 die on day 30, nobody else dies by day 90
@@ -402,7 +406,7 @@ def test_log_binomial_on_the_boundary_falls_back_to_modified_poisson_and_says_so
     arm = rng.choice(["a", "b"], n)
     died = rng.binomial(1, np.minimum(1, 0.08 * np.exp(0.26 * score)))  # risk reaches 1 at high scores
     data = pd.DataFrame({"t": np.where(died == 1, 30, 365), "e": died, "arm": arm, "score": score})
-    result = risk_ratio(data, "t", "e", "arm", 90, ["score"], reference_group="a")
+    result = risk_ratio_model(data, "t", "e", "arm", 90, ["score"], reference_group="a").to_json()
     assert result["method"] == "modified Poisson (Zou 2004)"
     assert result["fallback_reason"].startswith("log-binomial regression failed")
     assert result["variance"] == "robust sandwich (HC0)"
@@ -420,7 +424,7 @@ def test_log_binomial_on_the_boundary_falls_back_to_modified_poisson_and_says_so
 def test_risk_ratio_errors_when_a_group_has_no_events_by_the_horizon():
     data = two_by_two().assign(died=lambda d: np.where(d.arm == "exposed", 0, d.died))
     with pytest.raises(UserError, match="group 'exposed' of column 'arm' has no events by day 90"):
-        risk_ratio(data, "days", "died", "arm", 90)
+        risk_ratio_model(data, "days", "died", "arm", 90)
 
 
 # ---------------------------------------------------------------- competing risks
@@ -444,7 +448,7 @@ def test_cumulative_incidence_matches_hand_aalen_johansen_with_ties_across_types
     types = [1, 0, 2, 1, 2, 0, 1, 1, 2, 0, 2, 1, 0, 1]
     data = pd.DataFrame({"t": times, "kind": types})
     at = [0, 3.5, 4, 6, 9.5]
-    result = cumulative_incidence(data, "t", "kind", at)
+    result = aalen_johansen(data, "t", "kind", at).to_json()
     assert result["event_types"] == ["1", "2"]
     for kind in (1, 2):
         got = [entry["cif"] for entry in result["by_group"]["all"]["cumulative_incidence"][str(kind)]]
@@ -456,7 +460,7 @@ def test_cumulative_incidence_matches_hand_aalen_johansen_with_ties_across_types
     entry = result["by_group"]["all"]["cumulative_incidence"]["1"][3]
     assert entry["ci_lower"] < entry["cif"] < entry["ci_upper"]
     # reproducible: no random jitter
-    assert cumulative_incidence(data, "t", "kind", at) == result
+    assert aalen_johansen(data, "t", "kind", at).to_json() == result
 
 
 # ---------------------------------------------------------------- plot and small cells
@@ -510,10 +514,10 @@ def test_km_plot_shows_each_arm_its_curve_and_the_numbers_at_risk(tmp_path, monk
 # ---------------------------------------------------------------- whole analysis, input checks, CLI
 
 
-def test_analyze_survival_is_json_serialisable_and_consistent():
+def test_survival_analysis_is_json_serialisable_and_consistent():
     data = cox_data().assign(kind=lambda d: np.where(d.event == 1, 1 + (d.id % 3 == 0), 0))
-    results = analyze_survival(data, "time", "event", "arm", ["age", "stage"], horizon=20, event_type="kind",
-                               reference_group="control", cluster="pair")
+    results = survival_analysis(data, "time", "event", "arm", ["age", "stage"], horizon=20, event_type="kind",
+                                reference_group="control", cluster="pair").to_json()
     text = json.dumps(results, allow_nan=False)
     assert json.loads(text)["reference_group"] == "control"
     assert results["n"] == 60 and results["events"] == int(data.event.sum())
@@ -630,12 +634,12 @@ def test_cli_rejects_a_file_type_it_cannot_read(tmp_path, capsys):
 
 
 def test_results_are_dataclasses_whose_json_is_results_json_and_reads_back():
-    from cohortlake.survival import SurvivalResults, survival_analysis
+    from cohortlake.survival import SurvivalResults
 
     data = cox_data().assign(kind=lambda d: np.where(d.event == 1, 1 + (d.id % 3 == 0), 0))
     options = dict(horizon=20, event_type="kind", reference_group="control", cluster="pair")
     analysis = survival_analysis(data, "time", "event", "arm", ["age", "stage"], **options)
-    as_json = analyze_survival(data, "time", "event", "arm", ["age", "stage"], **options)
+    as_json = survival_analysis(data, "time", "event", "arm", ["age", "stage"], **options).to_json()
     assert analysis.to_json() == as_json
     assert SurvivalResults.from_json(json.loads(json.dumps(as_json))) == analysis
     hr = analysis.cox.adjusted.hazard_ratios["treated"]

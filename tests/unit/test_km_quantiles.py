@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cohortlake.survival.km import curve_quantile, fit_km, km_summary, survival_quantile
+from cohortlake.survival.km import curve_quantile, fit_km, kaplan_meier, survival_quantile
 
 
 def quantiles(times, events):
@@ -50,8 +50,8 @@ def test_floating_point_noise_on_the_level_still_counts_as_on_it():
     assert curve_quantile(pd.Series([1.0, 0.5 - 1e-6, 0.0], index=[0.0, 2.0, 10.0]), 0.5) == 2.0
 
 
-def test_km_summary_reports_the_rule_and_its_interval_ends():
-    summary = km_summary(np.arange(1, 9), np.ones(8))
+def test_kaplan_meier_reports_the_rule_and_its_interval_ends():
+    summary = kaplan_meier(np.arange(1, 9), np.ones(8)).to_json()
     assert summary["median"]["days"]["estimate"] == 4.5
     assert summary["q25"]["days"]["estimate"] == 2.5 and summary["q75"]["days"]["estimate"] == 6.5
     lower, upper = summary["median"]["days"]["ci_lower"], summary["median"]["days"]["ci_upper"]

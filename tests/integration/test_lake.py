@@ -26,7 +26,9 @@ from cohortlake.lake.manifest import RunManifest
 
 pytestmark = pytest.mark.spark
 
-WRITER_PROC = Path(__file__).with_name("lake_writer_proc.py")
+from paths import LIB
+
+WRITER_PROC = LIB / "lake_writer_proc.py"
 
 
 @pytest.fixture(scope="module")
@@ -472,7 +474,7 @@ def test_quality_results_live_in_the_reserved_quality_area(spark, tmp_path):
 
 
 def test_storage_options_come_from_json_or_a_file_and_bad_ones_say_where(tmp_path):
-    from cohortlake.lake.delta import STORAGE_OPTIONS_ENV, storage_options_from_config
+    from cohortlake.lake.storage import STORAGE_OPTIONS_ENV, storage_options_from_config
 
     assert storage_options_from_config({}) is None
     given = {STORAGE_OPTIONS_ENV: '{"AWS_REGION": "eu-west-1", "AWS_ALLOW_HTTP": true, "timeout": 30}'}
@@ -493,7 +495,7 @@ def test_storage_options_come_from_json_or_a_file_and_bad_ones_say_where(tmp_pat
 def test_s3_options_reach_pyarrow_as_delta_rs_reads_them():
     from pyarrow import fs as pafs
 
-    from cohortlake.lake.delta import arrow_filesystem
+    from cohortlake.lake.storage import arrow_filesystem
 
     filesystem, base = arrow_filesystem("s3a://claims-bucket/lake", {
         "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret", "AWS_REGION": "eu-west-1",
@@ -510,7 +512,7 @@ def test_a_remote_lake_passes_its_uri_and_options_to_delta_rs(spark, monkeypatch
     """Not reachable here (no object store); checks what the lake hands delta-rs."""
     import deltalake
 
-    from cohortlake.lake.delta import STORAGE_OPTIONS_ENV
+    from cohortlake.lake.storage import STORAGE_OPTIONS_ENV
 
     opened = []
 
