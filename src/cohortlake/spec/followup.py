@@ -129,10 +129,10 @@ def latest_followup_start(d: Definition) -> date | None:
 
 
 def needs_followup_step(d: Definition) -> bool:
-    """Whether the implied step FOLLOWUP_STEP is part of the attrition: follow-up starts after the
-    index (at a landmark or an exposure point) and the criteria do not keep it within the study."""
-    if d.followup.start == "index":
-        return False
+    """Whether the implied step FOLLOWUP_STEP is part of the attrition: the criteria do not keep
+    follow-up's start within the study. This holds for follow-up from the index too: an index
+    found in claims is not bounded by the study period unless an index_period (or a tumor
+    index's diagnosis_year) bounds it."""
     latest = latest_followup_start(d)
     return latest is None or latest > d.study_period.end
 
