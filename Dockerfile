@@ -9,7 +9,7 @@
 # executors import.
 FROM python:3.11.15-slim-bookworm
 
-# Must satisfy pyproject.toml's pyspark pin (>=4.0.1,<=4.2.0); tests/test_compose.py checks it.
+# Must satisfy pyproject.toml's pyspark pin (>=4.0.1,<=4.2.0); tests/unit/test_compose.py checks it.
 ARG SPARK_VERSION=4.2.0
 ARG SPARK_UID=185
 

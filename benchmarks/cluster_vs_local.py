@@ -5,7 +5,7 @@
 Both runs are `spark-submit --py-files dist/cohortlake.zip jobs/run_study.py DEF --lake DIR
 --out …` over the same ingested lakehouse, so they read the same silver versions; the
 cluster is a master and WORKERS one-core workers started from the installed pyspark on
-127.0.0.1 (the test suite's helper, tests/standalone.py), so both runs get the same cores.
+127.0.0.1 (the test suite's helper, tests/lib/standalone.py), so both runs get the same cores.
 Prints each run's wall time and step times (from the jobs' logs) and the ratio, and checks
 that the two runs' cohort and matched sets are equal.
 """
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "tests" / "lib"))
 
 from standalone import SPARK_HOME, StandaloneCluster, free_port  # noqa: E402
 

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+# The tests' shared helpers (tests/lib) import by name from every test folder.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "lib"))
+
+from paths import FIXTURES, REPO  # noqa: E402
 # Public CMS DE-SynPUF rows kept in the repository (tests/fixtures/desynpuf/PROVENANCE.md);
 # COHORTLAKE_DESYNPUF_FIXTURES may point the tests at another folder of DE-SynPUF files.
-DESYNPUF_FIXTURES = Path(os.environ.get("COHORTLAKE_DESYNPUF_FIXTURES", REPO / "tests" / "fixtures" / "desynpuf"))
+DESYNPUF_FIXTURES = Path(os.environ.get("COHORTLAKE_DESYNPUF_FIXTURES", FIXTURES / "desynpuf"))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -27,11 +31,24 @@ def pytest_report_header(config):
     return f"generative tests: --hypothesis-seed={config.option.hypothesis_seed} replays this run's examples"
 
 
+UNIT = Path(__file__).resolve().parent / "unit"
+
+
 def pytest_collection_modifyitems(config, items):
-    """Mark `spark` every test that uses a Spark session, directly or through another fixture."""
+    """Mark `spark` every test that uses a Spark session, directly or through another fixture.
+
+    tests/unit holds only tests that need no Spark and start no process: one that does is
+    refused there, so `tests/unit` alone stays the fast lane.
+    """
+    misplaced = []
     for item in items:
         if "spark" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.spark)
+        if Path(str(item.path)).is_relative_to(UNIT) and any(item.get_closest_marker(m) for m in ("spark", "slow", "cluster")):
+            misplaced.append(item.nodeid)
+    if misplaced:
+        raise pytest.UsageError("tests/unit is for tests without Spark or extra processes; move these to "
+                                "tests/integration (or another folder): " + ", ".join(misplaced))
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -8,7 +8,7 @@ audiences it applies to and what they are told (:data:`AUDIENCES`, :data:`NOT_FO
 :data:`RELEASE_NOTE`, :data:`RULE`), and the suppression itself. Every layer that prints a
 count (the quality page, the survival plots, the study report) and the release checker
 (:mod:`cohortlake.report.disclosure`) import it; it imports nothing of theirs and no Spark,
-so producers and checker cannot drift apart. ``tests/test_disclosure_rule.py`` fails on a
+so producers and checker cannot drift apart. ``tests/unit/test_disclosure_rule.py`` fails on a
 threshold compared anywhere else.
 
 *Primary* suppression: a count of 1-10 persons is shown as ``<11``; 0 stays 0.

@@ -18,10 +18,10 @@ import re
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from spec_runner import BASE, GROUPS, SPEC, case_files, case_id  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
+from paths import REPO  # noqa: E402
+from spec_runner import BASE, GROUPS, case_files, case_id  # noqa: E402
 
-REPO = SPEC.parents[1]
 README = REPO / "src" / "cohortlake" / "cohort_defs" / "README.md"
 COMMAND = ".venv/bin/python tests/spec/sync_readme.py"
 REGION = re.compile(r"(<!-- spec-examples: (\w+) -->\n)(.*?)(<!-- /spec-examples: \2 -->)", re.S)

@@ -5,7 +5,7 @@ strict as JSON Schema can be without cross-references: code patterns per code sy
 exactly one rule per criterion (arm, covariate, ...), bounds, names of map keys, and a
 description on every property. What only check can decide (a referenced code set
 exists, a range's low end is below its high end, a dashed NDC's layout) stays in check;
-tests/test_schema.py records each place where the two intentionally differ.
+tests/unit/test_schema.py records each place where the two intentionally differ.
 
 Validate YAML data against it in its JSON form (:func:`as_instance`): a YAML date is a
 string in JSON, as editors' YAML support reads it.

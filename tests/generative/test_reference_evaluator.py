@@ -18,7 +18,7 @@ from cohortlake.spec import Definition, load_definition
 from cohortlake.spec.followup import ALIVE_AT_INDEX, ALIVE_AT_START, FOLLOWUP_STEP
 from reference_evaluator import Era, Record, age_on, build_eras, cohort_columns, event_columns, evaluate
 
-REPO = Path(__file__).resolve().parents[1]
+from paths import REPO
 DEFS = REPO / "cohort_defs"
 SORAFENIB_NDC = "50419048858"
 

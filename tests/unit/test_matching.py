@@ -22,6 +22,7 @@ from cohortlake.matching import (
     treated_indicator,
 )
 from cohortlake.matching.balance import BALANCE_COLUMNS
+from ps_data import simulated
 
 ORDERS = ("nearest", "largest", "smallest", "random", "data")
 
@@ -410,19 +411,6 @@ def test_love_plot_shows_each_covariate_before_and_after_and_the_threshold(tmp_p
 
 # -- propensity model -----------------------------------------------------------------------
 
-def simulated(n=4000, seed=0):
-    rng = np.random.default_rng(seed)
-    frame = pd.DataFrame({
-        "age": rng.normal(70, 8, n).round(),
-        "sex": rng.choice(["F", "M"], n),
-        "race": rng.choice(["white", "black", "other"], n, p=[0.7, 0.15, 0.15]),
-        "cirrhosis": rng.random(n) < 0.3,
-    })
-    linear = -1 + 0.05 * (frame["age"] - 70) + 0.6 * (frame["sex"] == "M") + 0.8 * frame["cirrhosis"]
-    frame["arm"] = np.where(rng.random(n) < 1 / (1 + np.exp(-linear)), "sorafenib", "untreated")
-    return frame
-
-
 def test_fit_ps_recovers_the_true_model():
     frame = simulated(20000, seed=1)
     fit = fit_ps(frame, frame["arm"] == "sorafenib", ["age", "sex", "race", "cirrhosis"])
@@ -653,26 +641,3 @@ def test_run_psmatch_weighting_and_settings_treatment(tmp_path):
                                                                        report.data["ps"]))
     assert report.n_treated == int(treated.sum())
     assert 0 < report.equipoise <= 1
-
-
-@pytest.mark.spark
-def test_spark_ml_fit_agrees_with_statsmodels(spark):
-    from cohortlake.matching import estimate_ps, fit_ps_spark
-
-    frame = simulated(2000, seed=9)[["age", "sex", "race", "cirrhosis", "arm"]]
-    frame["treated"] = (frame["arm"] == "sorafenib").astype(int)
-    frame["cirrhosis"] = frame["cirrhosis"].astype(int)
-    data = spark.createDataFrame(frame.drop(columns="arm"))
-    covariates = ["age", "sex", "race", "cirrhosis"]
-    # the same L2 penalty on both sides (Spark's regParam, statsmodels' alpha; intercept free)
-    local = fit_ps(frame, frame["treated"] == 1, covariates, l2=0.01).coefficients.set_index("term")
-    remote = estimate_ps(data, "treated", covariates, l2=0.01, spark_threshold=100)  # 2000 rows > 100: Spark ML
-    assert "Spark ML" in remote.method and "L2 penalty 0.01" in remote.method
-    coefficients = remote.coefficients.set_index("term")["coefficient"]
-    assert list(coefficients.index) == list(local.index)
-    assert coefficients.to_numpy() == pytest.approx(local["coefficient"].to_numpy(), abs=2e-3)
-    scored = remote.frame.limit(5).toPandas()
-    assert list(scored.columns) == list(data.columns) + ["ps", "ps_logit"]
-    assert scored["ps"].to_numpy() == pytest.approx(1 / (1 + np.exp(-scored["ps_logit"].to_numpy())))
-    with pytest.raises(UserError, match="constant covariate"):
-        fit_ps_spark(data.withColumn("one", data["age"] * 0), "treated", ["age", "one"])

@@ -18,7 +18,9 @@ from cohortlake.spec.followup import ALIVE_AT_INDEX, ALIVE_AT_START, FOLLOWUP_ST
 from cohortlake.assure.timeline import frames_from_rows
 from reference_evaluator import evaluate
 
-DEFS = Path(__file__).resolve().parents[1] / "cohort_defs"
+from paths import REPO
+
+DEFS = REPO / "cohort_defs"
 
 INDEX = date(2011, 1, 11)
 BASE = {

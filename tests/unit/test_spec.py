@@ -20,7 +20,7 @@ from cohortlake.spec.codes import CodeEntry, CodeError, CodeSystem, matches, nor
 from cohortlake.spec.model import Covariate
 from cohortlake.yamlfile import YamlError, load_located
 
-REPO = Path(__file__).resolve().parents[1]
+from paths import REPO
 DEFS = REPO / "cohort_defs"
 SHIPPED = sorted(DEFS.glob("*.yaml"))
 REFERENCE = DEFS / "hcc_sorafenib_landmark.yaml"

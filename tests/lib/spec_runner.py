@@ -16,7 +16,6 @@ from __future__ import annotations
 import atexit
 import re
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -26,11 +25,10 @@ import yaml
 from cohortlake.assure import AssureFileError, EngineRows, compare, engine_rows, load_suite, patient_rows
 from cohortlake.spec import load_definition
 
-SPEC = Path(__file__).resolve().parent
-for _folder in (SPEC.parent / "lib", SPEC.parent):  # the reference evaluator: tests/ (or tests/lib/)
-    if _folder.is_dir() and str(_folder) not in sys.path:
-        sys.path.insert(0, str(_folder))
-import reference_evaluator as reference  # noqa: E402
+import reference_evaluator as reference
+from paths import TESTS
+
+SPEC = TESTS / "spec"
 
 BASE = SPEC / "base.yaml"
 GROUPS = ("index", "criteria", "arms", "followup", "outcomes", "time_varying", "covariates")

@@ -7,7 +7,7 @@ import re
 import subprocess
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from paths import REPO
 FIXTURES = REPO / "tests" / "fixtures" / "desynpuf"
 
 # A path into a folder beside the checkout, or into the steering material that once lay there.

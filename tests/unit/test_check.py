@@ -14,7 +14,7 @@ import pytest
 
 from cohortlake.cli import build_parser, main
 
-REPO = Path(__file__).resolve().parents[1]
+from paths import REPO
 DEFS = REPO / "cohort_defs"
 REFERENCE = DEFS / "hcc_sorafenib_landmark.yaml"
 
@@ -317,14 +317,3 @@ def test_init_scaffolds_a_cohort_that_checks_and_explains(tmp_path, capsys):
     assert main(["init", "liver_first", "--dir", str(tmp_path)]) == 1
     assert "already exist" in capsys.readouterr().err
     assert main(["init", "Liver-First", "--dir", str(tmp_path)]) == 1
-
-
-@pytest.mark.spark
-@pytest.mark.slow
-def test_init_scaffold_passes_assure(tmp_path, capsys, spark):
-    from cohortlake.assure import load_suite, run_suite
-
-    main(["init", "liver_first", "--dir", str(tmp_path)])
-    report = run_suite(spark, load_suite(tmp_path / "tests" / "liver_first.yaml"))
-    assert report.passed, report.render()
-

@@ -1,7 +1,7 @@
 """The study as a spark-submit job on a real standalone cluster, and the faults clusters have.
 
 A master and two one-core workers run from the installed pyspark on 127.0.0.1
-(tests/standalone.py). The package reaches the driver and the executors only as the zip
+(tests/lib/standalone.py). The package reaches the driver and the executors only as the zip
 that `cohortlake bundle` writes, passed with --py-files. The outputs must equal the
 session's local[2] run of the same definition on the same lake (conftest.small_study_run).
 """
@@ -25,7 +25,7 @@ from standalone import HOST, SPARK_HOME, StandaloneCluster, free_port, get_json,
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.spark]
 
-REPO = Path(__file__).resolve().parents[1]
+from paths import REPO
 COHORT_TABLE = "cohorts/demo_study/cohort"
 SUBMIT_TIMEOUT = 600
 

@@ -29,7 +29,7 @@ from cohortlake.spec.comorbidity import CONDITIONS, TERMS, ComorbidityIndex, ind
 from cohortlake.assure.timeline import frames_from_rows
 from reference_evaluator import evaluate, macro_charlson, macro_nci_index
 
-REPO = Path(__file__).resolve().parents[1]
+from paths import REPO
 CODESETS_DIR = REPO / "cohort_defs" / "codesets"
 
 # --- the macro's lists, as its ICD-9 and ICD-10 blocks write them: (in: values, ranges) ----

@@ -15,7 +15,7 @@ from cohortlake.spec.followup import FOLLOWUP_STEP, implied_steps, latest_follow
 from cohortlake.assure.timeline import frames_from_rows
 from reference_evaluator import evaluate
 
-REPO = Path(__file__).resolve().parents[1]
+from paths import REPO
 DEFS = REPO / "cohort_defs"
 
 LATE = {

@@ -12,8 +12,8 @@ import pytest
 
 from cohortlake.spec import explain, load_definition
 
-REPO = Path(__file__).resolve().parents[1]
-GOLDEN = Path(__file__).parent / "golden" / "explain"
+from paths import GOLDEN as GOLDEN_ROOT, REPO
+GOLDEN = GOLDEN_ROOT / "explain"
 SHIPPED = sorted((REPO / "cohort_defs").glob("*.yaml"))
 
 

@@ -25,7 +25,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
+from paths import REPO
 PACKAGE = REPO / "src" / "cohortlake"
 REFERENCE = "hcc_sorafenib_landmark"
 

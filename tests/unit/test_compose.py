@@ -17,7 +17,7 @@ from packaging.specifiers import SpecifierSet
 from cohortlake.cli import build_parser
 from cohortlake.job import JOBS
 
-ROOT = Path(__file__).resolve().parent.parent
+from paths import REPO as ROOT
 WORKERS = ("spark-worker-1", "spark-worker-2")
 SERVICES = ("spark-master", *WORKERS, "spark-history", "runner")
 EXACT_VERSION = re.compile(r"\d+\.\d+\.\d+")

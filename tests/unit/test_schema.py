@@ -21,7 +21,7 @@ from cohortlake.yamlfile import load_located
 
 jsonschema = pytest.importorskip("jsonschema")
 
-REPO = Path(__file__).resolve().parents[1]
+from paths import REPO
 DEFS = REPO / "cohort_defs"
 REFERENCE = DEFS / "hcc_sorafenib_landmark.yaml"
 

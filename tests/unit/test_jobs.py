@@ -14,7 +14,7 @@ import cohortlake
 from cohortlake.cli import build_parser, main
 from cohortlake.job import JOBS
 
-REPO = Path(__file__).resolve().parents[1]
+from paths import REPO
 
 
 def run_script(*argv, cwd=REPO):

@@ -21,7 +21,7 @@ from cohortlake.assure import (
 from cohortlake.errors import UserError
 from cohortlake.spec import load_definition
 
-REPO = Path(__file__).resolve().parents[1]
+from paths import REPO
 DEFS = REPO / "cohort_defs"
 SHIPPED = sorted(p.name for p in DEFS.glob("*.yaml"))
 HCC = DEFS / "hcc_sorafenib_landmark.yaml"
@@ -420,3 +420,13 @@ patients:
     timeline = suite.patients[0].timeline
     assert timeline["death"] == date(2010, 1, 20) and timeline["person"]["sex"] == "male"
     assert [fill["ndc"] for fill in timeline["fills"]] == ["50419048858"]
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_init_scaffold_passes_assure(tmp_path, capsys, spark):
+    from cohortlake.assure import load_suite, run_suite
+
+    main(["init", "liver_first", "--dir", str(tmp_path)])
+    report = run_suite(spark, load_suite(tmp_path / "tests" / "liver_first.yaml"))
+    assert report.passed, report.render()

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from cohortlake.spec.check import check_file
 
-REPO = Path(__file__).resolve().parents[1]
+from paths import REPO
 DEFS = REPO / "cohort_defs"
 SHIPPED = sorted(DEFS.glob("*.yaml"))
 TEXTS = {path.name: path.read_text(encoding="utf-8") for path in SHIPPED}

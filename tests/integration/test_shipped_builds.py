@@ -16,7 +16,7 @@ from deltalake import DeltaTable
 from cohortlake.cli import main
 from cohortlake.spec import load_definition
 
-REPO = Path(__file__).resolve().parents[1]
+from paths import REPO
 DESIGNS = ["second_line_tki_ici", "sorafenib_bleeding_thromboembolism", "sorafenib_duration_groups",
            "sorafenib_time_varying_response"]  # the reference study is built with its gates by test_quality
 

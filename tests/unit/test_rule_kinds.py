@@ -21,7 +21,7 @@ from cohortlake.engine.rules import RULES
 from cohortlake.spec.explain_rules import TEXTS
 from cohortlake.spec.model import Definition, OneOf
 from reference_evaluator import CASES
-from test_generative import STRATEGIES, definitions, kinds_in
+from strategies import STRATEGIES, definitions, kinds_in
 
 
 def _subclasses(cls: type) -> list[type]:
