@@ -161,7 +161,7 @@ def test_age_criterion_65_66_on_the_birthday():
     result = evaluate(d, data)
     assert ids(result) == ["turns66"]
     assert result.attrition == [(0, "Persons in the data", 3, 0), (1, "Has index", 3, 0), (2, "66+", 1, 2),
-                                (3, ALIVE_AT_INDEX, 1, 0)]
+                                (3, ALIVE_AT_INDEX, 1, 0), (4, FOLLOWUP_STEP, 1, 0)]
     assert result.cohort[0]["time_days"] == (date(2013, 12, 31) - INDEX).days
 
 
@@ -276,7 +276,7 @@ def test_coverage_allowed_gap_and_truncation_at_death_month():
     )
     result = evaluate(d, data)
     assert ids(result) == ["died_ok", "hole1"]
-    assert result.attrition[2:] == [(2, "Covered", 3, 2), (3, ALIVE_AT_INDEX, 2, 1)]
+    assert result.attrition[2:] == [(2, "Covered", 3, 2), (3, ALIVE_AT_INDEX, 2, 1), (4, FOLLOWUP_STEP, 2, 0)]
 
 
 def test_coverage_truncation_in_days_and_without_truncation():
@@ -312,7 +312,7 @@ def test_fee_for_service_and_exclusions():
     result = evaluate(d, data)
     assert ids(result) == ["hmo2", "hmo_out", "nohmo"]
     assert result.attrition == [(0, "Persons in the data", 6, 0), (1, "FFS", 4, 2), (2, "No RDS", 3, 1),
-                                (3, ALIVE_AT_INDEX, 3, 0)]
+                                (3, ALIVE_AT_INDEX, 3, 0), (4, FOLLOWUP_STEP, 3, 0)]
     assert ids(evaluate(d_hmo, data)) == ["allhmo"]
 
 
@@ -418,7 +418,8 @@ def test_event_index_each_gives_episodes_and_attrition_counts_persons():
 
 def test_person_without_index_is_in_the_population_only():
     result = evaluate(definition(), tables(person("x"), dx("y", INDEX, "5715")))
-    assert result.attrition == [(0, "Persons in the data", 2, 0), (1, "Has index", 1, 1), (2, ALIVE_AT_INDEX, 1, 0)]
+    assert result.attrition == [(0, "Persons in the data", 2, 0), (1, "Has index", 1, 1), (2, ALIVE_AT_INDEX, 1, 0),
+                                (3, FOLLOWUP_STEP, 1, 0)]
     assert ids(result) == ["y"]
 
 
