@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, IntegerType, StringType, StructField, StructType
 
 from cohortlake.spec.codes import CodeEntry, NormalisedCodeSet
-from cohortlake.spec.model import TABLE_SYSTEMS, EventTable
+from cohortlake.vocabulary import TABLE_SYSTEMS, EventTable
 
 # Characters codes are made of, in text order; ranges enumerate over them.
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"

@@ -14,7 +14,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from cohortlake.engine import columns
-from cohortlake.spec.model import Coverage
+from cohortlake.vocabulary import Coverage
 
 EPISODE = list(columns.EPISODE)
 

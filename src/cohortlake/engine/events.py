@@ -8,7 +8,8 @@ from pyspark.sql.types import DateType, IntegerType, StringType, StructField, St
 
 from cohortlake.engine.codes import EVENT_COLUMNS, TableNeed, tag_events
 from cohortlake.engine.rules.base import Read
-from cohortlake.spec.model import Definition, EventTable
+from cohortlake.spec.model import Definition
+from cohortlake.vocabulary import EventTable
 
 
 class Inputs:

@@ -15,7 +15,6 @@ from cohortlake.spec.library import Library, _find_cycle
 from cohortlake.spec.messages import Loc, _problem
 from cohortlake.spec.model import (
     NAME_PATTERN,
-    TABLE_SYSTEMS,
     AgeCovariate,
     AgeCriterion,
     AliveCriterion,
@@ -24,7 +23,6 @@ from cohortlake.spec.model import (
     Covariate,
     Definition,
     EventSpec,
-    EventTable,
     Exposure,
     ExposureEnd,
     ExposureEvent,
@@ -36,6 +34,7 @@ from cohortlake.spec.model import (
     TumorIndex,
     Window,
 )
+from cohortlake.vocabulary import TABLE_SYSTEMS, EventTable
 from cohortlake.yamlfile import LocatedYaml, Problem
 
 

@@ -22,7 +22,8 @@ from cohortlake.engine import columns
 from cohortlake.engine.rules import arms, covariates, criteria, followup, index, outcomes  # noqa: F401 (registers)
 from cohortlake.engine.rules.base import RULES, Compiled, Context, Needs, Read, compile_rule, first, rule
 from cohortlake.spec.followup import alive_step, landmark_step, needs_followup_step
-from cohortlake.spec.model import Definition, EventTable, ExposureSource
+from cohortlake.spec.model import Definition, ExposureSource
+from cohortlake.vocabulary import EventTable
 
 __all__ = ["RULES", "Compiled", "Context", "Needs", "Rules", "compile_rules", "rule"]
 

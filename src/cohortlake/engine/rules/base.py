@@ -26,7 +26,6 @@ from cohortlake.spec.model import (
     Boundary,
     CountMode,
     Definition,
-    EventTable,
     Exposure,
     ExposurePoint,
     ExposureSource,
@@ -34,6 +33,7 @@ from cohortlake.spec.model import (
     Unit,
     Window,
 )
+from cohortlake.vocabulary import EventTable
 
 EVENTS, ERAS, CLAIMS = "events", "eras", "claims"
 """The sources aggregated once per build: tagged events, eras, diagnosis claim dates."""

@@ -28,19 +28,8 @@ from cohortlake.engine.rules.base import (
 )
 from cohortlake.spec.comorbidity import CONDITIONS as COMORBIDITY_CONDITIONS
 from cohortlake.spec.comorbidity import DECIMALS, RULE_OUT_MARGIN_DAYS, TERMS, ComorbidityIndex
-from cohortlake.spec.model import (
-    SEER_CODES,
-    Behavior,
-    CountMode,
-    Covariate,
-    EraChoice,
-    EventTable,
-    ReportingSource,
-    Setting,
-    Stage,
-    TumorField,
-    WithoutClaims,
-)
+from cohortlake.spec.model import CountMode, Covariate, EraChoice, TumorField, WithoutClaims
+from cohortlake.vocabulary import SEER_CODES, Behavior, EventTable, ReportingSource, Setting, Stage
 
 
 @rule(Covariate, "age")

@@ -22,7 +22,8 @@ from cohortlake.engine.rules.base import (
     rule,
     window_bounds,
 )
-from cohortlake.spec.model import CountMode, CoverageRule, Criterion, Landmark, Unit, Window, seer_code
+from cohortlake.spec.model import CountMode, CoverageRule, Criterion, Landmark, Unit, Window
+from cohortlake.vocabulary import seer_code
 
 
 @rule(Criterion, "index_exists")

@@ -14,7 +14,8 @@ from cohortlake.engine import columns
 from cohortlake.engine.eras import regimen_label
 from cohortlake.engine.rules.base import Context, Needs, boundary_column, event_condition, reads, rule
 from cohortlake.spec.codes import normalise
-from cohortlake.spec.model import Index, Occurrence, TumorChoice, seer_code
+from cohortlake.spec.model import Index, Occurrence, TumorChoice
+from cohortlake.vocabulary import seer_code
 
 TUMOR_FIELDS = ("sequence_number", "diagnosis_year", "diagnosis_month", "primary_site", "histology",
                 "behavior", "historic_stage", "reporting_source")

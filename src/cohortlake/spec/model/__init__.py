@@ -19,7 +19,7 @@ The package splits the language by area; this namespace exports its public names
 
 The vocabularies of the canonical tables (``Coverage``, ``Setting``, ``EventTable``,
 ``CodeSystem``, ``Sex``, ``Race``, the tumor values and ``SEER_CODES``) live in
-``cohortlake.vocabulary`` and are re-exported here.
+``cohortlake.vocabulary``; import them from there.
 """
 
 from __future__ import annotations
@@ -108,17 +108,3 @@ from cohortlake.spec.model.covariates import (  # noqa: F401
     WithoutClaims,
 )
 from cohortlake.spec.model.definition import Definition, StudyPeriod  # noqa: F401
-from cohortlake.vocabulary import (  # noqa: F401
-    SEER_CODES,
-    TABLE_SYSTEMS,
-    Behavior,
-    CodeSystem,
-    Coverage,
-    EventTable,
-    Race,
-    ReportingSource,
-    seer_code,
-    Setting,
-    Sex,
-    Stage,
-)
