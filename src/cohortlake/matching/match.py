@@ -411,7 +411,7 @@ class _FreeGroups:
     """Union-find over control groups: nearest group with a free member right / left of a position."""
 
     def __init__(self, problem: _Problem, consumed: np.ndarray, work: int):
-        self.p = problem
+        self.problem = problem
         groups = len(problem.g_key)
         free = consumed < problem.g_size
         index = np.arange(groups + 1)
@@ -491,7 +491,7 @@ class _FreeGroups:
         in a list sorted once with numpy, later (after its control was taken and it was
         looked up again) in a heap; the smaller head of the two is taken next.
         """
-        p = self.p
+        p = self.problem
         consumed_np = np.asarray(self.consumed, dtype=np.int64)
         distance, group, has = p._first_candidates(t_index, consumed_np)
         keep = has & (distance <= cal)

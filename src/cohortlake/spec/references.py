@@ -65,7 +65,7 @@ class _Checker:
     """Cross-section checks over validated sections (None = section invalid: its checks are skipped)."""
 
     def __init__(self, located: LocatedYaml, d: SimpleNamespace, library: Library, problems: list[Problem]):
-        self.located, self.d, self.library, self.problems = located, d, library, problems
+        self.located, self.definition, self.library, self.problems = located, d, library, problems
 
     def add(self, loc: Loc, message: str) -> None:
         self.problems.append(_problem(self.located, loc, message))
@@ -75,7 +75,7 @@ class _Checker:
     def lookup(self, name: str) -> CodeSet | None:
         if "." in name:
             return self.library.sets.get(name)
-        return (self.d.codesets or {}).get(name)
+        return (self.definition.codesets or {}).get(name)
 
     def systems(self, name: str, seen: frozenset = frozenset()) -> set[str] | None:
         """Coding systems a set holds, includes followed; None if something is unresolved."""
@@ -91,14 +91,14 @@ class _Checker:
         return found
 
     def check_codesets(self) -> None:
-        if self.d.codesets is None:
+        if self.definition.codesets is None:
             return
-        for name, codeset in self.d.codesets.items():
+        for name, codeset in self.definition.codesets.items():
             for i, ref in enumerate(codeset.include if codeset else ()):
                 why = self.library.resolve(ref)
                 if why:
                     self.add(("codesets", name, "include", i), why)
-        for name in (n for n, c in self.d.codesets.items() if c is not None):
+        for name in (n for n, c in self.definition.codesets.items() if c is not None):
             cycle = _find_cycle(name, self.lookup)
             if cycle:
                 self.add(("codesets", name, "include"), "include cycle: " + " → ".join(cycle))
@@ -182,7 +182,7 @@ class _Checker:
     # --- the checks
 
     def run(self) -> None:
-        d = self.d
+        d = self.definition
         self.check_codesets()
         for section in ("criteria", "covariates", "arms", "outcomes", "landmarks", "time_varying"):
             self.unique(section, section.rstrip("s").replace("_", "-") if section != "criteria" else "criterion")
@@ -199,10 +199,10 @@ class _Checker:
 
     def check_matching(self) -> None:
         """The matching section names arms and covariates this definition makes."""
-        matching = self.d.matching
+        matching = self.definition.matching
         if matching is None:
             return
-        covariates = self.d.covariates
+        covariates = self.definition.covariates
         if covariates is not None and None not in covariates:
             names = [c.name for c in covariates]
             for field in ("ps_covariates", "exact"):
@@ -211,7 +211,7 @@ class _Checker:
                         self.add(("matching", field, i), _known("covariate", name, names))
             if not matching.ps_covariates:
                 self.add(("matching", "ps_covariates"), "name the covariates of the propensity-score model")
-        arms = self.d.arms
+        arms = self.definition.arms
         if arms is not None and None not in arms:
             names = [a.name for a in arms]
             if matching.treatment is None:
@@ -229,16 +229,16 @@ class _Checker:
         fixed = ("person_id", "index_date", "arm", "landmark_date", "first_exposure_date",
                  "followup_start", "followup_end", "event", "time_days")
         owners: dict[str, str] = {column: "a fixed cohort column" for column in fixed}
-        landmarks = [lm for lm in (self.d.landmarks or ()) if lm is not None]
+        landmarks = [lm for lm in (self.definition.landmarks or ()) if lm is not None]
         produced: list[tuple[Loc, str, str]] = []
-        for i, covariate in enumerate(self.d.covariates or ()):
+        for i, covariate in enumerate(self.definition.covariates or ()):
             if covariate is not None:
                 produced.append((("covariates", i, "name"), covariate.name, f"covariate '{covariate.name}'"))
         for i, landmark in enumerate(landmarks):
             columns = [f"in_{landmark.name}"] + ([f"{landmark.name}_date"] if len(landmarks) > 1 else [])
             for column in columns:
                 produced.append((("landmarks", i, "name"), column, f"landmark '{landmark.name}'"))
-        for i, outcome in enumerate(self.d.outcomes or ()):
+        for i, outcome in enumerate(self.definition.outcomes or ()):
             if outcome is not None:
                 for suffix in ("date", "event", "time_days"):
                     produced.append((("outcomes", i, "name"), f"{outcome.name}_{suffix}", f"outcome '{outcome.name}'"))
@@ -330,18 +330,18 @@ class _Checker:
                                                                 f"codes only, not {', '.join(other)}"))
 
     def check_index_kind(self) -> None:
-        if self.d.index is None or self.d.index.kind == "tumor":
+        if self.definition.index is None or self.definition.index.kind == "tumor":
             return
-        why = f"the index is an {self.d.index.kind}, not a tumor"
-        for i, criterion in enumerate(self.d.criteria or ()):
+        why = f"the index is an {self.definition.index.kind}, not a tumor"
+        for i, criterion in enumerate(self.definition.criteria or ()):
             if criterion is not None and criterion.kind == "tumor":
                 self.add(("criteria", i, "tumor"), f"tumor filters need index: tumor; {why}")
-        for i, covariate in enumerate(self.d.covariates or ()):
+        for i, covariate in enumerate(self.definition.covariates or ()):
             if covariate is not None and covariate.kind == "tumor_field":
                 self.add(("covariates", i, "tumor_field"), f"tumor fields need index: tumor; {why}")
 
     def check_arms(self) -> None:
-        arms: tuple[Arm, ...] | None = self.d.arms
+        arms: tuple[Arm, ...] | None = self.definition.arms
         if not arms or None in arms:
             return
         otherwise = [i for i, arm in enumerate(arms) if arm.otherwise]
@@ -353,7 +353,7 @@ class _Checker:
             self.add(("arms", otherwise[0], "otherwise"), "the `otherwise` arm must be the last arm")
 
     def check_covariate_order(self) -> None:
-        covariates: tuple[Covariate, ...] | None = self.d.covariates
+        covariates: tuple[Covariate, ...] | None = self.definition.covariates
         for i, covariate in enumerate(covariates or ()):
             if covariate is None or covariate.kind != "score" or None in covariates[:i]:
                 continue
