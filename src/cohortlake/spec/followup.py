@@ -149,12 +149,13 @@ def followup_warnings(d: Definition) -> list[Finding]:
     """Follow-up that can start after the study end, with the index-period end that avoids it."""
     bound, offset = latest_index(d), followup_offset(d)
     end = d.study_period.end
-    if offset is None or d.followup.start == "index":
-        return []  # the offset depends on the data (the implied step guards), or there is none
+    if offset is None:
+        return []  # the offset depends on the data (the implied step guards)
     by = end - timedelta(days=offset)
     leave = f"such persons leave at the step '{FOLLOWUP_STEP}'"
+    after = "at" if offset == 0 else f"{offset} days after"
     if bound is None:
-        return [Finding(("index",), f"nothing bounds the index date and follow-up starts {offset} days after it, so "
+        return [Finding(("index",), f"nothing bounds the index date and follow-up starts {after} it, so "
                                     f"it can start after the study end ({end}): add an index_period that ends by "
                                     f"{by}; until then {leave}")]
     if bound.latest + timedelta(days=offset) <= end:
@@ -164,7 +165,7 @@ def followup_warnings(d: Definition) -> list[Finding]:
     else:
         what, fix = f"diagnoses are allowed up to {bound.latest.year}", f"add an index_period that ends by {by}"
     return [Finding(("criteria", bound.criterion - 1, bound.rule),
-                    f"{what} but follow-up starts {offset} days after the index, after the study end ({end}) for "
+                    f"{what} but follow-up starts {after} the index, after the study end ({end}) for "
                     f"the latest: {fix}; {leave}")]
 
 

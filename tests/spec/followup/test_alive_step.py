@@ -50,7 +50,9 @@ def _tables() -> dict[str, list[dict]]:
     return tables
 
 
-EXPECTED_ATTRITION = [(0, "Persons in the data", 5, 0), (1, "Initiator", 5, 0), (2, ALIVE_AT_INDEX, 3, 2)]
+# nothing bounds the first fill, so the study-end step follows (it removes no one here)
+EXPECTED_ATTRITION = [(0, "Persons in the data", 5, 0), (1, "Initiator", 5, 0), (2, ALIVE_AT_INDEX, 3, 2),
+                      (3, FOLLOWUP_STEP, 3, 0)]
 EXPECTED = {"same_day": (0, 1), "day_after": (1, 1), "alive": ((date(2013, 12, 31) - INDEX).days, 0)}
 
 
@@ -60,7 +62,7 @@ def _definition(**changes) -> Definition:
 
 def test_the_step_is_implied_when_death_ends_follow_up_and_nothing_excludes_an_earlier_death():
     assert alive_step(_definition()) == ALIVE_AT_INDEX
-    assert implied_steps(_definition()) == [ALIVE_AT_INDEX]
+    assert implied_steps(_definition()) == [ALIVE_AT_INDEX, FOLLOWUP_STEP]
     # death does not end follow-up: no step (a death before the start is then no outcome either)
     assert alive_step(_definition(followup={"start": "index", "end": ["study_end"]})) is None
 

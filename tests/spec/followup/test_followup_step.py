@@ -64,10 +64,15 @@ def test_the_step_is_implied_only_when_the_criteria_allow_a_late_start():
     assert not needs_followup_step(early) and latest_followup_start(early) == date(2013, 12, 31)
     unbounded = Definition.model_validate({**LATE, "criteria": LATE["criteria"][:1]})
     assert needs_followup_step(unbounded) and latest_followup_start(unbounded) is None
-    # follow-up from the index itself: the analyst's index period bounds it, no implied step
+    # follow-up from the index itself: an index found in claims can lie after the study end,
+    # so without a bound the step is implied; an index period that ends by the study end bounds it
     at_index = Definition.model_validate({**LATE, "criteria": LATE["criteria"][:1],
                                           "followup": {"start": "index", "end": ["study_end"]}})
-    assert not needs_followup_step(at_index) and implied_steps(at_index) == []
+    assert needs_followup_step(at_index) and implied_steps(at_index) == [FOLLOWUP_STEP]
+    bounded = Definition.model_validate({**LATE, "criteria": [
+        LATE["criteria"][0], {"name": "Index by 2013-12-31", "index_period": {"end": "2013-12-31"}}],
+        "followup": {"start": "index", "end": ["study_end"]}})
+    assert not needs_followup_step(bounded) and implied_steps(bounded) == []
     # every shipped design keeps follow-up inside the study period by its own criteria
     for path in sorted(DEFS.glob("*.yaml")):
         assert not needs_followup_step(load_definition(path)), path.name
