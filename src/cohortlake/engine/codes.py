@@ -106,7 +106,16 @@ class TableNeed:
         return sorted({(codeset.name, pattern) for codeset in self.codesets for pattern in codeset.generic_names})
 
 
-def _tagged_columns(frame: DataFrame, table: EventTable) -> list[Column]:
+# The claims columns a tagged row is made from (``_tagged_columns``): carried through the
+# key join as they are, so the keys are built for matched rows only, not for every row.
+_RAW_COLUMNS = {
+    EventTable.dispensing: ("person_id", "date", "source_table", "claim_id", "ndc", "days_supply", "generic_name"),
+    EventTable.diagnosis: ("person_id", "date", "source_table", "claim_id", "source_column", "code", "setting"),
+    EventTable.procedure: ("person_id", "date", "source_table", "claim_id", "source_column", "code", "setting"),
+}
+
+
+def _tagged_columns(table: EventTable) -> list[Column]:
     if table is EventTable.dispensing:
         row_key = F.concat_ws("|", "source_table", "claim_id", "ndc", F.col("date").cast("string"),
                               F.col("days_supply").cast("string"), "generic_name")
@@ -140,12 +149,20 @@ def tag_events(spark: SparkSession, frame: DataFrame, need: TableNeed) -> DataFr
             for name, pattern in patterns
         ])
     ) if patterns else F.array().cast("array<string>")
-    base = rows.select(*_tagged_columns(rows, need.table), "_code", "_system", generic_sets.alias("_generic"))
+    base = rows.select(*_RAW_COLUMNS[need.table], "_code", "_system", generic_sets.alias("_generic"))
 
     if keys:
         key_frame = F.broadcast(spark.createDataFrame(keys, KEY_SCHEMA))
         lengths = sorted({row[1] for row in keys})
-        exploded = base.withColumn("_length", F.explode(F.array(*[F.lit(n) for n in lengths])))
+        exploded = base
+        if not patterns:
+            # Without generic-name patterns (which keep every row for the left join), only
+            # rows of a code system some key is in, and codes at least a key's length long,
+            # can match: the others never reach the join.
+            exploded = exploded.where(F.col("_system").isin(sorted({row[0] for row in keys})))
+        exploded = exploded.withColumn("_length", F.explode(F.array(*[F.lit(n) for n in lengths])))
+        if not patterns:
+            exploded = exploded.where(F.length("_code") >= F.col("_length"))
         exploded = exploded.withColumn("_head", F.expr("substring(_code, 1, _length)"))
         condition = [
             exploded["_system"] == key_frame["key_system"],
@@ -162,9 +179,6 @@ def tag_events(spark: SparkSession, frame: DataFrame, need: TableNeed) -> DataFr
     else:
         sets = F.col("_generic")
         source = base
-    tagged = source.select(
-        *[c for c in ("person_id", "date", "table", "setting", "claim_key", "row_key", "days_supply")],
-        F.explode(sets).alias("codeset"),
-    )
+    tagged = source.select(*_tagged_columns(need.table), F.explode(sets).alias("codeset"))
     # One row per (claims row, set): several keys of one set can match the same code.
     return tagged.select(*EVENT_COLUMNS).distinct()
