@@ -4,8 +4,11 @@
 
 Builds each definition (written to the lake as `cohort build` does) and prints the
 silver row counts it read, the wall time of each build, persons per second of
-population, the table scans of the plan and the attrition. Make the lake with
-`python benchmarks/ingest_throughput.py --patients 100000 --work DIR`.
+population, the table scans of the plan and the attrition. Then the floor, measured in
+the same run: a bare scan of exactly the columns the build's plan reads from each silver
+table (Spark's no-op sink, so every column is read and decoded), as often as the builds,
+and the ratio of the best warm build to the best warm scan (issue 16's target: at most 3).
+Make the lake with `python benchmarks/ingest_throughput.py --patients 100000 --work DIR`.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ import argparse
 import time
 from pathlib import Path
 
-from cohortlake.engine.store import build_and_store as build, render_attrition
+from cohortlake.engine.cohort import build_cohort
+from cohortlake.engine.plan import columns_read
+from cohortlake.engine.store import build_and_store as build, read_silver, render_attrition
 from cohortlake.lake.delta import Lakehouse
 from cohortlake.lake.session import get_spark
 from cohortlake.sources.canonical import SILVER_TABLES, silver_name
@@ -40,10 +45,12 @@ def main() -> None:
     definitions = args.definition or [str(REPO / "cohort_defs" / "hcc_sorafenib_landmark.yaml")]
     for path in definitions:
         definition = load_definition(path)
+        builds = []
         for attempt in range(1, args.repeat + 1):
             started = time.perf_counter()
             report = build(definition, lake)
             seconds = time.perf_counter() - started
+            builds.append(seconds)
             population = report.attrition[0][2]
             print(f"\n{definition.cohort} build {attempt}: {seconds:.1f} s wall, {report.cohort_rows:,} in the cohort, "
                   f"{population / seconds:,.0f} persons/s of population")
@@ -54,6 +61,25 @@ def main() -> None:
         print("  phases:", ", ".join(f"{k} {v:.1f} s" for k, v in manifest["timings_seconds"].items()))
         for line in render_attrition(report.attrition):
             print("  " + line)
+        floor(lake, definition, builds)
+
+
+def floor(lake: Lakehouse, definition, builds: list[float]) -> None:
+    """Bare scans of the columns the build reads, as many as the builds; the ratio of the best warm ones."""
+    result = build_cohort(definition, read_silver(lake))
+    read = columns_read(result.cohort, lake.root)
+    result.release()
+    print("  columns the plan reads:", "; ".join(f"{t} {len(c)}" for t, c in sorted(read.items())))
+    scans = []
+    for _ in builds:
+        started = time.perf_counter()
+        for table, names in sorted(read.items()):
+            lake.read(table).select(*sorted(names)).write.format("noop").mode("overwrite").save()
+        scans.append(time.perf_counter() - started)
+    print("  bare scan of those columns:", ", ".join(f"{s:.2f} s" for s in scans))
+    warm_build, warm_scan = min(builds[1:] or builds), min(scans[1:] or scans)
+    print(f"  best warm build {warm_build:.1f} s / best warm scan {warm_scan:.2f} s = {warm_build / warm_scan:.1f}x "
+          f"(cold: {builds[0]:.1f} s / {scans[0]:.2f} s = {builds[0] / scans[0]:.1f}x)")
 
 
 if __name__ == "__main__":

@@ -243,3 +243,25 @@ def test_plan_scans_each_claims_table_once(demo_run):
         assert scans[f"silver/{table}"] == 1, scans
     assert set(scans) <= {f"silver/{t}" for t in ("person", "tumor", "diagnosis", "procedure", "dispensing",
                                                    "enrollment", "death")}, scans
+
+
+def test_the_columns_a_plan_reads_are_what_a_bare_scan_must_read(spark, demo_run):
+    """benchmarks/build_cohort.py measures its floor by scanning these columns: every scanned table, real columns."""
+    from cohortlake.engine.cohort import build_cohort
+    from cohortlake.engine.plan import columns_read, table_scans
+    from cohortlake.engine.store import read_silver
+    from cohortlake.lake.delta import Lakehouse
+    from cohortlake.sources.canonical import SCHEMAS
+    from cohortlake.spec import load_definition
+    from paths import REPO
+
+    lake = Lakehouse(str(demo_run[0]), spark)
+    result = build_cohort(load_definition(REPO / "cohort_defs" / f"{REFERENCE}.yaml"), read_silver(lake))
+    try:
+        read = columns_read(result.cohort, lake.root)
+        assert set(read) == set(table_scans(result.cohort, lake.root)), read
+        for table, names in read.items():
+            assert names and names <= set(SCHEMAS[table.removeprefix("silver/")].fieldNames()), (table, names)
+        assert {"person_id", "date", "code", "code_system"} <= read["silver/diagnosis"], read
+    finally:
+        result.release()

@@ -39,6 +39,34 @@ def table_scans(frame, root: str | None = None) -> Counter:
     return counts
 
 
+def columns_read(frame, root: str | None = None) -> dict[str, set[str]]:
+    """The columns each scanned table folder is read for in a DataFrame's plan (persisted plans included).
+
+    What a bare scan of the same data must read: the floor a build is measured against
+    (``benchmarks/build_cohort.py``).
+    """
+    read: dict[str, set[str]] = {}
+    seen_caches: set[int] = set()
+
+    def visit(plan) -> None:
+        for leaf in _leaves(plan):
+            node = leaf.getClass().getSimpleName()
+            if node == "InMemoryTableScanExec":
+                relation = leaf.relation()
+                key = relation.cacheBuilder().hashCode()
+                if key not in seen_caches:
+                    seen_caches.add(key)
+                    visit(relation.cachedPlan())
+            elif node == "AdaptiveSparkPlanExec":
+                visit(leaf.initialPlan())
+            elif node == "FileSourceScanExec":
+                table = _table_of(str(leaf.relation().location().rootPaths().apply(0)), root)
+                read.setdefault(table, set()).update(leaf.requiredSchema().fieldNames())
+
+    visit(frame._jdf.queryExecution().sparkPlan())
+    return read
+
+
 def _table_of(path: str, root: str | None) -> str:
     path = path.removeprefix("file:")
     if root:
