@@ -14,12 +14,11 @@ def _leaves(plan):
     return [leaves.apply(i) for i in range(leaves.length())]
 
 
-def table_scans(frame, root: str | None = None) -> Counter:
-    """Counter of scanned table folders (relative to ``root`` when given) for a DataFrame's plan."""
-    counts: Counter = Counter()
+def _scan_leaves(frame):
+    """Every leaf of a DataFrame's physical plan that reads data, persisted plans followed once each."""
     seen_caches: set[int] = set()
 
-    def visit(plan) -> None:
+    def visit(plan):
         for leaf in _leaves(plan):
             node = leaf.getClass().getSimpleName()
             if node == "InMemoryTableScanExec":
@@ -27,16 +26,22 @@ def table_scans(frame, root: str | None = None) -> Counter:
                 key = relation.cacheBuilder().hashCode()
                 if key not in seen_caches:
                     seen_caches.add(key)
-                    visit(relation.cachedPlan())
+                    yield from visit(relation.cachedPlan())
             elif node == "AdaptiveSparkPlanExec":  # adaptive execution wraps cached plans
-                visit(leaf.initialPlan())
-            elif node == "FileSourceScanExec":
-                counts[_table_of(str(leaf.relation().location().rootPaths().apply(0)), root)] += 1
+                yield from visit(leaf.initialPlan())
             elif node not in ("RDDScanExec", "LocalTableScanExec"):
-                counts[node] += 1
+                yield node, leaf
 
-    visit(frame._jdf.queryExecution().sparkPlan())
-    return counts
+    yield from visit(frame._jdf.queryExecution().sparkPlan())
+
+
+def _table(leaf, root: str | None) -> str:
+    return _table_of(str(leaf.relation().location().rootPaths().apply(0)), root)
+
+
+def table_scans(frame, root: str | None = None) -> Counter:
+    """Counter of scanned table folders (relative to ``root`` when given) for a DataFrame's plan."""
+    return Counter(_table(leaf, root) if node == "FileSourceScanExec" else node for node, leaf in _scan_leaves(frame))
 
 
 def columns_read(frame, root: str | None = None) -> dict[str, set[str]]:
@@ -46,24 +51,9 @@ def columns_read(frame, root: str | None = None) -> dict[str, set[str]]:
     (``benchmarks/build_cohort.py``).
     """
     read: dict[str, set[str]] = {}
-    seen_caches: set[int] = set()
-
-    def visit(plan) -> None:
-        for leaf in _leaves(plan):
-            node = leaf.getClass().getSimpleName()
-            if node == "InMemoryTableScanExec":
-                relation = leaf.relation()
-                key = relation.cacheBuilder().hashCode()
-                if key not in seen_caches:
-                    seen_caches.add(key)
-                    visit(relation.cachedPlan())
-            elif node == "AdaptiveSparkPlanExec":
-                visit(leaf.initialPlan())
-            elif node == "FileSourceScanExec":
-                table = _table_of(str(leaf.relation().location().rootPaths().apply(0)), root)
-                read.setdefault(table, set()).update(leaf.requiredSchema().fieldNames())
-
-    visit(frame._jdf.queryExecution().sparkPlan())
+    for node, leaf in _scan_leaves(frame):
+        if node == "FileSourceScanExec":
+            read.setdefault(_table(leaf, root), set()).update(leaf.requiredSchema().fieldNames())
     return read
 
 
