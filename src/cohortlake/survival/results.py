@@ -37,11 +37,17 @@ def _json(value):
 
 class JsonResult:
     """``to_json()`` for the dataclasses below: fields in declaration order, nested results
-    as their JSON, a field marked :data:`OMIT_NONE` left out when None."""
+    as their JSON, a field marked :data:`OMIT_NONE` left out when None; ``from_json()`` for
+    a class of plain fields (classes with nested results override it)."""
 
     def to_json(self) -> dict:
         return {f.name: _json(getattr(self, f.name)) for f in fields(self)
                 if not (f.metadata.get("omit_none") and getattr(self, f.name) is None)}
+
+    @classmethod
+    def from_json(cls, data):
+        """Read ``to_json()``'s dict back; a class with nested results reads those itself."""
+        return cls(**_read(data, *(f.name for f in fields(cls))))
 
 
 def _mapping(data) -> Mapping:
@@ -72,10 +78,6 @@ class Estimate(JsonResult):
     ci_lower: float | None
     ci_upper: float | None
 
-    @classmethod
-    def from_json(cls, data) -> Estimate:
-        return cls(**_read(data, "estimate", "ci_lower", "ci_upper"))
-
 
 @dataclass(frozen=True, kw_only=True)
 class Quantile(JsonResult):
@@ -95,10 +97,6 @@ class AtRisk(JsonResult):
     time: float
     n: int
 
-    @classmethod
-    def from_json(cls, data) -> AtRisk:
-        return cls(**_read(data, "time", "n"))
-
 
 @dataclass(frozen=True, kw_only=True)
 class SurvivalAt(JsonResult):
@@ -108,10 +106,6 @@ class SurvivalAt(JsonResult):
     ci_lower: float | None
     ci_upper: float | None
     note: str | None = field(default=None, metadata=OMIT_NONE)
-
-    @classmethod
-    def from_json(cls, data) -> SurvivalAt:
-        return cls(**_read(data, "horizon_days", "estimate", "ci_lower", "ci_upper", "note"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -145,10 +139,6 @@ class LogRank(JsonResult):
     df: int
     p: float | None
 
-    @classmethod
-    def from_json(cls, data) -> LogRank:
-        return cls(**_read(data, "test", "chi2", "df", "p"))
-
 
 # --------------------------------------------------------------------------- Cox
 
@@ -163,19 +153,11 @@ class HazardRatio(JsonResult):
     coef: float
     se: float
 
-    @classmethod
-    def from_json(cls, data) -> HazardRatio:
-        return cls(**_read(data, "hr", "ci_lower", "ci_upper", "p", "coef", "se"))
-
 
 @dataclass(frozen=True, kw_only=True)
 class PHTest(JsonResult):
     chi2: float
     p: float | None
-
-    @classmethod
-    def from_json(cls, data) -> PHTest:
-        return cls(**_read(data, "chi2", "p"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -265,11 +247,6 @@ class RiskAt(JsonResult):
     n_status_known: int
     note: str | None = field(default=None, metadata=OMIT_NONE)
 
-    @classmethod
-    def from_json(cls, data) -> RiskAt:
-        return cls(**_read(data, "horizon_days", "method", "risk", "ci_lower", "ci_upper", "events_by_horizon",
-                           "n_status_known", "note"))
-
 
 @dataclass(frozen=True, kw_only=True)
 class RiskRatio(JsonResult):
@@ -280,10 +257,6 @@ class RiskRatio(JsonResult):
     p: float | None
     coef: float
     se: float
-
-    @classmethod
-    def from_json(cls, data) -> RiskRatio:
-        return cls(**_read(data, "rr", "ci_lower", "ci_upper", "p", "coef", "se"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -349,10 +322,6 @@ class IncidencePoint(JsonResult):
     cif: float | None
     ci_lower: float | None
     ci_upper: float | None
-
-    @classmethod
-    def from_json(cls, data) -> IncidencePoint:
-        return cls(**_read(data, "time", "cif", "ci_lower", "ci_upper"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -457,10 +426,6 @@ class Treatment(JsonResult):
     arm: str | None
     control: str | None
 
-    @classmethod
-    def from_json(cls, data) -> Treatment:
-        return cls(**_read(data, "arm", "control"))
-
 
 @dataclass(frozen=True, kw_only=True)
 class MatchingSummary(JsonResult):
@@ -498,10 +463,6 @@ class Quartiles(JsonResult):
     q25: float | None
     q75: float | None
 
-    @classmethod
-    def from_json(cls, data) -> Quartiles:
-        return cls(**_read(data, "median", "q25", "q75"))
-
 
 @dataclass(frozen=True, kw_only=True)
 class Duration(JsonResult):
@@ -510,10 +471,6 @@ class Duration(JsonResult):
     q25: float | None
     q75: float | None
     covariate: str | None = field(default=None, metadata=OMIT_NONE)
-
-    @classmethod
-    def from_json(cls, data) -> Duration:
-        return cls(**_read(data, "median", "q25", "q75", "covariate"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -539,10 +496,6 @@ class Descriptive(JsonResult):
 @dataclass(frozen=True, kw_only=True)
 class StudyFiles(JsonResult):
     km_plot: str | None
-
-    @classmethod
-    def from_json(cls, data) -> StudyFiles:
-        return cls(**_read(data, "km_plot"))
 
 
 @dataclass(frozen=True, kw_only=True)
