@@ -12,32 +12,14 @@ nothing and copies nothing out of a ``--py-files`` zip.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 from cohortlake.lake import layout
+from cohortlake.resources import reference_definition
 
 DEMO_LAYOUT = "seer-medicare"
 AUDIENCES = ("analyst", "release")
-
-
-class _ReferenceDefinition(os.PathLike):
-    """The reference study's definition (package data): a path located when it is opened,
-    so importing this module copies nothing out of a ``--py-files`` zip."""
-
-    def __fspath__(self) -> str:
-        from cohortlake.resources import reference_definition
-
-        return str(reference_definition())
-
-    __str__ = __fspath__
-
-    def __repr__(self) -> str:
-        return "REFERENCE_DEFINITION"
-
-
-REFERENCE_DEFINITION = _ReferenceDefinition()
 
 
 # --- what the steps print --------------------------------------------------------------
@@ -213,7 +195,7 @@ def demo(lake, lake_dir: Path, progress, *, patients: int, seed: int, study: str
         step["detail"] = f"{patients:,} synthetic patients → {raw}"
     report = ingest(lake, DEMO_LAYOUT, raw, progress)
     progress.info("")
-    reference = os.fspath(REFERENCE_DEFINITION)
+    reference = str(reference_definition())
     built = build(reference, lake, study, progress)
     reports = {}
     if study is not None:

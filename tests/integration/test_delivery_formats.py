@@ -241,7 +241,8 @@ def deliveries(spark, demo_run, tmp_path_factory):
     """The demo's CSV lake, plus the same set ingested as fixed-width and as SAS datasets."""
     from conftest import DEMO_PATIENTS, DEMO_SEED
 
-    from cohortlake.pipeline import REFERENCE_DEFINITION, build as run_build
+    from cohortlake.pipeline import build as run_build
+    from cohortlake.resources import reference_definition
     from cohortlake.lake.delta import Lakehouse
     from cohortlake.progress import Progress
     from cohortlake.sources.ingest import ingest
@@ -255,7 +256,7 @@ def deliveries(spark, demo_run, tmp_path_factory):
     lakes["fixed"] = Lakehouse(str(base / "lake_fixed"), spark)
     # The demo ran the gates on this set as CSV; what is compared here is the reading.
     lakes["fixed"].report = ingest(spark, lakes["fixed"], "seer-medicare", fixed_raw, validate=False)
-    run_build(REFERENCE_DEFINITION, lakes["fixed"], None, Progress(quiet=True), validate=False)
+    run_build(str(reference_definition()), lakes["fixed"], None, Progress(quiet=True), validate=False)
     write_sas_delivery(demo_lake / "_raw" / "seer-medicare", base / "sas")
     lakes["sas"] = Lakehouse(str(base / "lake_sas"), spark)
     lakes["sas"].report = ingest(spark, lakes["sas"], "seer-medicare", base / "sas", validate=False)

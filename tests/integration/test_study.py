@@ -177,6 +177,6 @@ def test_match_needs_a_built_cohort(spark, tmp_path, reference_definition):
 
 @pytest.fixture(scope="module")
 def reference_definition():
-    from cohortlake.pipeline import REFERENCE_DEFINITION
+    from cohortlake.resources import reference_definition
 
-    return load_definition(REFERENCE_DEFINITION)
+    return load_definition(reference_definition())

@@ -515,11 +515,11 @@ def test_treatment_indicator_forms():
 # -- settings -------------------------------------------------------------------------------
 
 def test_reference_definition_settings_and_defaults():
-    from cohortlake.pipeline import REFERENCE_DEFINITION
+    from cohortlake.resources import reference_definition
     from cohortlake.matching import matching_settings
     from cohortlake.spec import load_definition
 
-    settings_ = matching_settings(load_definition(REFERENCE_DEFINITION))
+    settings_ = matching_settings(load_definition(reference_definition()))
     assert settings_.treatment.arm == "sorafenib" and settings_.caliper == 0.2 and settings_.ratio == 1
     assert settings_.caliper_in_sd and settings_.scale.value == "logit" and not settings_.replacement
     defaults = MatchingSettings()
