@@ -1,7 +1,9 @@
 """The ``--py-files`` bundle: the package (code and package data) as one reproducible zip.
 
 ``cohortlake bundle`` writes it; spark-submit ships it to the driver and the executors,
-and :func:`package_origin` tells a job which zip (or folder) it runs from.
+and :func:`package_origin` tells a job which zip (or folder) it runs from. Beside it goes the
+driver's log configuration, which the driver JVM reads before any Python runs, so it must be
+a file on the submitting machine (``--driver-java-options -Dlog4j2.configurationFile=...``).
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ import os
 import zipfile
 from pathlib import Path
 
-from cohortlake.resources import package_root
+from cohortlake.resources import SPARK_LOG_CONFIG, package_data, package_root
+
+DRIVER_LOG_CONFIG = "cohortlake-log4j2.properties"
 
 
 def package_origin() -> str:
@@ -50,3 +54,11 @@ def write_bundle(out: str | os.PathLike) -> tuple[Path, int]:
             bundle.writestr(info, (package / path).read_bytes())
     partial.replace(out)
     return out, len(files)
+
+
+def write_driver_log_config(folder: str | os.PathLike) -> Path:
+    """Copy the driver's log4j2.properties (lake/session.py) into ``folder``, named so it replaces no other."""
+    target = Path(folder) / DRIVER_LOG_CONFIG
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(package_data(SPARK_LOG_CONFIG).read_bytes())
+    return target

@@ -172,14 +172,16 @@ def cmd_run(args, progress) -> int:
 
 
 def cmd_bundle(args, progress) -> int:
-    from cohortlake.bundle import write_bundle
+    from cohortlake.bundle import write_bundle, write_driver_log_config
 
     try:
         path, count = write_bundle(args.out)
     except ValueError as error:
         raise UserError(str(error)) from None
-    progress.info(f"wrote {path} ({count} files, {path.stat().st_size:,} bytes)")
-    progress.info(f"submit with: spark-submit --py-files {path} jobs/run_study.py DEF.yaml --lake URI --out DIR")
+    log_config = write_driver_log_config(path.parent)
+    progress.info(f"wrote {path} ({count} files, {path.stat().st_size:,} bytes) and {log_config}")
+    progress.info(f"submit with: spark-submit --py-files {path} --driver-java-options "
+                  f"-Dlog4j2.configurationFile={log_config} jobs/run_study.py DEF.yaml --lake URI --out DIR")
     return 0
 
 
@@ -437,7 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("bundle", help="zip the package for spark-submit --py-files",
                             description="Write the cohortlake package (code and package data) as one zip that "
                                         "spark-submit ships to the driver and the executors with --py-files. "
-                                        "Its dependencies (pyproject.toml) must be installed on the cluster's Python.")
+                                        "Its dependencies (pyproject.toml) must be installed on the cluster's Python. "
+                                        "Beside it goes cohortlake-log4j2.properties, the driver's log settings "
+                                        "(Spark's warnings without its start-up notices), for --driver-java-options.")
     p.add_argument("--out", default="dist/cohortlake.zip", metavar="FILE.zip", help="default dist/cohortlake.zip")
     p.set_defaults(handler=cmd_bundle)
 

@@ -27,6 +27,7 @@ PACKAGE = "cohortlake"
 DEFINITIONS = "cohort_defs"
 EXPECTATIONS = "expectations"
 DOCS_ASSETS = "quality/docs_assets"
+SPARK_LOG_CONFIG = "lake/log4j2.properties"
 REFERENCE = "hcc_sorafenib_landmark.yaml"
 
 _lock = threading.Lock()

@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 
 import cohortlake
+from cohortlake.bundle import DRIVER_LOG_CONFIG
 from helpers import delta_rows
 from standalone import HOST, SPARK_HOME, StandaloneCluster, free_port, get_json, tail
 
@@ -57,6 +58,7 @@ def cluster_lake(demo_run, tmp_path_factory) -> Path:
 def submit_argv(cluster, bundle, job, args, ui_port):
     """The documented command (README, "spark-submit"), with this cluster's master and a known UI port."""
     return [str(SPARK_HOME / "bin" / "spark-submit"), "--master", cluster.master_url, "--py-files", str(bundle),
+            "--driver-java-options", f"-Dlog4j2.configurationFile={bundle.parent / DRIVER_LOG_CONFIG}",
             "--driver-memory", "1g", "--executor-memory", "1g", "--conf", f"spark.ui.port={ui_port}",
             str(REPO / "jobs" / job), *map(str, args)]
 

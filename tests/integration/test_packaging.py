@@ -30,6 +30,15 @@ PACKAGE = REPO / "src" / "cohortlake"
 REFERENCE = "hcc_sorafenib_landmark"
 
 
+# What a user saw before the driver got cohortlake's log4j2.properties (and, for a local
+# master, SPARK_LOCAL_IP): the log4j banners, Spark's hints and notices, a log4j that cannot
+# read the file ("StatusLogger").
+SPARK_NOTICES = ("Using Spark's default log4j profile", "Setting default log level", "To adjust logging level",
+                 "resolves to a loopback address", "Set SPARK_LOCAL_IP", "Unable to load native-hadoop library",
+                 "Truncated the string representation of a plan", "was locally checkpointed",
+                 "Broadcasting large task binary", "StatusLogger")
+
+
 def run(*argv, cwd: Path, env: dict, timeout: int = 300) -> subprocess.CompletedProcess:
     return subprocess.run([str(a) for a in argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
@@ -91,6 +100,7 @@ def test_the_wheel_carries_the_shipped_definitions_code_sets_and_suites(wheel):
     assert f"cohortlake/cohort_defs/{REFERENCE}.yaml" in names
     assert "cohortlake/cohort_defs/codesets/nci_comorbidity.yaml" in names
     assert "cohortlake/quality/docs_assets/NOTICE.md" in names
+    assert "cohortlake/lake/log4j2.properties" in names  # the Spark driver's log settings (lake/session.py)
     assert not any(n.startswith("cohortlake/codesets/") for n in names)  # the old link into the source tree
 
 
@@ -125,6 +135,10 @@ def test_the_demo_runs_from_the_installed_package(installed):
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     lake = work / "lake"
     assert "quality gate 'cohort': passed" in demo.stdout + demo.stderr
+    # The installed copy's log settings reach the driver JVM: the project's lines, not Spark's
+    # start-up notices (that Spark's warnings are kept is tests/unit/test_session.py's claim).
+    notices = [line for line in demo.stderr.splitlines() if any(notice in line for notice in SPARK_NOTICES)]
+    assert notices == [], notices
     for path in ("_raw/seer-medicare/truth.json", "_runs/ingest/manifest.json", "silver/person/_delta_log",
                  f"cohorts/{REFERENCE}/cohort/_delta_log", f"cohorts/{REFERENCE}/attrition/_delta_log",
                  "_quality/docs/index.html", "_quality/docs/static/vendor/NOTICE.md", "_quality/report.html"):

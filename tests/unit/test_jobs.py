@@ -80,6 +80,9 @@ def test_the_bundle_is_reproducible_and_the_package_runs_from_it(tmp_path):
         assert files and files <= set(names), sorted(files - set(names))
     assert "cohortlake/cohort_defs/codesets/nci_comorbidity.yaml" in names
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
+    # Beside the zip, the driver's log settings for --driver-java-options, as the package has them.
+    assert (first.parent / "cohortlake-log4j2.properties").read_bytes() == \
+        (shipped / "lake" / "log4j2.properties").read_bytes()
 
     # From the zip alone (first on the path, as --py-files puts it): code, mappings, templates.
     probe = (

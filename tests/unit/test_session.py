@@ -69,3 +69,66 @@ def test_spark_submit_is_detected_by_its_gateway(monkeypatch):
 def test_correctness_settings_delta_can_read():
     assert session.CORRECTNESS_CONF["spark.sql.parquet.outputTimestampType"] == "TIMESTAMP_MICROS"
     assert session.CORRECTNESS_CONF["spark.sql.session.timeZone"] == "UTC"
+
+
+def log4j_properties(path) -> dict[str, str]:
+    """A log4j2 .properties file as its key = value pairs."""
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if line.strip() and not line.startswith("#"))
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+# What the driver's log settings may hold back, and the real Spark 4.2 / Hadoop lines they stand for.
+QUIETED = {
+    "org.apache.hadoop.util.NativeCodeLoader":
+        "Unable to load native-hadoop library for your platform... using builtin-java classes where applicable",
+    "org.apache.spark.util.SparkStringUtils":
+        "Truncated the string representation of a plan since it was too large. This behavior can be adjusted "
+        "by setting 'spark.sql.debug.maxToStringFields'.",
+}
+FILTERED = {
+    "org.apache.spark.rdd": "RDD 146 was locally checkpointed, its lineage has been truncated and cannot be "
+                            "recomputed after unpersisting",
+    "org.apache.spark.scheduler.DAGScheduler": "Broadcasting large task binary with size 1439.0 KiB",
+}
+
+
+def test_the_driver_log_settings_keep_sparks_warnings_and_hold_back_only_its_notices():
+    """Root at WARN; only named notice-only loggers raised; filters deny exactly the notices, nothing near them."""
+    import re
+
+    from cohortlake.resources import SPARK_LOG_CONFIG, package_data
+
+    path = package_data(SPARK_LOG_CONFIG)
+    settings = log4j_properties(path)
+    assert settings["rootLogger.level"] == "warn"
+    assert settings["appender.console.target"] == "SYSTEM_ERR"
+    loggers = {key.split(".")[1]: settings[key] for key in settings if key.startswith("logger.") and key.endswith(".name")}
+    raised = {name for ref, name in loggers.items() if settings.get(f"logger.{ref}.level", "warn") not in ("warn", "")}
+    # Spark's defaults' Jetty lifecycle and Parquet statistics notices, and the two notice-only loggers.
+    assert raised == {*QUIETED, "org.sparkproject.jetty.util.component.AbstractLifeCycle",
+                      "org.apache.parquet.CorruptStatistics"}
+    assert not any(name in ("org.apache.spark", "org.apache.spark.sql", "org") for name in raised)
+    for ref, name in loggers.items():
+        filters = {key.split(".")[3] for key in settings if key.startswith(f"logger.{ref}.filter.")}
+        assert bool(filters) == (name in FILTERED), name
+        for f in filters:
+            prefix = f"logger.{ref}.filter.{f}"
+            assert (settings[f"{prefix}.type"], settings[f"{prefix}.onMatch"], settings[f"{prefix}.onMismatch"]) == \
+                ("RegexFilter", "DENY", "NEUTRAL")
+            assert f"logger.{ref}.level" not in settings  # the level follows the root (setLogLevel)
+            regex = settings[f"{prefix}.regex"]
+            assert re.fullmatch(regex, FILTERED[name])  # log4j's RegexFilter matches the whole message
+            for kept in ("No Partition Defined for Window operation! Moving all data to a single partition, this "
+                         "can cause serious performance degradation.", "Job 3 failed: count at <stdin>:1",
+                         "RDD 5 was checkpointed, but its checkpoint files are missing"):
+                assert not re.fullmatch(regex, kept), (name, kept)
+
+
+def test_local_sessions_pass_the_log_settings_to_the_driver_jvm():
+    from pathlib import Path
+    from urllib.parse import urlparse
+
+    option = next(o for o in session.local_conf(cores=2)["spark.driver.extraJavaOptions"].split()
+                  if o.startswith("-Dlog4j2.configurationFile="))
+    location = Path(urlparse(option.split("=", 1)[1]).path)
+    assert location.name == "log4j2.properties" and "rootLogger.level = warn" in location.read_text()

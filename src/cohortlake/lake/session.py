@@ -17,6 +17,7 @@ from functools import lru_cache
 from cohortlake.errors import EnvironmentProblem
 
 MIN_JAVA = 17
+LOOPBACK = "127.0.0.1"
 
 # Settings that affect results or the files we write; applied on every session,
 # local or cluster, so outputs do not depend on where a job ran.
@@ -74,9 +75,20 @@ def local_conf(cores: int | None = None) -> dict[str, str]:
         # The JVM leaves methods over 8,000 bytecodes to the interpreter by default; the
         # wide aggregations Spark generates for validation (one count per expectation)
         # are such methods and ran 2-3x slower interpreted.
-        "spark.driver.extraJavaOptions": f"-Dderby.system.home=/tmp {HUGE_METHODS_FLAG}",
+        "spark.driver.extraJavaOptions": f"-Dderby.system.home=/tmp {HUGE_METHODS_FLAG} {log_config_option()}",
         "spark.sql.warehouse.dir": os.path.join(os.environ.get("TMPDIR", "/tmp"), "cohortlake-warehouse"),
     }
+
+
+def log_config_option() -> str:
+    """The driver JVM option that loads cohortlake's log4j2.properties (quiet start-up, Spark's warnings kept).
+
+    Only a JVM being started reads it: local sessions pass it here; under spark-submit it
+    belongs on the command line (``--driver-java-options``).
+    """
+    from cohortlake.resources import SPARK_LOG_CONFIG, package_data
+
+    return f"-Dlog4j2.configurationFile={package_data(SPARK_LOG_CONFIG).as_uri()}"
 
 
 def java_version(java: str) -> int | None:
@@ -131,6 +143,13 @@ def get_spark(app_name: str = "cohortlake", master: str | None = None, conf: dic
     if not launched_by_spark_submit():
         check_java()
         master = master or os.environ.get("COHORTLAKE_SPARK_MASTER") or "local[*]"
+        if master.startswith("local"):
+            # Driver and executors share this machine: bind to loopback instead of letting
+            # Spark warn that the hostname resolves to it and pick the first interface
+            # (the Spark UI, when enabled, then listens on 127.0.0.1 too). A remote master
+            # must reach the driver, so only local masters get this; an explicit
+            # SPARK_LOCAL_IP wins.
+            os.environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)
         builder = builder.master(master)
         for key, value in local_conf().items():
             builder = builder.config(key, value)
