@@ -1,86 +1,40 @@
-"""Code sets as broadcast join keys, and the one scan per claims table that tags events.
+"""Code sets as hash-set predicates, and the one scan per claims table that tags events.
 
-Every entry of a code set becomes keys ``(system, length, key, exact)``: a claims row
-matches when ``substring(code, 1, length) = key`` (and, for exact entries, the code is
-exactly ``length`` long). Prefixes are such keys as written; a range is enumerated into
-the keys between its bounds (text order), which keeps the join an equi-join: each
-claims row is repeated once per distinct key length and hash-joined against the small
-broadcast key table, never compared row by row against every entry.
+Every entry of a code set is a test on a claims row's code (``spec.codes.matches`` is
+the rule; the tests' reference evaluator calls it):
+
+* exact entries of a system are one ``code IN (...)`` set;
+* prefixes of one length ``n`` are one ``head_n IN (...)`` set, where ``head_n`` is the
+  code's first ``n`` characters, computed once per row for every length in use;
+* a range compares ``head_n`` (``n = len(low)``, and the code at least that long) with
+  its bounds as text.
+
+Spark evaluates an ``IN`` of many literals as a hash-set lookup (``InSet``): the code
+sets travel with the plan to every task, as a broadcast table would. A claims row is
+first sieved by the union of all the sets' entries, a few lookups; only the rows that
+pass are tested set by set. No row is compared entry by entry or multiplied before a
+join, and a row becomes one tagged row per code set it is in.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import BooleanType, IntegerType, StringType, StructField, StructType
+from pyspark.sql.types import DateType, IntegerType, LongType, StringType, StructField, StructType
 
-from cohortlake.spec.codes import CodeEntry, NormalisedCodeSet
+from cohortlake.spec.codes import NormalisedCodeSet
 from cohortlake.vocabulary import TABLE_SYSTEMS, EventTable
-
-# Characters codes are made of, in text order; ranges enumerate over them.
-_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-_MAX_RANGE_KEYS = 200_000
-
-KEY_SCHEMA = StructType(
-    [
-        StructField("key_system", StringType(), False),
-        StructField("key_length", IntegerType(), False),
-        StructField("key", StringType(), False),
-        StructField("key_exact", BooleanType(), False),
-        StructField("codeset", StringType(), False),
-    ]
-)
 
 # Columns of the tagged-event frame every rule reads.
 EVENT_COLUMNS = ("person_id", "date", "codeset", "table", "setting", "claim_key", "row_key", "days_supply")
-
-
-class RangeTooWide(ValueError):
-    """A range entry that would enumerate into too many keys."""
-
-
-def range_keys(low: str, high: str) -> list[str]:
-    """Every string of len(low) between low and high (inclusive, text order) over the code alphabet."""
-    if len(low) != len(high):
-        raise ValueError("range bounds differ in length")
-    common = 0
-    while common < len(low) and low[common] == high[common]:
-        common += 1
-    head = low[:common]
-    if common == len(low):
-        return [low]
-    # Odometer from low to high over the alphabet; characters outside it (none in
-    # normalised codes) would be skipped by text order anyway.
-    digits = [_ALPHABET.index(c) if c in _ALPHABET else 0 for c in low[common:]]
-    stop = high[common:]
-    keys = []
-    while True:
-        tail = "".join(_ALPHABET[d] for d in digits)
-        if tail > stop:
-            break
-        if tail >= low[common:]:
-            keys.append(head + tail)
-            if len(keys) > _MAX_RANGE_KEYS:
-                raise RangeTooWide(f"range {low}-{high} covers more than {_MAX_RANGE_KEYS} codes")
-        position = len(digits) - 1
-        while position >= 0 and digits[position] == len(_ALPHABET) - 1:
-            digits[position] = 0
-            position -= 1
-        if position < 0:
-            break
-        digits[position] += 1
-    return keys
-
-
-def entry_keys(entry: CodeEntry) -> list[tuple[int, str, bool]]:
-    """(length, key, exact) rows of one normalised entry."""
-    if entry.kind == "exact":
-        return [(len(entry.value), entry.value, True)]
-    if entry.kind == "prefix":
-        return [(len(entry.value), entry.value, False)]
-    return [(len(entry.low), key, False) for key in range_keys(entry.low, entry.high)]
+EVENT_SCHEMA = StructType([
+    StructField(c, {"date": DateType(), "days_supply": IntegerType(), "claim_key": LongType(),
+                    "row_key": LongType()}.get(c, StringType()))
+    for c in EVENT_COLUMNS
+])
 
 
 @dataclass(frozen=True)
@@ -90,95 +44,118 @@ class TableNeed:
     table: EventTable
     codesets: tuple[NormalisedCodeSet, ...]
 
-    def key_rows(self) -> list[tuple[str, int, str, bool, str]]:
+    def entries(self, codeset: NormalisedCodeSet):
         systems = {str(s) for s in TABLE_SYSTEMS[self.table]}
-        rows = set()
-        for codeset in self.codesets:
-            for entry in codeset.entries:
-                if entry.system.value in systems:
-                    for length, key, exact in entry_keys(entry):
-                        rows.add((entry.system.value, length, key, exact, codeset.name))
-        return sorted(rows)
+        return [e for e in codeset.entries if e.system.value in systems]
 
-    def generic_patterns(self) -> list[tuple[str, str]]:
+    def head_lengths(self) -> list[int]:
+        """Lengths of the code heads prefixes and ranges compare (each computed once per row)."""
+        return sorted({len(e.value if e.kind == "prefix" else e.low)
+                       for c in self.codesets for e in self.entries(c) if e.kind != "exact"})
+
+    def generic_patterns(self, codeset: NormalisedCodeSet) -> list[str]:
         if self.table is not EventTable.dispensing:
             return []
-        return sorted({(codeset.name, pattern) for codeset in self.codesets for pattern in codeset.generic_names})
+        return sorted(set(codeset.generic_names))
 
 
-# The claims columns a tagged row is made from (``_tagged_columns``): carried through the
-# key join as they are, so the keys are built for matched rows only, not for every row.
-_RAW_COLUMNS = {
-    EventTable.dispensing: ("person_id", "date", "source_table", "claim_id", "ndc", "days_supply", "generic_name"),
-    EventTable.diagnosis: ("person_id", "date", "source_table", "claim_id", "source_column", "code", "setting"),
-    EventTable.procedure: ("person_id", "date", "source_table", "claim_id", "source_column", "code", "setting"),
+def _head(length: int) -> str:
+    return f"_head{length}"
+
+
+def _any_of(tests: list[Column]) -> Column:
+    found = tests[0]
+    for test in tests[1:]:
+        found = found | test
+    return found
+
+
+def _entry_tests(entries) -> list[Column]:
+    """The tests of some entries (any system): one set per kind and prefix length, one comparison per range."""
+    exact = sorted({e.value for e in entries if e.kind == "exact"})
+    prefixes: dict[int, set[str]] = defaultdict(set)
+    for e in entries:
+        if e.kind == "prefix":
+            prefixes[len(e.value)].add(e.value)
+    tests = [F.col("_code").isin(exact)] if exact else []
+    tests.extend(F.col(_head(length)).isin(sorted(values)) for length, values in sorted(prefixes.items()))
+    for low, high in sorted({(e.low, e.high) for e in entries if e.kind == "range"}):
+        head = F.col(_head(len(low)))
+        tests.append((F.length(head) == len(low)) & head.between(low, high))
+    return tests
+
+
+def _generic_tests(patterns: list[str]) -> list[Column]:
+    return [F.lower(F.col("generic_name")).contains(p) for p in patterns]
+
+
+def _in_codeset(need: TableNeed, codeset: NormalisedCodeSet) -> Column | None:
+    """Whether the row (with ``_code``, ``_system`` and the ``_headN`` columns) is in the code set."""
+    by_system: dict[str, list] = defaultdict(list)
+    for entry in need.entries(codeset):
+        by_system[entry.system.value].append(entry)
+    tests = [(F.col("_system") == system) & _any_of(_entry_tests(entries))
+             for system, entries in sorted(by_system.items())]
+    tests.extend(_generic_tests(need.generic_patterns(codeset)))
+    return _any_of(tests) if tests else None
+
+
+def _in_any_codeset(need: TableNeed) -> Column | None:
+    """A first, cheap sieve: the code is in the union of every set's entries (whatever the system)."""
+    entries = [e for codeset in need.codesets for e in need.entries(codeset)]
+    tests = _entry_tests(entries)
+    tests.extend(_generic_tests(sorted({p for codeset in need.codesets for p in need.generic_patterns(codeset)})))
+    return _any_of(tests) if tests else None
+
+
+# A claim and a claims row are told apart by 64-bit hashes of their fields: exact
+# enough to count and deduplicate them (rules compare keys of one person only, and for a
+# person with 10,000 tagged rows the chance that any two distinct rows share a key is
+# about 3 in 10^12), and a tenth of the size of the fields themselves in the persisted
+# tagged rows and in every collect_set that counts them.
+_KEY_FIELDS = {
+    EventTable.dispensing: (("source_table", "claim_id"),
+                            ("source_table", "claim_id", "ndc", "date", "days_supply", "generic_name")),
+    EventTable.diagnosis: (("source_table", "claim_id"),
+                           ("source_table", "claim_id", "source_column", "code", "date", "setting")),
+    EventTable.procedure: (("source_table", "claim_id"),
+                           ("source_table", "claim_id", "source_column", "code", "date", "setting")),
 }
 
 
+def _key(fields: tuple[str, ...]) -> Column:
+    # A hash passes over a null field; the null flags keep (x, null) apart from (null, x).
+    return F.xxhash64(*fields, *[F.isnull(f) for f in fields])
+
+
 def _tagged_columns(table: EventTable) -> list[Column]:
-    if table is EventTable.dispensing:
-        row_key = F.concat_ws("|", "source_table", "claim_id", "ndc", F.col("date").cast("string"),
-                              F.col("days_supply").cast("string"), "generic_name")
-        return [
-            F.col("person_id"), F.col("date"), F.lit(table.value).alias("table"),
-            F.lit(None).cast("string").alias("setting"),
-            F.concat_ws("|", "source_table", "claim_id").alias("claim_key"),
-            row_key.alias("row_key"), F.col("days_supply"),
-        ]
-    row_key = F.concat_ws("|", "source_table", "claim_id", "source_column", "code", F.col("date").cast("string"), "setting")
+    claim, row = _KEY_FIELDS[table]
+    dispensing = table is EventTable.dispensing
     return [
-        F.col("person_id"), F.col("date"), F.lit(table.value).alias("table"), F.col("setting"),
-        F.concat_ws("|", "source_table", "claim_id").alias("claim_key"),
-        row_key.alias("row_key"), F.lit(None).cast("int").alias("days_supply"),
+        F.col("person_id"), F.col("date"), F.lit(table.value).alias("table"),
+        (F.lit(None).cast("string") if dispensing else F.col("setting")).alias("setting"),
+        _key(claim).alias("claim_key"), _key(row).alias("row_key"),
+        (F.col("days_supply") if dispensing else F.lit(None).cast("int")).alias("days_supply"),
     ]
 
 
-def tag_events(spark: SparkSession, frame: DataFrame, need: TableNeed) -> DataFrame:
-    """One scan of a claims table: its rows in any needed code set, one row per (row, set)."""
-    keys = need.key_rows()
-    patterns = need.generic_patterns()
-    if need.table is EventTable.dispensing:
-        rows = frame.withColumn("_code", F.col("ndc")).withColumn("_system", F.lit("ndc"))
-    else:
-        rows = frame.withColumn("_code", F.col("code")).withColumn("_system", F.col("code_system"))
+def tag_events(frame: DataFrame, need: TableNeed) -> DataFrame:
+    """One scan of a claims table: its rows in any needed code set, one row per (row, set).
 
-    # Generic-name patterns are substring tests, evaluated per row before the key join.
-    generic_sets = F.array_compact(
-        F.array(*[
-            F.when(F.lower(F.col("generic_name")).contains(pattern), F.lit(name))
-            for name, pattern in patterns
-        ])
-    ) if patterns else F.array().cast("array<string>")
-    base = rows.select(*_RAW_COLUMNS[need.table], "_code", "_system", generic_sets.alias("_generic"))
-
-    if keys:
-        key_frame = F.broadcast(spark.createDataFrame(keys, KEY_SCHEMA))
-        lengths = sorted({row[1] for row in keys})
-        exploded = base
-        if not patterns:
-            # Without generic-name patterns (which keep every row for the left join), only
-            # rows of a code system some key is in, and codes at least a key's length long,
-            # can match: the others never reach the join.
-            exploded = exploded.where(F.col("_system").isin(sorted({row[0] for row in keys})))
-        exploded = exploded.withColumn("_length", F.explode(F.array(*[F.lit(n) for n in lengths])))
-        if not patterns:
-            exploded = exploded.where(F.length("_code") >= F.col("_length"))
-        exploded = exploded.withColumn("_head", F.expr("substring(_code, 1, _length)"))
-        condition = [
-            exploded["_system"] == key_frame["key_system"],
-            exploded["_length"] == key_frame["key_length"],
-            exploded["_head"] == key_frame["key"],
-        ]
-        how = "left" if patterns else "inner"
-        joined = exploded.join(key_frame, condition, how).where(
-            F.col("key").isNull() | ~F.col("key_exact") | (F.length("_code") == F.col("key_length"))
-        )
-        matched = F.when(F.col("codeset").isNotNull(), F.array(F.col("codeset"))).otherwise(F.array().cast("array<string>"))
-        sets = F.array_union(matched, F.col("_generic"))
-        source = joined
-    else:
-        sets = F.col("_generic")
-        source = base
-    tagged = source.select(*_tagged_columns(need.table), F.explode(sets).alias("codeset"))
-    # One row per (claims row, set): several keys of one set can match the same code.
-    return tagged.select(*EVENT_COLUMNS).distinct()
+    Rows are first sieved by the union of all the sets' entries (a few hash-set lookups
+    per row); only the rows that pass are tested set by set. Every expression here is
+    one Spark compiles to code (no higher-order functions, which it would interpret).
+    """
+    code, system = (("ndc", F.lit("ndc")) if need.table is EventTable.dispensing
+                    else ("code", F.col("code_system")))
+    rows = frame.select("*", F.col(code).alias("_code"), system.alias("_system"),
+                        *[F.substring(F.col(code), 1, n).alias(_head(n)) for n in need.head_lengths()])
+    sieve = _in_any_codeset(need)
+    sets = [(codeset.name, _in_codeset(need, codeset)) for codeset in need.codesets]
+    sets = [F.when(test, F.lit(name)) for name, test in sets if test is not None]
+    if sieve is None or not sets:
+        return frame.sparkSession.createDataFrame([], EVENT_SCHEMA)
+    tagged = rows.where(sieve).select(*_tagged_columns(need.table), F.explode(F.array(*sets)).alias("codeset"))
+    # Identical claims rows stay as they are: every rule counts distinct dates, claims or
+    # row keys, so a repeated row is one event wherever it is read.
+    return tagged.where(F.col("codeset").isNotNull()).select(*EVENT_COLUMNS)

@@ -3,9 +3,10 @@
 Shape of a build (see ``cohort_defs/README.md`` for what every rule means):
 
 1. **Compile** every rule to a column expression and what it needs (``rules/``); no job runs.
-2. **Tag**: each claims table is scanned once, its rows hash-joined against the
-   broadcast keys of every code set a rule reads (``events.py``, ``codes.py``); the
-   result, a few columns per matching row, is persisted and every rule reads it.
+2. **Tag**: each claims table is scanned once, its rows sieved by hash-set lookups in
+   the union of every code set a rule reads, then tested set by set (``events.py``,
+   ``codes.py``); the result, a few columns per matching row, is persisted and every
+   rule reads it.
 3. **Eras** of every exposure and regimen from the tagged rows (``eras.py``).
 4. **Episodes**: the population with its index date(s) and the anchor dates
    (landmarks, exposure points, follow-up start) (``episodes.py``).

@@ -44,7 +44,7 @@ def exposure_records(events: DataFrame, name: str, exposure: Exposure) -> DataFr
     ).select("person_id", "date").distinct()
     return rows.select(
         "person_id", F.lit(name).alias("exposure"), "date",
-        F.lit(exposure.administration_days).cast("int").alias("days"), F.col("date").cast("string").alias("row_key"),
+        F.lit(exposure.administration_days).cast("int").alias("days"), F.xxhash64("date").alias("row_key"),
     )
 
 

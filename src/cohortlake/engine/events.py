@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.types import DateType, IntegerType, StringType, StructField, StructType
 
-from cohortlake.engine.codes import EVENT_COLUMNS, TableNeed, tag_events
+from cohortlake.engine.codes import EVENT_SCHEMA, TableNeed, tag_events
 from cohortlake.engine.rules.base import Read
 from cohortlake.spec.model import Definition
 from cohortlake.vocabulary import EventTable
@@ -47,15 +46,11 @@ def tagged_events(inputs: Inputs, definition: Definition, reads: tuple[Read, ...
             for name in read.codesets:
                 per_table.setdefault(table, {})[name] = definition.codeset(name)
     frames = [
-        tag_events(inputs.spark, inputs.table(table.value), TableNeed(table, tuple(sets.values())))
+        tag_events(inputs.table(table.value), TableNeed(table, tuple(sets.values())))
         for table, sets in sorted(per_table.items())
     ]
     if not frames:
-        schema = StructType([
-            StructField(c, DateType() if c == "date" else IntegerType() if c == "days_supply" else StringType())
-            for c in EVENT_COLUMNS
-        ])
-        return inputs.spark.createDataFrame([], schema)
+        return inputs.spark.createDataFrame([], EVENT_SCHEMA)
     events = frames[0]
     for frame in frames[1:]:
         events = events.unionByName(frame)
