@@ -76,6 +76,24 @@ def spark():
     session.stop()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def standalone_cluster(request, tmp_path_factory):
+    """The standalone cluster of the `cluster` tests (tests/lib/standalone.py), launched when the
+    session starts so that its master and workers boot while other tests run; the cluster tests
+    wait for its workers at their first submit and stop it when their module ends. None when no
+    `cluster` test is selected."""
+    if not any(item.get_closest_marker("cluster") for item in request.session.items):
+        yield None
+        return
+    from standalone import StandaloneCluster
+
+    cluster = StandaloneCluster(tmp_path_factory.mktemp("standalone"), workers=2, cores=1, memory="2g")
+    try:
+        yield cluster.launch()
+    finally:
+        cluster.stop()
+
+
 @pytest.fixture(scope="session")
 def desynpuf_fixture_dir() -> Path:
     if not DESYNPUF_FIXTURES.is_dir():

@@ -22,7 +22,7 @@ import pytest
 import cohortlake
 from cohortlake.bundle import DRIVER_LOG_CONFIG
 from helpers import delta_rows
-from standalone import HOST, SPARK_HOME, StandaloneCluster, free_port, get_json, tail
+from standalone import HOST, SPARK_HOME, free_port, get_json, tail
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.spark]
 
@@ -41,9 +41,13 @@ def bundle(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    with StandaloneCluster(tmp_path_factory.mktemp("standalone"), workers=2, cores=1, memory="2g") as running:
-        yield running
+def cluster(standalone_cluster):
+    """The session's cluster (conftest.standalone_cluster: launched at the session's start, so its
+    JVMs have booted by now); stopped when this module ends rather than left idle."""
+    try:
+        yield standalone_cluster
+    finally:
+        standalone_cluster.stop()
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +68,7 @@ def submit_argv(cluster, bundle, job, args, ui_port):
 
 
 def submit(cluster, bundle, name, args, job="run_study.py"):
+    cluster.wait_ready()
     ui_port = free_port()
     proc = cluster.spawn(name, submit_argv(cluster, bundle, job, args, ui_port))
     return proc, ui_port

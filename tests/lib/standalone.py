@@ -53,6 +53,8 @@ class StandaloneCluster:
         self.worker_webuis: list[int] = []
         self.started: list[subprocess.Popen] = []
         self.logs: dict[int, Path] = {}
+        self.ready = False
+        self.stopped = False
 
     # processes
 
@@ -79,7 +81,8 @@ class StandaloneCluster:
         self.logs[proc.pid] = log
         return proc
 
-    def start(self, timeout: float = 120) -> StandaloneCluster:
+    def launch(self) -> StandaloneCluster:
+        """Start the master and the workers without waiting for them (see wait_ready)."""
         spark_class = str(SPARK_HOME / "bin" / "spark-class")
         self.master = self.spawn("master", [
             spark_class, "org.apache.spark.deploy.master.Master",
@@ -92,6 +95,12 @@ class StandaloneCluster:
                 spark_class, "org.apache.spark.deploy.worker.Worker",
                 "--host", HOST, "--cores", str(self.cores), "--memory", self.memory,
                 "--webui-port", str(self.worker_webuis[-1]), "--work-dir", str(work), self.master_url]))
+        return self
+
+    def wait_ready(self, timeout: float = 120) -> StandaloneCluster:
+        """Wait until every worker has registered with the master (at once when it has)."""
+        if self.ready:
+            return self
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for proc in self.started:
@@ -99,12 +108,16 @@ class StandaloneCluster:
                     raise RuntimeError(f"pid {proc.pid} exited with {proc.returncode}:\n{tail(self.logs[proc.pid])}")
             try:
                 if self.state()["aliveworkers"] == self.worker_count:
+                    self.ready = True
                     return self
             except OSError:
                 pass
-            time.sleep(0.5)
+            time.sleep(0.1)
         raise RuntimeError(f"{self.worker_count} workers did not register in {timeout}s:\n"
                            f"{tail(self.logs[self.master.pid])}")
+
+    def start(self, timeout: float = 120) -> StandaloneCluster:
+        return self.launch().wait_ready(timeout)
 
     def state(self) -> dict:
         """The master's view: workers, applications (its web UI's JSON)."""
@@ -131,7 +144,11 @@ class StandaloneCluster:
         _kill_group(proc)
 
     def stop(self) -> None:
-        """Stop every process this cluster started, by its id: TERM, then KILL the group."""
+        """Stop every process this cluster started, by its id: TERM, then KILL the group (once:
+        a second call would signal ids that may have been reused)."""
+        if self.stopped:
+            return
+        self.stopped = True
         for proc in reversed(self.started):
             if proc.poll() is None:
                 try:
