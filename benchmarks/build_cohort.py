@@ -17,9 +17,8 @@ import argparse
 import time
 from pathlib import Path
 
-from cohortlake.engine.cohort import build_cohort
-from cohortlake.engine.plan import columns_read
-from cohortlake.engine.store import build_and_store as build, read_silver, render_attrition
+from buildfloor import bare_scans, columns_to_scan, warm_ratio
+from cohortlake.engine.store import build_and_store as build, render_attrition
 from cohortlake.lake.delta import Lakehouse
 from cohortlake.lake.session import get_spark
 from cohortlake.sources.canonical import SILVER_TABLES, silver_name
@@ -66,20 +65,13 @@ def main() -> None:
 
 def floor(lake: Lakehouse, definition, builds: list[float]) -> None:
     """Bare scans of the columns the build reads, as many as the builds; the ratio of the best warm ones."""
-    result = build_cohort(definition, read_silver(lake))
-    read = columns_read(result.cohort, lake.root)
-    result.release()
+    read = columns_to_scan(lake, definition)
     print("  columns the plan reads:", "; ".join(f"{t} {len(c)}" for t, c in sorted(read.items())))
-    scans = []
-    for _ in builds:
-        started = time.perf_counter()
-        for table, names in sorted(read.items()):
-            lake.read(table).select(*sorted(names)).write.format("noop").mode("overwrite").save()
-        scans.append(time.perf_counter() - started)
+    scans = bare_scans(lake, read, len(builds))
     print("  bare scan of those columns:", ", ".join(f"{s:.2f} s" for s in scans))
-    warm_build, warm_scan = min(builds[1:] or builds), min(scans[1:] or scans)
-    print(f"  best warm build {warm_build:.1f} s / best warm scan {warm_scan:.2f} s = {warm_build / warm_scan:.1f}x "
-          f"(cold: {builds[0]:.1f} s / {scans[0]:.2f} s = {builds[0] / scans[0]:.1f}x)")
+    r = warm_ratio(builds, scans)
+    print(f"  best warm build {r['warm_build']:.1f} s / best warm scan {r['warm_scan']:.2f} s = {r['ratio']:.1f}x "
+          f"(cold: {r['cold_build']:.1f} s / {r['cold_scan']:.2f} s = {r['cold_ratio']:.1f}x)")
 
 
 if __name__ == "__main__":
