@@ -200,12 +200,12 @@ def one_size(patients: int, folder: Path, args) -> dict:
 
     result: dict = {"patients": patients, "folder": str(folder)}
     raw, lake_root = folder / "raw", folder / "lake"
-    phase, pid, phase_peaks = "spark", None, {}
+    phase, pid, phase_peaks = "spark start-up", None, {}
 
     def enter(name: str) -> None:
         nonlocal phase
         if pid is not None:  # the phase that ends gets its peak; the next one starts a new high-water mark
-            phase_peaks["start" if phase == "spark" else phase] = jvm_peak_rss(pid)
+            phase_peaks["start" if phase == "spark start-up" else phase] = jvm_peak_rss(pid)
             result["per_phase_peaks"] = reset_peak_rss(pid)
         phase = name
         report("phase", name)
@@ -267,7 +267,7 @@ def one_size(patients: int, folder: Path, args) -> dict:
     if pid is not None:
         peak = jvm_peak_rss(pid)
         if phase != "done":
-            phase_peaks["start" if phase == "spark" else phase] = peak
+            phase_peaks["start" if phase == "spark start-up" else phase] = peak
         result["jvm_phase_peaks"] = phase_peaks
         # with resets, the size's peak is the largest phase peak; without, VmHWM is already the lifetime peak
         result["jvm_peak_rss"] = max((p for p in [peak, *phase_peaks.values()] if p is not None), default=None)
@@ -283,7 +283,7 @@ def run_child(patients: int, folder: Path, args) -> dict:
         command += ["--master", args.master]
     if args.reuse_raw:
         command.append("--reuse-raw")
-    phase, result = "start", None
+    phase, result = "spark start-up", None
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, bufsize=1)
     for line in process.stdout:
@@ -307,8 +307,8 @@ def run_child(patients: int, folder: Path, args) -> dict:
 # ---------------------------------------------------------------- printing
 
 def print_size(r: dict) -> None:
-    print(f"\n{r['patients']:,} patients: Spark {r.get('spark', '?')}, {r.get('master', '?')}, "
-          f"parallelism {r.get('parallelism', '?')}")
+    print(f"\n{r['patients']:,} patients" + (f": Spark {r['spark']}, {r['master']}, parallelism {r['parallelism']}"
+                                            if "spark" in r else ""))
     if r.get("raw_rows") is not None:
         print(f"  raw rows      {r['raw_rows']:>14,}   ({r['raw_bytes'] / 1e6:,.1f} MB of raw files)")
         print(f"  silver rows   {r['silver_rows']:>14,}   (" + ", ".join(f"{t} {n:,}" for t, n in r["silver"].items()) + ")")
