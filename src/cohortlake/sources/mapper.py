@@ -59,32 +59,9 @@ def problem(column: Column, value: Column, reason: Column, scope: str = "row") -
                     F.lit(scope).alias("scope"))
 
 
-PROBLEM_TYPE = "struct<column:string,value:string,reason:string,scope:string>"
-# Above this many checks a row's problem list stays one lambda (see problem_list): fused
-# into one generated method, the checks of the widest claim tables (80 on MedPAR) pass
-# Java's 64 KB method limit and Spark falls back, with a compile error in the log.
-GENERATED_CHECKS = 40
-
-
-def problem_list(checks: list[tuple[Column, Column]]) -> Column:
-    """The problems of a row, in order, from (condition, problem) pairs: those whose condition holds.
-
-    Built from plain array functions where the table has up to ``GENERATED_CHECKS`` checks:
-    Spark generates no code for higher-order functions, so ``filter`` over the problems
-    made it interpret every check of the row (measured on the 20,000-patient carrier
-    line table: 9.5 s of CPU typed with the lambda, 5.6 s without).
-    """
-    none = F.array().cast(f"array<{PROBLEM_TYPE}>")
-    if not checks:
-        return none
-    if len(checks) > GENERATED_CHECKS:
-        return F.filter(F.array(*[F.when(condition, found) for condition, found in checks]), lambda p: p.isNotNull())
-    return F.flatten(F.array(*[F.when(condition, F.array(found)).otherwise(none) for condition, found in checks]))
-
-
 def row_rejected() -> Column:
     """True for a typed row that goes to quarantine (a problem of row scope)."""
-    return F.array_contains(F.col(PROBLEMS)["scope"], "row")
+    return F.exists(PROBLEMS, lambda p: p["scope"] == "row")
 
 
 def code_columns(mapping: Mapping, table: str) -> dict[str, str]:
@@ -149,17 +126,18 @@ def type_rows(raw: DataFrame, spec: RawTable, data_columns: list[str], codes: di
     text = {c: clean_text(c) for c in data_columns}
     problems = []
     for column in spec.not_null:
-        problems.append((text[column].isNull(), problem(F.lit(column), F.lit(None), F.lit("missing required value"))))
+        problems.append(F.when(text[column].isNull(), problem(
+            F.lit(column), F.lit(None), F.lit("missing required value"))))
     for column, column_type in types.items():
         unknown = text[column].isin(column_type.unknown) if column_type.unknown else F.lit(False)
         bad = text[column].isNotNull() & ~unknown & parse_value(text[column], column_type).isNull()
-        problems.append((bad, problem(F.lit(column), text[column], F.lit(EXPECTED[column_type.type]))))
+        problems.append(F.when(bad, problem(F.lit(column), text[column], F.lit(EXPECTED[column_type.type]))))
     bad_code = {}
     for column, kind in codes.items():
         pattern, reason = CODE_FORMATS[kind]
         # judged as stored: without dots, dashes or blanks, upper case
         bad_code[column] = text[column].isNotNull() & ~code_value(text[column]).rlike(pattern)
-        problems.append((bad_code[column], problem(
+        problems.append(F.when(bad_code[column], problem(
             F.lit(column), text[column], F.lit(reason), "row" if column in required else "value")))
     selected = []
     for column in data_columns:
@@ -173,7 +151,7 @@ def type_rows(raw: DataFrame, spec: RawTable, data_columns: list[str], codes: di
             selected.append(value.alias(column))
         else:
             selected.append(text[column].alias(column))
-    problem_array = problem_list(problems)
+    problem_array = F.filter(F.array(*problems), lambda p: p.isNotNull()) if problems else F.array()
     others = [c for c in raw.columns if c not in data_columns]
     return raw.select(*selected, *others, problem_array.alias(PROBLEMS))
 
@@ -263,32 +241,28 @@ def _monthly_test(rule: MonthlyRule, value: Column) -> Column:
     return F.coalesce(reduce(lambda a, b: a & b, tests), F.lit(False))
 
 
-def _runs(covered: list[Column]) -> Column:
-    """One covered flag per month (1-12) → runs of consecutive months as (first, last) structs.
+def _runs(months: Column) -> Column:
+    """Sorted month numbers → runs of consecutive months as (first, last) structs."""
+    empty = F.array().cast("array<struct<first:int,last:int>>")
 
-    A run starts at a covered month after an uncovered one and ends at a covered month
-    before an uncovered one; the n-th start pairs with the n-th end. Plain array functions,
-    no lambdas, so Spark generates code for it (see ``problem_list``).
-    """
-    def months_where(flags: list[Column]) -> Column:
-        none = F.array().cast("array<int>")
-        return F.flatten(F.array(*[F.when(flag, F.array(F.lit(month))).otherwise(none)
-                                   for month, flag in enumerate(flags, start=1)]))
+    def step(acc, month):
+        last = F.element_at(acc, -1)
+        extend = (F.size(acc) > 0) & (last["last"] == month - 1)
+        grown = F.concat(F.slice(acc, 1, F.size(acc) - 1), F.array(F.struct(last["first"].alias("first"), month.alias("last"))))
+        fresh = F.concat(acc, F.array(F.struct(month.alias("first"), month.alias("last"))))
+        return F.when(extend, grown).otherwise(fresh)
 
-    last = len(covered) - 1
-    starts = months_where([flag & ~covered[i - 1] if i else flag for i, flag in enumerate(covered)])
-    ends = months_where([flag & ~covered[i + 1] if i < last else flag for i, flag in enumerate(covered)])
-    return F.arrays_zip(starts, ends).cast("array<struct<first:int,last:int>>")
+    return F.aggregate(months, empty, step)
 
 
 def enrollment(block: EnrollmentBlock, rows: DataFrame) -> DataFrame:
     """Coverage spans, consecutive months merged, across calendar years too."""
+    month_numbers = F.sequence(F.lit(1), F.lit(12))
     per_coverage = []
     if block.monthly:
         for coverage, rule in block.monthly.items():
-            values = [F.col(c) if c in rows.columns else F.lit(None).cast("string") for c in expand(rule.column)]
-            values += [F.lit(None).cast("string")] * (12 - len(values))
-            covered = [_monthly_test(rule, value) for value in values[:12]]
+            values = F.array(*[F.col(c) if c in rows.columns else F.lit(None).cast("string") for c in expand(rule.column)])
+            covered = F.filter(month_numbers, lambda m: _monthly_test(rule, F.element_at(values, m)))
             per_coverage.append(F.struct(F.lit(coverage).alias("coverage"), _runs(covered).alias("runs")))
     else:
         for coverage, column in block.month_counts.items():
