@@ -269,12 +269,12 @@ def type_bronze(bronze: DataFrame, table: str, mapping: Mapping,
     for group, names in fixed:
         in_group = F.col(mapper.SOURCE_FILE).isin(names)
         for problem in fixed_width.informat_problems(group.layout, text, typed_columns, corrupt):
-            read_problems.append(F.when(in_group, problem))
+            read_problems.append((in_group & problem.isNotNull(), problem))
     csv_fields = len(data_columns) - (1 if spec.file_year else 0)
     malformed_csv = corrupt.isNotNull() & (~F.col(mapper.SOURCE_FILE).isin(fixed_names) if fixed_names else F.lit(True))
-    read_problems.append(F.when(malformed_csv, mapper.problem(
+    read_problems.append((malformed_csv, mapper.problem(
         F.lit("(whole row)"), corrupt, F.lit(f"malformed CSV row: expected {csv_fields} fields"))))
-    with_read = deduped.withColumn(READ_PROBLEMS, F.filter(F.array(*read_problems), lambda p: p.isNotNull()))
+    with_read = deduped.withColumn(READ_PROBLEMS, mapper.problem_list(read_problems))
     typed = mapper.type_rows(with_read, spec, data_columns, mapper.code_columns(mapping, table))
     return typed.withColumn(mapper.PROBLEMS, F.concat(F.col(READ_PROBLEMS), F.col(mapper.PROBLEMS))).drop(
         CORRUPT, READ_PROBLEMS)

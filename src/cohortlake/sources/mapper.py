@@ -1,8 +1,9 @@
 """Apply a mapping file: raw text rows → typed rows (+ quarantine) → canonical tables.
 
 Pure DataFrame transformations, no I/O: ``ingest.py`` reads files and writes tables.
-Everything is column expressions (higher-order SQL functions where a row holds a
-repeated group), so Spark plans it without Python UDFs.
+Everything is column expressions, so Spark plans it without Python UDFs. Row paths avoid
+higher-order functions (``filter``, ``exists``, ``aggregate``): Spark generates no code for
+them and interprets the whole operator that holds one.
 """
 
 from __future__ import annotations
@@ -59,9 +60,32 @@ def problem(column: Column, value: Column, reason: Column, scope: str = "row") -
                     F.lit(scope).alias("scope"))
 
 
+PROBLEM_TYPE = "struct<column:string,value:string,reason:string,scope:string>"
+# Above this many checks a row's problem list stays one lambda (see problem_list): fused
+# into one generated method, the checks of the widest claim tables (80 on MedPAR) pass
+# Java's 64 KB method limit and Spark falls back, with a compile error in the log.
+GENERATED_CHECKS = 40
+
+
+def problem_list(checks: list[tuple[Column, Column]]) -> Column:
+    """The problems of a row, in order, from (condition, problem) pairs: those whose condition holds.
+
+    Built from plain array functions where the table has up to ``GENERATED_CHECKS`` checks:
+    Spark generates no code for higher-order functions, so ``filter`` over the problems
+    made it interpret every check of the row (measured on the 20,000-patient carrier
+    line table: 9.5 s of CPU typed with the lambda, 5.6 s without).
+    """
+    none = F.array().cast(f"array<{PROBLEM_TYPE}>")
+    if not checks:
+        return none
+    if len(checks) > GENERATED_CHECKS:
+        return F.filter(F.array(*[F.when(condition, found) for condition, found in checks]), lambda p: p.isNotNull())
+    return F.flatten(F.array(*[F.when(condition, F.array(found)).otherwise(none) for condition, found in checks]))
+
+
 def row_rejected() -> Column:
     """True for a typed row that goes to quarantine (a problem of row scope)."""
-    return F.exists(PROBLEMS, lambda p: p["scope"] == "row")
+    return F.array_contains(F.col(PROBLEMS)["scope"], "row")
 
 
 def code_columns(mapping: Mapping, table: str) -> dict[str, str]:
@@ -126,18 +150,17 @@ def type_rows(raw: DataFrame, spec: RawTable, data_columns: list[str], codes: di
     text = {c: clean_text(c) for c in data_columns}
     problems = []
     for column in spec.not_null:
-        problems.append(F.when(text[column].isNull(), problem(
-            F.lit(column), F.lit(None), F.lit("missing required value"))))
+        problems.append((text[column].isNull(), problem(F.lit(column), F.lit(None), F.lit("missing required value"))))
     for column, column_type in types.items():
         unknown = text[column].isin(column_type.unknown) if column_type.unknown else F.lit(False)
         bad = text[column].isNotNull() & ~unknown & parse_value(text[column], column_type).isNull()
-        problems.append(F.when(bad, problem(F.lit(column), text[column], F.lit(EXPECTED[column_type.type]))))
+        problems.append((bad, problem(F.lit(column), text[column], F.lit(EXPECTED[column_type.type]))))
     bad_code = {}
     for column, kind in codes.items():
         pattern, reason = CODE_FORMATS[kind]
         # judged as stored: without dots, dashes or blanks, upper case
         bad_code[column] = text[column].isNotNull() & ~code_value(text[column]).rlike(pattern)
-        problems.append(F.when(bad_code[column], problem(
+        problems.append((bad_code[column], problem(
             F.lit(column), text[column], F.lit(reason), "row" if column in required else "value")))
     selected = []
     for column in data_columns:
@@ -151,7 +174,7 @@ def type_rows(raw: DataFrame, spec: RawTable, data_columns: list[str], codes: di
             selected.append(value.alias(column))
         else:
             selected.append(text[column].alias(column))
-    problem_array = F.filter(F.array(*problems), lambda p: p.isNotNull()) if problems else F.array()
+    problem_array = problem_list(problems)
     others = [c for c in raw.columns if c not in data_columns]
     return raw.select(*selected, *others, problem_array.alias(PROBLEMS))
 
@@ -241,44 +264,55 @@ def _monthly_test(rule: MonthlyRule, value: Column) -> Column:
     return F.coalesce(reduce(lambda a, b: a & b, tests), F.lit(False))
 
 
-def _runs(months: Column) -> Column:
-    """Sorted month numbers → runs of consecutive months as (first, last) structs."""
-    empty = F.array().cast("array<struct<first:int,last:int>>")
+def month_mask(covered: list[Column]) -> Column:
+    """One covered flag per month (January first) → an int with bit m-1 set for each covered month m."""
+    return reduce(lambda a, b: a + b, [F.when(flag, F.lit(1 << bit)).otherwise(F.lit(0)) for bit, flag in enumerate(covered)])
 
-    def step(acc, month):
-        last = F.element_at(acc, -1)
-        extend = (F.size(acc) > 0) & (last["last"] == month - 1)
-        grown = F.concat(F.slice(acc, 1, F.size(acc) - 1), F.array(F.struct(last["first"].alias("first"), month.alias("last"))))
-        fresh = F.concat(acc, F.array(F.struct(month.alias("first"), month.alias("last"))))
-        return F.when(extend, grown).otherwise(fresh)
 
-    return F.aggregate(months, empty, step)
+def mask_runs(spark) -> DataFrame:
+    """Every non-empty 12-month mask with its runs of consecutive covered months: (mask, first, last).
+
+    4,095 masks, 13,312 runs, computed by Spark from two ranges (nothing on the driver).
+    ``enrollment`` joins a year's mask to it: plain integer arithmetic that Spark compiles,
+    where the runs built with ``aggregate`` over the months were interpreted row by row,
+    and building them from per-month flags zipped together made a generated method over
+    Java's 64 KB limit.
+    """
+    masks = spark.range(1, 1 << 12).select(F.col("id").cast("int").alias("mask"))
+    months = spark.range(1, 13).select(F.col("id").cast("int").alias("m"))
+    bounds = months.select(F.col("m").alias("first")).crossJoin(months.select(F.col("m").alias("last"))).where("first <= last")
+    is_run = F.expr(
+        "mask & (shiftleft(1, last) - shiftleft(1, first - 1)) = shiftleft(1, last) - shiftleft(1, first - 1)"  # bits first..last set
+        " AND (first = 1 OR mask & shiftleft(1, first - 2) = 0)"  # the month before is not covered
+        " AND (last = 12 OR mask & shiftleft(1, last) = 0)"  # nor the month after
+    )
+    return masks.crossJoin(bounds).where(is_run)
 
 
 def enrollment(block: EnrollmentBlock, rows: DataFrame) -> DataFrame:
     """Coverage spans, consecutive months merged, across calendar years too."""
-    month_numbers = F.sequence(F.lit(1), F.lit(12))
     per_coverage = []
     if block.monthly:
         for coverage, rule in block.monthly.items():
-            values = F.array(*[F.col(c) if c in rows.columns else F.lit(None).cast("string") for c in expand(rule.column)])
-            covered = F.filter(month_numbers, lambda m: _monthly_test(rule, F.element_at(values, m)))
-            per_coverage.append(F.struct(F.lit(coverage).alias("coverage"), _runs(covered).alias("runs")))
+            values = [F.col(c) if c in rows.columns else F.lit(None).cast("string") for c in expand(rule.column)]
+            covered = [_monthly_test(rule, value) for value in values[:12]]
+            per_coverage.append(F.struct(F.lit(coverage).alias("coverage"), month_mask(covered).alias("mask")))
     else:
         for coverage, column in block.month_counts.items():
+            # a count of n months covers January through month n
             count = F.least(F.coalesce(F.col(column).cast("int"), F.lit(0)), F.lit(12))
-            runs = F.when(count > 0, F.array(F.struct(F.lit(1).alias("first"), count.alias("last")))).otherwise(
-                F.array().cast("array<struct<first:int,last:int>>"))
-            per_coverage.append(F.struct(F.lit(coverage).alias("coverage"), runs.alias("runs")))
+            mask = F.pow(F.lit(2), count).cast("int") - 1  # exact: 2^n for n <= 12
+            per_coverage.append(F.struct(F.lit(coverage).alias("coverage"), mask.alias("mask")))
     year = F.col(block.year).cast("int")
-    runs = (
+    masks = (
         rows.select(F.col(block.person_id).alias("person_id"), year.alias("year"), F.explode(F.array(*per_coverage)).alias("c"))
-        .select("person_id", "year", "c.coverage", F.explode("c.runs").alias("run"))
-        .select(
-            "person_id", "coverage",
-            (F.col("year") * 12 + F.col("run.first") - 1).alias("first_month"),
-            (F.col("year") * 12 + F.col("run.last") - 1).alias("last_month"),
-        )
+        .select("person_id", "year", "c.coverage", "c.mask")
+        .where(F.col("mask") > 0)
+    )
+    runs = masks.join(F.broadcast(mask_runs(rows.sparkSession)), "mask").select(
+        "person_id", "coverage",
+        (F.col("year") * 12 + F.col("first") - 1).alias("first_month"),
+        (F.col("year") * 12 + F.col("last") - 1).alias("last_month"),
     )
     return merge_month_runs(runs)
 
