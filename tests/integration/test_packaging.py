@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -139,6 +140,10 @@ def test_the_demo_runs_from_the_installed_package(installed):
     # start-up notices (that Spark's warnings are kept is tests/unit/test_session.py's claim).
     notices = [line for line in demo.stderr.splitlines() if any(notice in line for notice in SPARK_NOTICES)]
     assert notices == [], notices
+    # Nor does Spark warn or fail anything of ours on a clean run: no compile-error trace from
+    # generated code Java cannot hold, no window that moves a table to one partition.
+    spark_log = re.compile(r"^\d\d/\d\d/\d\d \d\d:\d\d:\d\d (WARN|ERROR) ")
+    assert [line for line in demo.stderr.splitlines() if spark_log.match(line)] == []
     for path in ("_raw/seer-medicare/truth.json", "_runs/ingest/manifest.json", "silver/person/_delta_log",
                  f"cohorts/{REFERENCE}/cohort/_delta_log", f"cohorts/{REFERENCE}/attrition/_delta_log",
                  "_quality/docs/index.html", "_quality/docs/static/vendor/NOTICE.md", "_quality/report.html"):

@@ -29,8 +29,8 @@ def _pinned_form(path) -> list[tuple[str, str, str]]:
 
 PINNED = {
     'cohort.attrition': [
-        ('critical', 'unexpected_rows_expectation', '{"description": "attrition is monotone non-increasing", "unexpected_rows_query": "sql:2720f9c7a196"}'),
-        ('critical', 'unexpected_rows_expectation', '{"description": "each step\'s excluded count is the drop from the step before", "unexpected_rows_query": "sql:3e9f2f5626d7"}'),
+        ('critical', 'unexpected_rows_expectation', '{"description": "attrition is monotone non-increasing", "unexpected_rows_query": "sql:f89b38353d5b"}'),
+        ('critical', 'unexpected_rows_expectation', '{"description": "each step\'s excluded count is the drop from the step before", "unexpected_rows_query": "sql:6eab4462d704"}'),
         ('critical', 'unexpected_rows_expectation', '{"description": "the last step\'s count equals the cohort\'s row count", "unexpected_rows_query": "sql:f0bc8571cf48"}'),
     ],
     'cohort.cohort': [
