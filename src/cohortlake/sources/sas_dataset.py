@@ -23,6 +23,8 @@ from cohortlake.errors import UserError
 SOURCE_ROW = "_source_row"
 CHUNK_ROWS = 50_000
 SAS_EPOCH = "1960-01-01"
+# Beyond pandas' nanosecond range (1677-2262) either way; what pandas cannot hold is missing.
+DATE_REACH_DAYS = 200_000
 DATE_FORMATS = re.compile(r"^(DATE|YYMMDD|MMDDYY|DDMMYY|E8601DA|B8601DA|MINGUO|WEEKDATE|WORDDATE|NLDATE|YYMMN|MONYY"
                           r"|YYQ|JULIAN|DAY|EURDF)", re.I)
 DATETIME_FORMATS = re.compile(r"^(DATETIME|E8601DT|B8601DT|DTDATE|NLDATM)", re.I)
@@ -63,7 +65,14 @@ def text_column(values, sas_format: str | None, numeric: bool) -> list[str | Non
     if DATE_FORMATS.match(fmt) or DATETIME_FORMATS.match(fmt):
         unit = "s" if DATETIME_FORMATS.match(fmt) else "D"
         series = pd.Series(values, dtype="float64")
-        dates = pd.to_datetime(series, unit=unit, origin=pd.Timestamp(SAS_EPOCH), errors="coerce")
+        # Only present values within reach go to pandas; the rest stay missing. A missing
+        # value among them makes pandas 2.x round uninitialised memory, which raised
+        # FloatingPointError at random (pandas-dev/pandas#58419, fixed in pandas 3), and
+        # values far out of range raise OverflowError before errors="coerce" applies.
+        reach = series.abs() < (DATE_REACH_DAYS if unit == "D" else DATE_REACH_DAYS * 86_400)
+        dates = pd.Series(pd.NaT, index=series.index, dtype="datetime64[ns]")
+        if reach.any():
+            dates[reach] = pd.to_datetime(series[reach], unit=unit, origin=pd.Timestamp(SAS_EPOCH), errors="coerce")
         return [None if pd.isna(d) else d for d in dates.dt.strftime("%Y%m%d")]
     return [_number_text(v) for v in values]
 
