@@ -8,7 +8,8 @@ reads into bronze. A file is never whole in memory.
 - numbers as their shortest text (``30``, not ``30.0``; ``2.5``); SAS missing values
   (``.``, ``.A`` … ``.Z``) are missing;
 - numbers with a SAS date format (``DATE9.``, ``YYMMDD8.``, ``MMDDYY10.``, …) become
-  ``YYYYMMDD`` text, datetimes their date, so the mapping reads them as it reads CSV;
+  ``YYYYMMDD`` text, datetimes their date, so the mapping reads them as it reads CSV
+  (a value no calendar holds keeps its number, so typing quarantines it with a reason);
 - ``_source_row`` is the record's number in its file (from 1).
 """
 
@@ -23,7 +24,7 @@ from cohortlake.errors import UserError
 SOURCE_ROW = "_source_row"
 CHUNK_ROWS = 50_000
 SAS_EPOCH = "1960-01-01"
-# Beyond pandas' nanosecond range (1677-2262) either way; what pandas cannot hold is missing.
+# Beyond pandas' nanosecond range (1677-2262) either way: such values are not sent to pandas.
 DATE_REACH_DAYS = 200_000
 DATE_FORMATS = re.compile(r"^(DATE|YYMMDD|MMDDYY|DDMMYY|E8601DA|B8601DA|MINGUO|WEEKDATE|WORDDATE|NLDATE|YYMMN|MONYY"
                           r"|YYQ|JULIAN|DAY|EURDF)", re.I)
@@ -65,15 +66,17 @@ def text_column(values, sas_format: str | None, numeric: bool) -> list[str | Non
     if DATE_FORMATS.match(fmt) or DATETIME_FORMATS.match(fmt):
         unit = "s" if DATETIME_FORMATS.match(fmt) else "D"
         series = pd.Series(values, dtype="float64")
-        # Only present values within reach go to pandas; the rest stay missing. A missing
-        # value among them makes pandas 2.x round uninitialised memory, which raised
-        # FloatingPointError at random (pandas-dev/pandas#58419, fixed in pandas 3), and
-        # values far out of range raise OverflowError before errors="coerce" applies.
+        # Only present values within reach go to pandas. A missing value among them makes
+        # pandas 2.x round uninitialised memory, which raised FloatingPointError at random
+        # (pandas-dev/pandas#58419, fixed in pandas 3), and values far out of range raise
+        # OverflowError before errors="coerce" applies.
         reach = series.abs() < (DATE_REACH_DAYS if unit == "D" else DATE_REACH_DAYS * 86_400)
         dates = pd.Series(pd.NaT, index=series.index, dtype="datetime64[ns]")
         if reach.any():
             dates[reach] = pd.to_datetime(series[reach], unit=unit, origin=pd.Timestamp(SAS_EPOCH), errors="coerce")
-        return [None if pd.isna(d) else d for d in dates.dt.strftime("%Y%m%d")]
+        # A present value that is no date keeps its number, so typing quarantines it with
+        # the reason instead of it turning into a missing date.
+        return [_number_text(v) if pd.isna(d) else d for v, d in zip(series, dates.dt.strftime("%Y%m%d"))]
     return [_number_text(v) for v in values]
 
 
