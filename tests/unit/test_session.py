@@ -59,6 +59,15 @@ def test_local_settings_follow_cores_and_memory(monkeypatch):
     assert session.local_conf(cores=16)["spark.sql.shuffle.partitions"] == "64"
 
 
+def test_plans_are_built_without_recording_python_call_sites():
+    # PySpark's per-call origin capture costs JVM round trips on every function call
+    # (session.TUNING_CONF); local sessions and spark-submit runs (unless the submit says
+    # otherwise) both turn it off.
+    key = "spark.python.sql.dataFrameDebugging.enabled"
+    assert session.local_conf(cores=2)[key] == "false"
+    assert session.CLUSTER_DEFAULTS[key] == "false"
+
+
 def test_spark_submit_is_detected_by_its_gateway(monkeypatch):
     monkeypatch.delenv("PYSPARK_GATEWAY_PORT", raising=False)
     assert not session.launched_by_spark_submit()
