@@ -280,13 +280,14 @@ def mask_runs(spark) -> DataFrame:
     """
     masks = spark.range(1, 1 << 12).select(F.col("id").cast("int").alias("mask"))
     months = spark.range(1, 13).select(F.col("id").cast("int").alias("m"))
-    bounds = months.select(F.col("m").alias("first")).crossJoin(months.select(F.col("m").alias("last"))).where("first <= last")
+    bounds = (months.select(F.col("m").alias("first")).crossJoin(months.select(F.col("m").alias("last")))
+              .where("first <= last").selectExpr("first", "last", "shiftleft(1, last) - shiftleft(1, first - 1) AS bits"))
     is_run = F.expr(
-        "mask & (shiftleft(1, last) - shiftleft(1, first - 1)) = shiftleft(1, last) - shiftleft(1, first - 1)"  # bits first..last set
-        " AND (first = 1 OR mask & shiftleft(1, first - 2) = 0)"  # the month before is not covered
+        "mask & bits = bits"  # months first..last are covered
+        " AND (first = 1 OR mask & shiftleft(1, first - 2) = 0)"  # the month before is not
         " AND (last = 12 OR mask & shiftleft(1, last) = 0)"  # nor the month after
     )
-    return masks.crossJoin(bounds).where(is_run)
+    return masks.crossJoin(bounds).where(is_run).drop("bits")
 
 
 def enrollment(block: EnrollmentBlock, rows: DataFrame) -> DataFrame:
