@@ -139,9 +139,9 @@ def test_fixed_width_fields_informats_and_bad_records_go_to_quarantine(spark, tm
     ]
     (tmp_path / "pde.sas").write_text(PDE_LAYOUT)
     (tmp_path / "pde_2009.txt.gz").write_bytes(gzip.compress(("\n".join(lines[:3]) + "\n").encode()))
-    (tmp_path / "pde_2010.dat").write_text("\n".join(lines[3:]) + "\n")
+    (tmp_path / "pde 2010 (2).dat").write_text("\n".join(lines[3:]) + "\n")
     mapping = load_mapping("seer-medicare")
-    files = [tmp_path / "pde_2009.txt.gz", tmp_path / "pde_2010.dat"]
+    files = [tmp_path / "pde_2009.txt.gz", tmp_path / "pde 2010 (2).dat"]
     groups = ingest.group_by_header("pde", files, mapping)
     assert [g.format for g in groups] == ["fixed-width"]
     bronze = ingest.read_raw(spark, "pde", groups, mapping)
@@ -153,7 +153,7 @@ def test_fixed_width_fields_informats_and_bad_records_go_to_quarantine(spark, tm
     assert rows["P2"].QTY_DSPNSD_NUM == "30.5" and rows["P2"].REFILLS is None and rows["P2"].PAID_DT is None
     assert rows["P6"].SRVC_DT == "2009-06-10"      # kept as delivered; the mapping's date check rejects it
     assert bronze.where(F.col("_corrupt_record").isNotNull()).count() == 2
-    assert {r._source_file for r in bronze.collect()} == {"pde_2009.txt.gz", "pde_2010.dat"}
+    assert {r._source_file for r in bronze.collect()} == {"pde_2009.txt.gz", "pde 2010 (2).dat"}
 
     typed = ingest.type_bronze(bronze.withColumn("_loaded_at", F.current_timestamp()), "pde", mapping, groups)
     problems = sorted((p.column, p.value, p.reason) for r in typed.collect() for p in r[mapper.PROBLEMS])

@@ -68,15 +68,18 @@ def field_text(record: Column, field: Field) -> Column:
     raise ValueError(f"unknown field kind {field.kind}")
 
 
-def read_fixed_width(spark, paths: list[str], layout: RecordLayout, corrupt: str, source_file: str) -> DataFrame:
-    """Every record of the files as one text column per field, plus the corrupt-record and file columns."""
+def read_fixed_width(spark, paths: list[str], layout: RecordLayout, corrupt: str, file_name: Column) -> DataFrame:
+    """Every record of the files as one text column per field, plus the corrupt-record and file columns.
+
+    ``file_name`` is the named column of the file a record came from (``mapper.delivered_file_name``).
+    """
     lines = spark.read.text(paths)
     record = F.col(RECORD)
     wrong_length = F.length(record) != F.lit(layout.record_length)
     return lines.select(
         *[field_text(record, f).alias(f.name) for f in layout.fields],
         F.when(wrong_length, record).alias(corrupt),
-        F.col("_metadata.file_name").alias(source_file),
+        file_name,
     )
 
 

@@ -219,7 +219,7 @@ def read_raw(spark, table: str, groups: dict[FileGroup, list[Path]], mapping: Ma
         parquets = [str(p) for p in paths] if group.format == "parquet" else []
         if group.format == "fixed-width":
             frames.append(fixed_width.read_fixed_width(spark, [str(p) for p in paths], group.layout,
-                                                       CORRUPT, mapper.SOURCE_FILE))
+                                                       CORRUPT, mapper.delivered_file_name()))
         if group.format == "sas":
             if staging is None:
                 raise ValueError("SAS datasets need a staging folder")
@@ -237,12 +237,12 @@ def read_raw(spark, table: str, groups: dict[FileGroup, list[Path]], mapping: Ma
                      .option("columnNameOfCorruptRecord", CORRUPT)
                      .option("encoding", "UTF-8")
                      .csv(csvs))
-            frames.append(frame.select(*header, CORRUPT, F.col("_metadata.file_name").alias(mapper.SOURCE_FILE)))
+            frames.append(frame.select(*header, CORRUPT, mapper.delivered_file_name()))
         if parquets:
             frame = spark.read.parquet(*parquets)
             frames.append(frame.select(*[F.col(c).cast("string").alias(c) for c in header],
                                        F.lit(None).cast("string").alias(CORRUPT),
-                                       F.col("_metadata.file_name").alias(mapper.SOURCE_FILE)))
+                                       mapper.delivered_file_name()))
     raw = frames[0]
     for frame in frames[1:]:
         raw = raw.unionByName(frame, allowMissingColumns=True)

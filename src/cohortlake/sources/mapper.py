@@ -34,6 +34,19 @@ PROBLEMS = "_problems"
 SOURCE_FILE = "_source_file"
 COPIES = "_copies"
 
+
+def delivered_file_name() -> Column:
+    """``_source_file``: the name of the file a row was read from, as delivered.
+
+    Spark's ``_metadata.file_name`` is the name as a URI path: a blank reads %20, a
+    percent sign %25, a '#' %23 (letters outside ASCII stay). Decoded here, so that
+    quarantine rows, file years and the order of files in ``dedupe`` see the names the
+    files have. A '+' is escaped first: URL decoding would read it as a blank.
+    """
+    name = F.regexp_replace(F.col("_metadata.file_name"), r"\+", "%2B")
+    return F.url_decode(name).alias(SOURCE_FILE)
+
+
 CODE_FORMATS = {
     # (pattern on the code as stored, see code_value; reason); the bronze suites' code rules
     # say the same of the text as delivered
