@@ -252,16 +252,19 @@ def read_raw(spark, table: str, groups: dict[FileGroup, list[Path]], mapping: Ma
 
 
 def type_bronze(bronze: DataFrame, table: str, mapping: Mapping,
-                groups: dict[FileGroup, list[Path]] | None = None) -> DataFrame:
-    """Deduplicated, typed rows with their problems: what the reading found, then the mapping's."""
+                groups: dict[FileGroup, list[Path]]) -> DataFrame:
+    """Deduplicated, typed rows with their problems: what the reading found, then the mapping's.
+
+    ``groups`` are the files ``bronze`` was read from (``group_by_header``).
+    """
     meta = (CORRUPT, LOADED_AT, mapper.SOURCE_FILE, SOURCE_ROW)
     data_columns = [c for c in bronze.columns if c not in meta]
     spec = mapping.raw[table]
-    deduped = mapper.dedupe(bronze, data_columns + [CORRUPT])
+    deduped = mapper.dedupe(bronze, data_columns + [CORRUPT], [p.name for ps in groups.values() for p in ps])
     corrupt = F.col(CORRUPT)
     # Fixed-width files: records of the wrong length, and numeric and date fields their
     # informat cannot read (the columns the mapping types are left to the mapping).
-    fixed = [(g, [p.name for p in ps]) for g, ps in (groups or {}).items() if g.format == "fixed-width"]
+    fixed = [(g, [p.name for p in ps]) for g, ps in groups.items() if g.format == "fixed-width"]
     fixed_names = [n for _, names in fixed for n in names]
     typed_columns = set(spec.column_types())
     text = {c: mapper.clean_text(c) for c in data_columns}

@@ -135,17 +135,23 @@ def parse_value(text: Column, spec: ColumnType) -> Column:
     return F.when(value.between(1, 12), value)
 
 
-def dedupe(raw: DataFrame, data_columns: list[str]) -> DataFrame:
+def dedupe(raw: DataFrame, data_columns: list[str], files: list[str]) -> DataFrame:
     """Collapse exact duplicate rows (same values in every raw column), counting copies.
 
-    Rows are grouped by a SHA-256 of their values rather than by a hundred-odd columns
-    (cheaper to shuffle and compare on wide claim tables). The source file kept is the
-    smallest name, so re-runs pick the same one.
+    ``files`` are the names of the files the rows came from (their ``_source_file``). The
+    source file kept is the smallest name, so re-runs pick the same one. It travels
+    through the aggregation as its rank among the sorted names, an integer: with every
+    aggregation buffer of fixed width, Spark hashes the groups. A text buffer (the name
+    itself, or the row as a struct) makes it sort every row first, and that sort was most
+    of the typing of narrow claim tables.
     """
-    row = F.struct(*data_columns)
-    grouped = raw.groupBy(F.sha2(F.to_json(row), 256).alias("_row_hash")).agg(
-        F.first(row).alias("_row"), F.min(SOURCE_FILE).alias(SOURCE_FILE), F.count(F.lit(1)).alias(COPIES))
-    return grouped.select("_row.*", SOURCE_FILE, COPIES)
+    names = F.array(*(F.lit(name) for name in sorted(set(files))))
+    rank = F.array_position(names, F.col(SOURCE_FILE))
+    known = F.when(rank > 0, rank).otherwise(F.raise_error(F.concat(
+        F.lit("dedupe: a row from a file not among the table's files: "), F.col(SOURCE_FILE))))
+    grouped = raw.groupBy(*data_columns).agg(F.min(known).alias("_file_rank"), F.count(F.lit(1)).alias(COPIES))
+    return grouped.select(*data_columns, F.element_at(names, F.col("_file_rank").cast("int")).alias(SOURCE_FILE),
+                          COPIES)
 
 
 def type_rows(raw: DataFrame, spec: RawTable, data_columns: list[str], codes: dict[str, str] | None = None) -> DataFrame:
