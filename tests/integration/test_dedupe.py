@@ -79,7 +79,7 @@ def test_the_typed_rows_keep_the_counts_and_files(spark, tmp_path):
     bronze = ingest.read_raw(spark, "pde", groups, mapping)
     typed = ingest.type_bronze(bronze, "pde", mapping, groups)
     rows = typed.select("PDE_ID", "BN", mapper.SOURCE_FILE, mapper.COPIES).collect()
-    assert sum(r[mapper.COPIES] for r in rows) == sum(len(rows) for rows in FILES.values())
+    assert sum(r[mapper.COPIES] for r in rows) == sum(len(file_rows) for file_rows in FILES.values())
     assert sorted((r.PDE_ID, r.BN or "", r[mapper.SOURCE_FILE], r[mapper.COPIES]) for r in rows) == [
         ("P1", "NEXAVAR", "pde_100%.csv", 2),
         ("P2", "", "pde 2009 (copy).csv", 2),
