@@ -48,14 +48,6 @@ TUNING_CONF = {
     # round trips), so this halved the driver time of planning them (MedPAR's typing
     # 2.8 s -> 1.2 s); Spark's errors still name the failing expression.
     "spark.python.sql.dataFrameDebugging.enabled": "false",
-    # Spark fuses a stage's operators into one generated class unless a method of it
-    # would exceed this many bytes of bytecode (default 65535, Java's own cap); then it
-    # runs the operators one by one, each with its own generated code. 8000 is the
-    # JVM's limit for compiling a method well: above it C2 gives up on the method and it
-    # runs slowly. Typing a carrier base file fused its 20 typed columns into the
-    # dedupe's aggregation, one 35,765-byte method: 24-26 s warm on 100,000 patients;
-    # run apart, 8.5 s (the MBSF 11.2 -> 8.3 s; the gates and the build unchanged).
-    "spark.sql.codegen.hugeMethodLimit": "8000",
 }
 CLUSTER_DEFAULTS = {
     **TUNING_CONF,
