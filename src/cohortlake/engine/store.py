@@ -19,10 +19,17 @@ from cohortlake.engine.plan import table_scans
 from cohortlake.errors import UserError
 from cohortlake.lake import layout
 from cohortlake.lake.manifest import RunManifest
+from cohortlake.lake.session import session_conf
 from cohortlake.sources.canonical import SILVER_TABLES, silver_name
 from cohortlake.spec.model import Definition
 
 ATTRITION_COLUMNS = ("step", "name", "persons_remaining", "persons_excluded")
+
+# The build persists its tagged events, eras and episodes in memory. Spark's columnar
+# compression of those batches took a third of the tagging's time and saved 7% of
+# their size (100,000 patients: 43.5 vs 46.5 MiB of tagged events; persisting them
+# 7.6-8.0 s compressed, 5.5-5.6 s not, warm).
+BUILD_CONF = {"spark.sql.inMemoryColumnarStorage.compressed": "false"}
 
 
 def cohort_table(definition: Definition, part: str) -> str:
@@ -84,7 +91,8 @@ def build_and_store(definition: Definition, lake, out: str | None = None, progre
     with gates.gated(lake, tables, enabled=validate, manifest=manifest) as gate:
         result: BuildResult | None = None
         try:
-            with progress.step(f"build {definition.cohort}") as step, manifest.phase("build"):
+            with (progress.step(f"build {definition.cohort}") as step, manifest.phase("build"),
+                  session_conf(lake.spark, BUILD_CONF)):
                 result = build_cohort(definition, frames)
                 manifest.extra["table_scans"] = dict(sorted(table_scans(result.cohort, lake.root).items()))
                 lake.write(cohort_table(definition, "attrition"), attrition_frame(lake.spark, result.attrition))
