@@ -17,7 +17,7 @@ from helpers import CONTRACT, delta_rows
 
 from cohortlake.errors import MissingInputError
 from cohortlake.lake.delta import Lakehouse
-from cohortlake.sources.ingest import ingest
+from cohortlake.sources.ingest import TYPING_CONF, ingest
 
 A, B, C = "0000000001", "0000000002", "0000000003"
 D = dt.date
@@ -249,7 +249,11 @@ def test_dispensing_clean_rows_only(lake):
 
 def test_rerun_replaces_tables_without_duplicates(lake, spark):
     before = {t: lake.version(f"silver/{t}") for t in ("diagnosis", "dispensing")}
+    settings = {key: spark.conf.get(key, None) for key in TYPING_CONF}
+    assert all(settings[key] != value for key, value in TYPING_CONF.items())
     report = ingest(spark, lake, "seer-medicare", lake.raw_dir, validate=False)
+    # Typing's settings end with it (the build's tagging scan runs 2.5x slower under them).
+    assert {key: spark.conf.get(key, None) for key in TYPING_CONF} == settings
     assert report.silver == lake.report.silver
     for table, version in before.items():
         assert lake.version(f"silver/{table}") == version + 1
