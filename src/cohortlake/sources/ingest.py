@@ -34,7 +34,7 @@ from cohortlake.errors import MissingInputError, UserError
 from cohortlake.lake import layout as lake_layout
 from cohortlake.lake.delta import Lakehouse  # noqa: E402
 from cohortlake.lake.manifest import RunManifest
-from cohortlake.lake.session import session_conf
+from cohortlake.lake.session import session_conf, size_conf
 from cohortlake.progress import Progress
 from cohortlake.quality import gates
 from cohortlake.sources import fixed_width, mapper, sas_dataset
@@ -378,10 +378,17 @@ def ingest(spark, lake: Lakehouse, layout: str, raw_dir: str | Path, mapping_pat
     # that fails a critical expectation stops here and silver keeps its last version.
     # The silver gate judges the canonical tables; on a critical failure they go back to
     # their last validated version (downstream steps read the latest) and nothing is recorded.
-    with gates.gated(lake, [silver_name(t) for t in SILVER_TABLES], enabled=validate) as silver_gate:
+    # Once bronze holds the delivery, its largest table decides whether everything after it
+    # (gates, typing, silver) runs interpreted or compiled (lake.session.size_conf), until
+    # the ingest ends.
+    with contextlib.ExitStack() as sized, gates.gated(lake, [silver_name(t) for t in SILVER_TABLES],
+                                                      enabled=validate) as silver_gate:
         try:
             with ThreadPoolExecutor(max_workers=INGEST_THREADS, thread_name_prefix="ingest") as pool:
                 list(pool.map(load_bronze, files))
+                engine = size_conf(max(c.rows_in for c in counts.values()))
+                manifest.extra["code_generation"] = "interpreted" if engine else "compiled"
+                sized.enter_context(session_conf(spark, engine))
                 if validate:
                     with manifest.phase("validate/bronze"):
                         report.quality.append(gates.gate_bronze(lake, layout, progress, runner))

@@ -28,7 +28,7 @@ import os
 import time
 
 from cohortlake.errors import UserError
-from cohortlake.lake.session import session_conf
+from cohortlake.lake.session import INTERPRETED_CONF, session_conf
 from cohortlake.synth import desynpuf, seer_medicare
 from cohortlake.synth.writer import TMP_DIR_NAME, remove_tmp
 
@@ -45,11 +45,11 @@ def _owned(module, name: str) -> bool:
 # Session settings while generating (restored afterwards). Adaptive execution would
 # only re-plan our fixed partitioning, at a real cost for plans this large.
 GENERATOR_CONF = {"spark.sql.adaptive.enabled": "false"}
-# Small runs: compiling the generated code for a model this size costs more than the
-# compiled code saves (measured about a third of the time at a few thousand persons),
-# so they are evaluated interpreted. Same results either way.
+# Small runs are evaluated interpreted (lake.session.INTERPRETED_CONF): compiling the
+# generated code for a model this size costs more than the compiled code saves (measured
+# about a third of the time at a few thousand persons). Same results either way. The
+# generator decides by persons: its rows are not known before it runs.
 SMALL_RUN_PATIENTS = 5_000
-SMALL_RUN_CONF = {"spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN"}
 
 
 def check_arguments(layout: str, out_dir: str, patients: int, seed: int, dirty_rate: float) -> None:
@@ -109,7 +109,7 @@ def generate(spark, layout: str, out_dir: str, patients: int, seed: int, dirty_r
 
     started = time.monotonic()
     try:
-        conf = {**GENERATOR_CONF, **(SMALL_RUN_CONF if patients <= SMALL_RUN_PATIENTS else {})}
+        conf = {**GENERATOR_CONF, **(INTERPRETED_CONF if patients <= SMALL_RUN_PATIENTS else {})}
         with session_conf(spark, conf):
             result = module.generate(spark, out_dir, patients, seed, dirty_rate, **options)
     finally:
