@@ -72,6 +72,39 @@ def test_shipped_test_patients_pass(built, name):
 
 
 @pytest.mark.spark
+def test_compiled_and_interpreted_builds_give_the_same_rows(built, spark, monkeypatch):
+    """Test patients build interpreted (lake.session.size_conf); compiled, every row is the same."""
+    import cohortlake.engine
+    import cohortlake.lake.session as session
+
+    suite, interpreted = built("sorafenib_time_varying_response.yaml")  # the module's build
+    build, modes = cohortlake.engine.build_cohort, []
+
+    class Seen(Exception):
+        pass
+
+    def spy(*args, **kwargs):
+        modes.append(spark.conf.get("spark.sql.codegen.factoryMode", None))
+        if len(modes) == 1:
+            raise Seen  # the settings the module's build had; no need to build again
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(cohortlake.engine, "build_cohort", spy)
+    before = {key: spark.conf.get(key, None) for key in session.INTERPRETED_CONF}
+    with pytest.raises(Seen):
+        engine_rows(spark, suite)
+    monkeypatch.setattr(session, "INTERPRETED_BELOW_ROWS", 0)
+    compiled = engine_rows(spark, suite)
+    assert modes[0] == "NO_CODEGEN" and modes[1] != "NO_CODEGEN", modes
+    assert {key: spark.conf.get(key, None) for key in session.INTERPRETED_CONF} == before
+    assert interpreted.events, "the time-varying rows are part of what is compared"
+    for part in ("cohort", "flags", "events"):
+        key = lambda row: sorted((k, repr(v)) for k, v in row.items())  # noqa: E731
+        assert sorted(getattr(compiled, part), key=key) == sorted(getattr(interpreted, part), key=key), part
+    assert compiled.steps == interpreted.steps
+
+
+@pytest.mark.spark
 def test_assure_command_exit_codes_and_lines(built, tmp_path, capsys, monkeypatch):
     import cohortlake.assure.run as assure
 

@@ -17,12 +17,16 @@ def _plain(row) -> dict:
 def engine_rows(spark, suite: AssureSuite) -> EngineRows:
     """Build the suite's definition over all its patients at once (one engine run)."""
     from cohortlake.engine import build_cohort
-    from cohortlake.lake.session import session_conf
+    from cohortlake.lake.session import session_conf, size_conf
 
     # A few hundred rows: one shuffle partition instead of many near-empty tasks, and no
-    # adaptive re-planning (on data this small it costs more than it saves: about 40%).
-    with session_conf(spark, {"spark.sql.shuffle.partitions": "1", "spark.sql.adaptive.enabled": "false"}):
-        result = build_cohort(suite.definition, frames_from_rows(spark, suite.tables()))
+    # adaptive re-planning (on data this small it costs more than it saves: about 40%);
+    # interpreted below the size rule's threshold, as a build from a lake.
+    tables = suite.tables()
+    largest = max((len(rows) for rows in tables.values()), default=0)
+    with session_conf(spark, {"spark.sql.shuffle.partitions": "1", "spark.sql.adaptive.enabled": "false",
+                              **size_conf(largest)}):
+        result = build_cohort(suite.definition, frames_from_rows(spark, tables))
         try:
             return EngineRows(
                 cohort=[_plain(r) for r in result.cohort.collect()],

@@ -19,7 +19,7 @@ from cohortlake.engine.plan import table_scans
 from cohortlake.errors import UserError
 from cohortlake.lake import layout
 from cohortlake.lake.manifest import RunManifest
-from cohortlake.lake.session import session_conf
+from cohortlake.lake.session import code_generation, session_conf, size_conf
 from cohortlake.sources.canonical import SILVER_TABLES, silver_name
 from cohortlake.spec.model import Definition
 
@@ -87,8 +87,12 @@ def build_and_store(definition: Definition, lake, out: str | None = None, progre
     manifest.extra["definition_sha256_with_includes"] = definition.sha256
     with manifest.phase("read"):
         frames = read_silver(lake)
+        # The largest canonical table decides whether the build and its gate run compiled
+        # or interpreted (lake.session.size_conf, the ingest's rule).
+        engine = size_conf(max(lake.row_count(silver_name(t)) for t in SILVER_TABLES))
+    manifest.extra["code_generation"] = code_generation(engine)
     tables = [cohort_table(definition, part) for part in layout.COHORT_PARTS]
-    with gates.gated(lake, tables, enabled=validate, manifest=manifest) as gate:
+    with session_conf(lake.spark, engine), gates.gated(lake, tables, enabled=validate, manifest=manifest) as gate:
         result: BuildResult | None = None
         try:
             with (progress.step(f"build {definition.cohort}") as step, manifest.phase("build"),

@@ -57,6 +57,9 @@ TUNING_CONF = {
 # interpreted; the two DE-SynPUF beneficiaries of tests/fixtures 59.1/53.8 vs 48.0/44.4 s;
 # 1,500 patients (27,000 rows) 76.8/70.4 vs 73.4/64.3 s; 5,000 patients (90,000 rows)
 # 94.8/84.1 vs 96.7/80.7 s, even. Same rows either way (test_ingest_seer_medicare runs
+# both). A build decides from its largest input table the same way: a build of hand-written
+# test patients (assure, the spec cases) runs about a tenth faster interpreted, a build of
+# 1,500 synthetic patients (110,000 diagnosis rows) stays compiled (test_assure runs
 # both). The setting is session-wide, so a step decides once, from its largest input.
 INTERPRETED_CONF = {"spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN"}
 INTERPRETED_BELOW_ROWS = int(os.environ.get("COHORTLAKE_INTERPRETED_BELOW_ROWS", "50000"))
@@ -66,6 +69,11 @@ def size_conf(largest_input_rows: int) -> dict[str, str]:
     """The settings for a step whose largest input has this many rows: interpreted below
     ``INTERPRETED_BELOW_ROWS``, otherwise none (compiled, Spark's default)."""
     return dict(INTERPRETED_CONF) if largest_input_rows < INTERPRETED_BELOW_ROWS else {}
+
+
+def code_generation(settings: dict[str, str]) -> str:
+    """How a step with these ``size_conf`` settings runs, as its manifest records it."""
+    return "interpreted" if settings.get("spark.sql.codegen.factoryMode") == "NO_CODEGEN" else "compiled"
 
 
 CLUSTER_DEFAULTS = {

@@ -34,7 +34,7 @@ from cohortlake.errors import MissingInputError, UserError
 from cohortlake.lake import layout as lake_layout
 from cohortlake.lake.delta import Lakehouse  # noqa: E402
 from cohortlake.lake.manifest import RunManifest
-from cohortlake.lake.session import session_conf, size_conf
+from cohortlake.lake.session import code_generation, session_conf, size_conf
 from cohortlake.progress import Progress
 from cohortlake.quality import gates
 from cohortlake.sources import fixed_width, mapper, sas_dataset
@@ -387,7 +387,7 @@ def ingest(spark, lake: Lakehouse, layout: str, raw_dir: str | Path, mapping_pat
             with ThreadPoolExecutor(max_workers=INGEST_THREADS, thread_name_prefix="ingest") as pool:
                 list(pool.map(load_bronze, files))
                 engine = size_conf(max(c.rows_in for c in counts.values()))
-                manifest.extra["code_generation"] = "interpreted" if engine else "compiled"
+                manifest.extra["code_generation"] = code_generation(engine)
                 sized.enter_context(session_conf(spark, engine))
                 if validate:
                     with manifest.phase("validate/bronze"):
