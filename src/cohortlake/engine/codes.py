@@ -63,30 +63,36 @@ def _head(length: int) -> str:
     return f"_head{length}"
 
 
-def _any_of(tests: list[Column]) -> Column:
-    found = tests[0]
-    for test in tests[1:]:
-        found = found | test
-    return found
+# The tests are written as Spark SQL text and parsed once per code set: the same
+# expressions (``In``, then ``InSet``; comparisons; ``OR``) as built from Column calls,
+# which cost one JVM round trip per value and operator (a code set of 400 codes, 400).
+def _quote(value: str) -> str:
+    """A Spark SQL string literal (backslashes and quotes escaped, as the parser reads them)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _entry_tests(entries) -> list[Column]:
+def _any_of(tests: list[str]) -> str:
+    return tests[0] if len(tests) == 1 else "(" + " OR ".join(tests) + ")"
+
+
+def _entry_tests(entries) -> list[str]:
     """The tests of some entries (any system): one set per kind and prefix length, one comparison per range."""
     exact = sorted({e.value for e in entries if e.kind == "exact"})
     prefixes: dict[int, set[str]] = defaultdict(set)
     for e in entries:
         if e.kind == "prefix":
             prefixes[len(e.value)].add(e.value)
-    tests = [F.col("_code").isin(exact)] if exact else []
-    tests.extend(F.col(_head(length)).isin(sorted(values)) for length, values in sorted(prefixes.items()))
+    tests = [f"_code IN ({', '.join(map(_quote, exact))})"] if exact else []
+    tests.extend(f"{_head(length)} IN ({', '.join(map(_quote, sorted(values)))})"
+                 for length, values in sorted(prefixes.items()))
     for low, high in sorted({(e.low, e.high) for e in entries if e.kind == "range"}):
-        head = F.col(_head(len(low)))
-        tests.append((F.length(head) == len(low)) & head.between(low, high))
+        head = _head(len(low))
+        tests.append(f"(length({head}) = {len(low)} AND {head} BETWEEN {_quote(low)} AND {_quote(high)})")
     return tests
 
 
-def _generic_tests(patterns: list[str]) -> list[Column]:
-    return [F.lower(F.col("generic_name")).contains(p) for p in patterns]
+def _generic_tests(patterns: list[str]) -> list[str]:
+    return [f"contains(lower(generic_name), {_quote(p)})" for p in patterns]
 
 
 def _in_codeset(need: TableNeed, codeset: NormalisedCodeSet) -> Column | None:
@@ -94,10 +100,10 @@ def _in_codeset(need: TableNeed, codeset: NormalisedCodeSet) -> Column | None:
     by_system: dict[str, list] = defaultdict(list)
     for entry in need.entries(codeset):
         by_system[entry.system.value].append(entry)
-    tests = [(F.col("_system") == system) & _any_of(_entry_tests(entries))
+    tests = [f"(_system = {_quote(system)} AND {_any_of(_entry_tests(entries))})"
              for system, entries in sorted(by_system.items())]
     tests.extend(_generic_tests(need.generic_patterns(codeset)))
-    return _any_of(tests) if tests else None
+    return F.expr(_any_of(tests)) if tests else None
 
 
 def _in_any_codeset(need: TableNeed) -> Column | None:
@@ -105,7 +111,7 @@ def _in_any_codeset(need: TableNeed) -> Column | None:
     entries = [e for codeset in need.codesets for e in need.entries(codeset)]
     tests = _entry_tests(entries)
     tests.extend(_generic_tests(sorted({p for codeset in need.codesets for p in need.generic_patterns(codeset)})))
-    return _any_of(tests) if tests else None
+    return F.expr(_any_of(tests)) if tests else None
 
 
 # A claim and a claims row are told apart by 64-bit hashes of their fields: exact
