@@ -26,6 +26,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, IntegerType, LongType, StringType, StructField, StructType
 
 from cohortlake.spec.codes import NormalisedCodeSet
+from cohortlake.sqltext import lit
 from cohortlake.vocabulary import TABLE_SYSTEMS, EventTable
 
 # Columns of the tagged-event frame every rule reads.
@@ -66,11 +67,6 @@ def _head(length: int) -> str:
 # The tests are written as Spark SQL text and parsed once per code set: the same
 # expressions (``In``, then ``InSet``; comparisons; ``OR``) as built from Column calls,
 # which cost one JVM round trip per value and operator (a code set of 400 codes, 400).
-def _quote(value: str) -> str:
-    """A Spark SQL string literal (backslashes and quotes escaped, as the parser reads them)."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 def _any_of(tests: list[str]) -> str:
     return tests[0] if len(tests) == 1 else "(" + " OR ".join(tests) + ")"
 
@@ -82,17 +78,17 @@ def _entry_tests(entries) -> list[str]:
     for e in entries:
         if e.kind == "prefix":
             prefixes[len(e.value)].add(e.value)
-    tests = [f"_code IN ({', '.join(map(_quote, exact))})"] if exact else []
-    tests.extend(f"{_head(length)} IN ({', '.join(map(_quote, sorted(values)))})"
+    tests = [f"_code IN ({', '.join(map(lit, exact))})"] if exact else []
+    tests.extend(f"{_head(length)} IN ({', '.join(map(lit, sorted(values)))})"
                  for length, values in sorted(prefixes.items()))
     for low, high in sorted({(e.low, e.high) for e in entries if e.kind == "range"}):
         head = _head(len(low))
-        tests.append(f"(length({head}) = {len(low)} AND {head} BETWEEN {_quote(low)} AND {_quote(high)})")
+        tests.append(f"(length({head}) = {len(low)} AND {head} BETWEEN {lit(low)} AND {lit(high)})")
     return tests
 
 
 def _generic_tests(patterns: list[str]) -> list[str]:
-    return [f"contains(lower(generic_name), {_quote(p)})" for p in patterns]
+    return [f"contains(lower(generic_name), {lit(p)})" for p in patterns]
 
 
 def _in_codeset(need: TableNeed, codeset: NormalisedCodeSet) -> Column | None:
@@ -100,7 +96,7 @@ def _in_codeset(need: TableNeed, codeset: NormalisedCodeSet) -> Column | None:
     by_system: dict[str, list] = defaultdict(list)
     for entry in need.entries(codeset):
         by_system[entry.system.value].append(entry)
-    tests = [f"(_system = {_quote(system)} AND {_any_of(_entry_tests(entries))})"
+    tests = [f"(_system = {lit(system)} AND {_any_of(_entry_tests(entries))})"
              for system, entries in sorted(by_system.items())]
     tests.extend(_generic_tests(need.generic_patterns(codeset)))
     return F.expr(_any_of(tests)) if tests else None

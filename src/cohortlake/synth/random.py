@@ -17,28 +17,9 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from cohortlake.sqltext import Sql, lit  # noqa: F401 (the generator's modules take them from here)
+
 _UNIT = 2**53  # doubles carry 53 bits of mantissa: the finest exact uniform grid
-
-
-class Sql(str):
-    """SQL expression text (as opposed to a string value)."""
-
-
-def lit(value: Any) -> Sql:
-    """SQL literal for a Python value; ``Sql`` passes through unchanged."""
-    if isinstance(value, Sql):
-        return value
-    if value is None:
-        return Sql("NULL")
-    if isinstance(value, bool):
-        return Sql("TRUE" if value else "FALSE")
-    if isinstance(value, int):
-        return Sql(f"{value}" if -(2**31) <= value < 2**31 else f"{value}L")
-    if isinstance(value, float):
-        return Sql(f"{value!r}D")
-    if isinstance(value, str):
-        return Sql("'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'")
-    raise TypeError(f"no SQL literal for {value!r}")
 
 
 def num(value: Any) -> Sql:
