@@ -98,9 +98,12 @@ def test_compiled_and_interpreted_builds_give_the_same_rows(built, spark, monkey
     assert modes[0] == "NO_CODEGEN" and modes[1] != "NO_CODEGEN", modes
     assert {key: spark.conf.get(key, None) for key in session.INTERPRETED_CONF} == before
     assert interpreted.events, "the time-varying rows are part of what is compared"
+
+    def row_key(row):
+        return sorted((k, repr(v)) for k, v in row.items())
+
     for part in ("cohort", "flags", "events"):
-        key = lambda row: sorted((k, repr(v)) for k, v in row.items())  # noqa: E731
-        assert sorted(getattr(compiled, part), key=key) == sorted(getattr(interpreted, part), key=key), part
+        assert sorted(getattr(compiled, part), key=row_key) == sorted(getattr(interpreted, part), key=row_key), part
     assert compiled.steps == interpreted.steps
 
 

@@ -17,7 +17,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from cohortlake.sqltext import Sql, lit  # noqa: F401 (the generator's modules take them from here)
+from cohortlake.sqltext import Sql, lit
 
 _UNIT = 2**53  # doubles carry 53 bits of mantissa: the finest exact uniform grid
 
