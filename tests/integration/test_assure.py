@@ -93,7 +93,7 @@ def test_compiled_and_interpreted_builds_give_the_same_rows(built, spark, monkey
     before = {key: spark.conf.get(key, None) for key in session.INTERPRETED_CONF}
     with pytest.raises(Seen):
         engine_rows(spark, suite)
-    monkeypatch.setattr(session, "INTERPRETED_BELOW_ROWS", 0)
+    monkeypatch.setattr(session, "BUILD_INTERPRETED_BELOW_ROWS", 0)
     compiled = engine_rows(spark, suite)
     assert modes[0] == "NO_CODEGEN" and modes[1] != "NO_CODEGEN", modes
     assert {key: spark.conf.get(key, None) for key in session.INTERPRETED_CONF} == before

@@ -68,6 +68,27 @@ def test_plans_are_built_without_recording_python_call_sites():
     assert session.CLUSTER_DEFAULTS[key] == "false"
 
 
+def test_each_step_runs_interpreted_below_its_own_threshold(monkeypatch):
+    # An ingest counts the rows of its largest raw table, a build those of its largest
+    # canonical table; the thresholds are measured per step (comment above size_conf).
+    assert session.INTERPRETED_BELOW_ROWS == 50_000 and session.BUILD_INTERPRETED_BELOW_ROWS == 500_000
+    interpreted = session.INTERPRETED_CONF
+    assert session.size_conf(49_999, "ingest") == interpreted and session.size_conf(50_000, "ingest") == {}
+    # the demo lake of the tests: 1,500 patients, 111,139 diagnosis rows
+    assert session.size_conf(111_139, "build") == interpreted and session.size_conf(500_000, "build") == {}
+    assert session.code_generation(session.size_conf(0, "build")) == "interpreted"
+    assert session.code_generation(session.size_conf(10**9, "build")) == "compiled"
+    monkeypatch.setattr(session, "BUILD_INTERPRETED_BELOW_ROWS", 0)  # read when called, as the tests rely on
+    assert session.size_conf(0, "build") == {}
+    with pytest.raises(ValueError, match="'match' is not one of"):
+        session.size_conf(1, "match")
+    monkeypatch.setenv("COHORTLAKE_BUILD_INTERPRETED_BELOW_ROWS", "5e5")
+    with pytest.raises(EnvironmentProblem, match=r"COHORTLAKE_BUILD_INTERPRETED_BELOW_ROWS='5e5': expected a whole"):
+        session._rows_setting("COHORTLAKE_BUILD_INTERPRETED_BELOW_ROWS", 500_000)
+    monkeypatch.setenv("COHORTLAKE_BUILD_INTERPRETED_BELOW_ROWS", " 1000 ")
+    assert session._rows_setting("COHORTLAKE_BUILD_INTERPRETED_BELOW_ROWS", 500_000) == 1000
+
+
 def test_spark_submit_is_detected_by_its_gateway(monkeypatch):
     monkeypatch.delenv("PYSPARK_GATEWAY_PORT", raising=False)
     assert not session.launched_by_spark_submit()

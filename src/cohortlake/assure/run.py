@@ -25,7 +25,7 @@ def engine_rows(spark, suite: AssureSuite) -> EngineRows:
     tables = suite.tables()
     largest = max((len(rows) for rows in tables.values()), default=0)
     with session_conf(spark, {"spark.sql.shuffle.partitions": "1", "spark.sql.adaptive.enabled": "false",
-                              **size_conf(largest)}):
+                              **size_conf(largest, "build")}):
         result = build_cohort(suite.definition, frames_from_rows(spark, tables))
         try:
             return EngineRows(

@@ -88,8 +88,8 @@ def build_and_store(definition: Definition, lake, out: str | None = None, progre
     with manifest.phase("read"):
         frames = read_silver(lake)
         # The largest canonical table decides whether the build and its gate run compiled
-        # or interpreted (lake.session.size_conf, the ingest's rule).
-        engine = size_conf(max(lake.row_count(silver_name(t)) for t in SILVER_TABLES))
+        # or interpreted (lake.session.size_conf, with the build's threshold).
+        engine = size_conf(max(lake.row_count(silver_name(t)) for t in SILVER_TABLES), "build")
     manifest.extra["code_generation"] = code_generation(engine)
     tables = [cohort_table(definition, part) for part in layout.COHORT_PARTS]
     with session_conf(lake.spark, engine), gates.gated(lake, tables, enabled=validate, manifest=manifest) as gate:

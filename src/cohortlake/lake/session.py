@@ -57,18 +57,42 @@ TUNING_CONF = {
 # interpreted; the two DE-SynPUF beneficiaries of tests/fixtures 59.1/53.8 vs 48.0/44.4 s;
 # 1,500 patients (27,000 rows) 76.8/70.4 vs 73.4/64.3 s; 5,000 patients (90,000 rows)
 # 94.8/84.1 vs 96.7/80.7 s, even. Same rows either way (test_ingest_seer_medicare runs
-# both). A build decides from its largest input table the same way: a build of hand-written
-# test patients runs interpreted (the 145 spec cases 112.6/107.4 s compiled vs 90.3/83.4 s), a
-# build of 1,500 synthetic patients (111,139 diagnosis rows) stays compiled (test_assure runs
-# both). The setting is session-wide, so a step decides once, from its largest input.
+# both). A build decides from its largest input table the same way, with its own threshold:
+# canonical tables are narrow and long (per patient, about 74 diagnosis rows against 18 rows
+# of the largest raw table), so the crossing lies elsewhere. Reference builds with their gate (build_cohort.py
+# --repeat 3, modes alternated, first build cold / best warm): 1,500 patients (111,139
+# diagnosis rows) 44.6, 36.2 / 12.8, 16.1 s compiled vs 30.9, 35.9 / 12.1, 14.7 s
+# interpreted; 5,000 (364,889) 43.4, 37.0 / 13.4, 14.1 vs 33.6, 35.7 / 13.3, 12.8 s;
+# 20,000 (1,456,643) 45.3, 41.3 / 19.7, 17.6 vs 51.7, 44.8 / 27.9, 25.8 s. Hand-written
+# test patients build interpreted (the 145 spec cases 112.6/107.4 s compiled vs 90.3/83.4 s;
+# test_assure builds them both ways and compares). The setting is session-wide, so a step
+# decides once, from its largest input.
 INTERPRETED_CONF = {"spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN"}
-INTERPRETED_BELOW_ROWS = int(os.environ.get("COHORTLAKE_INTERPRETED_BELOW_ROWS", "50000"))
 
 
-def size_conf(largest_input_rows: int) -> dict[str, str]:
-    """The settings for a step whose largest input has this many rows: interpreted below
-    ``INTERPRETED_BELOW_ROWS``, otherwise none (compiled, Spark's default)."""
-    return dict(INTERPRETED_CONF) if largest_input_rows < INTERPRETED_BELOW_ROWS else {}
+def _rows_setting(variable: str, default: int) -> int:
+    """A row-count threshold from the environment: a whole number, or ``default`` when unset."""
+    text = os.environ.get(variable, "").strip()
+    if not text:
+        return default
+    if not (text.isascii() and text.isdigit()):
+        raise EnvironmentProblem(f"{variable}={text!r}: expected a whole number of rows (unset: {default})")
+    return int(text)
+
+
+INTERPRETED_BELOW_ROWS = _rows_setting("COHORTLAKE_INTERPRETED_BELOW_ROWS", 50_000)
+BUILD_INTERPRETED_BELOW_ROWS = _rows_setting("COHORTLAKE_BUILD_INTERPRETED_BELOW_ROWS", 500_000)
+
+
+def size_conf(largest_input_rows: int, step: str) -> dict[str, str]:
+    """The settings for a step whose largest input has this many rows: interpreted below the
+    step's threshold (``INTERPRETED_BELOW_ROWS`` of raw rows for an ingest,
+    ``BUILD_INTERPRETED_BELOW_ROWS`` of canonical rows for a build), otherwise none
+    (compiled, Spark's default)."""
+    thresholds = {"ingest": INTERPRETED_BELOW_ROWS, "build": BUILD_INTERPRETED_BELOW_ROWS}
+    if step not in thresholds:
+        raise ValueError(f"size_conf: step {step!r} is not one of {sorted(thresholds)}")
+    return dict(INTERPRETED_CONF) if largest_input_rows < thresholds[step] else {}
 
 
 def code_generation(settings: dict[str, str]) -> str:

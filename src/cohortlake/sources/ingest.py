@@ -386,7 +386,7 @@ def ingest(spark, lake: Lakehouse, layout: str, raw_dir: str | Path, mapping_pat
         try:
             with ThreadPoolExecutor(max_workers=INGEST_THREADS, thread_name_prefix="ingest") as pool:
                 list(pool.map(load_bronze, files))
-                engine = size_conf(max(c.rows_in for c in counts.values()))
+                engine = size_conf(max(c.rows_in for c in counts.values()), "ingest")
                 manifest.extra["code_generation"] = code_generation(engine)
                 sized.enter_context(session_conf(spark, engine))
                 if validate:
