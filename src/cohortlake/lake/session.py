@@ -59,10 +59,10 @@ TUNING_CONF = {
 # 94.8/84.1 vs 96.7/80.7 s, even. Same rows either way (test_ingest_seer_medicare runs
 # both). A build decides from its largest input table the same way, with its own threshold:
 # canonical tables are narrow and long (per patient, about 74 diagnosis rows against 18 rows
-# of the largest raw table), so the crossing lies elsewhere. Reference builds with their gate (build_cohort.py
-# --repeat 3, modes alternated, first build cold / best warm): 1,500 patients (111,139
-# diagnosis rows) 44.6, 36.2 / 12.8, 16.1 s compiled vs 30.9, 35.9 / 12.1, 14.7 s
-# interpreted; 5,000 (364,889) 43.4, 37.0 / 13.4, 14.1 vs 33.6, 35.7 / 13.3, 12.8 s;
+# of the largest raw table), so the crossing lies elsewhere. Reference builds with their
+# gate (build_cohort.py --repeat 3, modes alternated, first build cold / best warm):
+# 1,500 patients (111,139 diagnosis rows) 44.6, 36.2 / 12.8, 16.1 s compiled vs 30.9, 35.9
+# / 12.1, 14.7 s interpreted; 5,000 (364,889) 43.4, 37.0 / 13.4, 14.1 vs 33.6, 35.7 / 13.3, 12.8 s;
 # 20,000 (1,456,643) 45.3, 41.3 / 19.7, 17.6 vs 51.7, 44.8 / 27.9, 25.8 s. Hand-written
 # test patients build interpreted (the 145 spec cases 112.6/107.4 s compiled vs 90.3/83.4 s;
 # test_assure builds them both ways and compares). The setting is session-wide, so a step
