@@ -80,8 +80,10 @@ def _rows_setting(variable: str, default: int) -> int:
     return int(text)
 
 
-INTERPRETED_BELOW_ROWS = _rows_setting("COHORTLAKE_INTERPRETED_BELOW_ROWS", 50_000)
-BUILD_INTERPRETED_BELOW_ROWS = _rows_setting("COHORTLAKE_BUILD_INTERPRETED_BELOW_ROWS", 500_000)
+# Defaults; the environment variables beside them override them, read when a step decides,
+# so a bad value is a step's one-line error rather than a failed import.
+INTERPRETED_BELOW_ROWS = 50_000  # COHORTLAKE_INTERPRETED_BELOW_ROWS
+BUILD_INTERPRETED_BELOW_ROWS = 500_000  # COHORTLAKE_BUILD_INTERPRETED_BELOW_ROWS
 
 
 def size_conf(largest_input_rows: int, step: str) -> dict[str, str]:
@@ -89,10 +91,11 @@ def size_conf(largest_input_rows: int, step: str) -> dict[str, str]:
     step's threshold (``INTERPRETED_BELOW_ROWS`` of raw rows for an ingest,
     ``BUILD_INTERPRETED_BELOW_ROWS`` of canonical rows for a build), otherwise none
     (compiled, Spark's default)."""
-    thresholds = {"ingest": INTERPRETED_BELOW_ROWS, "build": BUILD_INTERPRETED_BELOW_ROWS}
+    thresholds = {"ingest": ("COHORTLAKE_INTERPRETED_BELOW_ROWS", INTERPRETED_BELOW_ROWS),
+                  "build": ("COHORTLAKE_BUILD_INTERPRETED_BELOW_ROWS", BUILD_INTERPRETED_BELOW_ROWS)}
     if step not in thresholds:
         raise ValueError(f"size_conf: step {step!r} is not one of {sorted(thresholds)}")
-    return dict(INTERPRETED_CONF) if largest_input_rows < thresholds[step] else {}
+    return dict(INTERPRETED_CONF) if largest_input_rows < _rows_setting(*thresholds[step]) else {}
 
 
 def code_generation(settings: dict[str, str]) -> str:
