@@ -17,8 +17,8 @@ from pathlib import Path
 
 from cohortlake import __version__
 from cohortlake.cli_options import (
-    CODESETS_ENV_NAME, DEFAULT_LAKE, DEFAULT_STUDY_OUT, DEMO_PATIENTS, FORMATS, LAYOUTS, TIME_UNIT_DAYS, add_examples,
-    caliper, column_list, matching_default, out_folder, ratio, values,
+    CANCER_SITES, CODESETS_ENV_NAME, DEFAULT_LAKE, DEFAULT_STUDY_OUT, DEMO_CANCER_SITE, DEMO_PATIENTS, FORMATS,
+    LAYOUTS, TIME_UNIT_DAYS, add_examples, caliper, column_list, matching_default, out_folder, ratio, values,
 )
 from cohortlake.errors import UserError
 
@@ -41,7 +41,7 @@ def cmd_synth(args, progress) -> int:
     spark = _spark(args)
     with progress.step(f"synth {args.layout}") as step:
         summary = generate(spark, args.layout, args.out, args.patients, args.seed, dirty_rate=args.dirty_rate,
-                           file_format=args.format)
+                           file_format=args.format, cancer_site=args.cancer_site)
         total = sum(t["rows"] for t in summary["files"].values())
         step["detail"] = f"{args.patients:,} patients, {total:,} rows in {len(summary['files'])} tables"
     for table, info in summary["files"].items():
@@ -103,7 +103,7 @@ def cmd_demo(args, progress) -> int:
 
     lake = _lake(args, _spark(args))
     demo(lake, Path(args.lake).resolve(), progress, patients=args.patients, seed=args.seed,
-         study=None if args.no_study else str(Path(args.out).resolve()))
+         study=None if args.no_study else str(Path(args.out).resolve()), cancer_site=args.cancer_site)
     return 0
 
 
@@ -337,6 +337,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("csv", "fixed-width"), default="csv",
                    help="csv (default), or fixed-width: gzipped fixed-record-length text plus a SAS layout "
                         "(INFILE/INPUT) per table, as NCI ships SEER-Medicare")
+    p.add_argument("--cancer-site", choices=CANCER_SITES, default="all",
+                   help="seer-medicare: all (default; five cancer sites, a third of persons with liver cancer) or "
+                        "liver (the liver cancer file: every person has a liver tumor), as NCI ships the data by "
+                        "cancer site")
     p.set_defaults(handler=cmd_synth)
 
     p = commands.add_parser("ingest", parents=[lake_option, spark_option],
@@ -504,12 +508,16 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Generate synthetic SEER-Medicare files, ingest them into a local lakehouse, "
                                         "build the reference cohort (cohort_defs/hcc_sorafenib_landmark.yaml), "
                                         "match it, analyse survival, write the study report and print where each "
-                                        "output is. The default size gives a cohort large enough for the balance "
-                                        "gate (about 1,700 persons, 470 treated); small sets stop at matching.")
+                                        "output is. The default, the liver cancer file of 20,000 persons, gives a "
+                                        "cohort large enough for the balance gate (about 1,900 persons, 530 "
+                                        "treated); small sets stop at matching.")
     p.add_argument("--out", default=DEFAULT_STUDY_OUT, help=f"study outputs and report (default {DEFAULT_STUDY_OUT})")
     p.add_argument("--patients", type=int, default=DEMO_PATIENTS, help=f"synthetic persons (default {DEMO_PATIENTS:,})")
     p.add_argument("--no-study", action="store_true", help="stop after building the cohort (no matching or report)")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--cancer-site", choices=CANCER_SITES, default=DEMO_CANCER_SITE,
+                   help=f"which SEER-Medicare file to generate (default {DEMO_CANCER_SITE}: the liver cancer file, "
+                        "as a liver cancer study requests it; all: five cancer sites)")
     p.set_defaults(handler=cmd_demo)
 
     p = commands.add_parser("survival", help="survival analysis of an analysis-ready CSV/Parquet file (no Spark)",

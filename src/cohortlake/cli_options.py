@@ -11,8 +11,12 @@ FORMATS = ("text", "json", "github")
 CODESETS_ENV_NAME = "COHORTLAKE_CODESETS"
 TIME_UNIT_DAYS = {"days": 1.0, "weeks": 7.0, "months": 365.25 / 12, "years": 365.25}
 DEFAULT_STUDY_OUT = "./study"
-DEMO_PATIENTS = 50000
+DEMO_PATIENTS = 20000
 LAYOUTS = ("seer-medicare", "desynpuf")
+# The synthetic SEER-Medicare files by cancer site (synth.model.CANCER_SITE_FILES, whose
+# keys these are: a unit test holds them equal without the CLI importing Spark).
+CANCER_SITES = ("all", "liver")
+DEMO_CANCER_SITE = "liver"
 
 
 def out_folder(value: str) -> str:
@@ -85,7 +89,7 @@ EXAMPLES = {
               "  cohortlake schema --kind codesets > cohortlake-codesets.schema.json",
     "init": "cohortlake init liver_first && cohortlake check liver_first.yaml",
     "assure": "cohortlake assure cohort_defs/hcc_sorafenib_landmark.yaml",
-    "demo": "cohortlake demo --patients 50000",
+    "demo": "cohortlake demo --patients 20000 --cancer-site liver",
     "survival": "cohortlake psmatch --data persons.csv --treatment treated --covariates age,sex --out ./ps\n"
                 "  cohortlake survival --data ./ps/matched.csv --time time --event event --group treated "
                 "--cluster match_id --weights weight --out ./km",

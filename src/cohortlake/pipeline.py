@@ -183,16 +183,18 @@ def run_study(definition, lake, out, progress, *, horizon: float, raw=None, layo
     return reports
 
 
-def demo(lake, lake_dir: Path, progress, *, patients: int, seed: int, study: str | None) -> None:
-    """Synthetic SEER-Medicare files → the lake → the reference cohort (→ match, analyze and
-    report into ``study`` unless it is None), printing where each output is."""
+def demo(lake, lake_dir: Path, progress, *, patients: int, seed: int, study: str | None,
+         cancer_site: str) -> None:
+    """Synthetic SEER-Medicare files (the ``cancer_site`` file) → the lake → the reference
+    cohort (→ match, analyze and report into ``study`` unless it is None), printing where
+    each output is."""
     from cohortlake.spec import load_definition
     from cohortlake.synth import generate
 
     raw = Path(layout.raw_dir(str(lake_dir), DEMO_LAYOUT))
     with progress.step(f"synth {DEMO_LAYOUT}") as step:
-        generate(lake.spark, DEMO_LAYOUT, str(raw), patients, seed)
-        step["detail"] = f"{patients:,} synthetic patients → {raw}"
+        generate(lake.spark, DEMO_LAYOUT, str(raw), patients, seed, cancer_site=cancer_site)
+        step["detail"] = f"{patients:,} synthetic patients (cancer site file: {cancer_site}) → {raw}"
     report = ingest(lake, DEMO_LAYOUT, raw, progress)
     progress.info("")
     reference = str(reference_definition())

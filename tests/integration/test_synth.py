@@ -51,6 +51,8 @@ def seer(spark, tmp_path_factory):
     ({"dirty_rate": 0.5}, "dirty rate"),
     ({"file_format": "sas"}, "unknown format 'sas'"),
     ({"layout": "desynpuf", "file_format": "fixed-width"}, "CMS publishes desynpuf as CSV"),
+    ({"cancer_site": "lung"}, "unknown cancer site file 'lung'; choose one of: all, liver"),
+    ({"layout": "desynpuf", "cancer_site": "liver"}, "desynpuf is a sample of all beneficiaries"),
 ])
 def test_bad_arguments_raise_one_clear_user_error(tmp_path, kwargs, message):
     args = {"layout": "seer-medicare", "out_dir": str(tmp_path / "out"), "patients": 10, "seed": 1, **kwargs}
@@ -78,6 +80,52 @@ def test_same_seed_same_bytes_whatever_the_partitioning_other_seed_other_bytes(s
     assert not any(p.name.startswith(("_", ".")) or "part-" in p.name for p in first.iterdir())
     data = [n for n in a if n.endswith(".csv")]
     assert data and all(a[n] != c.get(n) for n in data)
+
+
+def test_the_cli_offers_the_cancer_site_files_the_model_has():
+    from cohortlake.cli_options import CANCER_SITES, DEMO_CANCER_SITE
+    from cohortlake.synth.model import CANCER_SITE_FILES
+
+    assert CANCER_SITES == tuple(CANCER_SITE_FILES) and DEMO_CANCER_SITE in CANCER_SITES
+
+
+def test_the_liver_cancer_file_is_the_mixed_files_liver_persons_and_more_like_them(spark, tmp_path):
+    """NCI ships SEER-Medicare by cancer site. The liver file holds only persons with a liver
+    tumor; a person with one in the mixed file is, with the same seed, the same person with the
+    same rows in every table of the liver file."""
+    mixed, liver = tmp_path / "all", tmp_path / "liver"
+    generate(spark, "seer-medicare", str(mixed), 300, 5)
+    generate(spark, "seer-medicare", str(liver), 300, 5, cancer_site="liver")
+    truths = [json.loads((out / "truth.json").read_text()) for out in (mixed, liver)]
+    assert [t["cancer_site_file"] for t in truths] == [{"site": "all", "liver_share": 0.35},
+                                                     {"site": "liver", "liver_share": 1.0}]
+    hcc_persons = [t["person_counts"]["hcc_persons"] for t in truths]
+    assert 60 < hcc_persons[0] < 150 and hcc_persons[1] == 300
+
+    def lines(out: Path) -> dict[str, list[str]]:  # file name -> data lines (header checked, then left out)
+        found = {}
+        for path in sorted(out.glob("*.csv")):
+            header, *rows = path.read_text(encoding="utf-8").splitlines()
+            assert header.split(",") == CONTRACT[path.name.rsplit("_", 1)[0]], path.name
+            found[path.name] = rows
+        return found
+
+    def persons(files: dict[str, list[str]], liver_only: bool) -> set[str]:
+        tumors = [row.split(",") for name, rows in files.items() if name.startswith("seer_cancer_") for row in rows]
+        site = CONTRACT["seer_cancer"].index("PRIMARY_SITE")
+        return {t[0] for t in tumors if not liver_only or t[site].startswith("C22")}
+
+    a, b = lines(mixed), lines(liver)
+    assert set(a) == set(b)
+    with_liver_tumor = persons(a, liver_only=True)
+    assert persons(b, liver_only=True) == persons(b, liver_only=False) and len(persons(b, False)) == 300
+    assert len(with_liver_tumor) == hcc_persons[0] and with_liver_tumor < persons(b, liver_only=True)
+    compared = 0
+    for name in a:
+        kept = [row for row in a[name] if row.split(",")[0] in with_liver_tumor]
+        assert kept == [row for row in b[name] if row.split(",")[0] in with_liver_tumor], name
+        compared += len(kept)
+    assert compared > 20 * len(with_liver_tumor)  # their tumors, enrollment years, claims and fills
 
 
 # --------------------------------------------------------------------------- seer-medicare layout

@@ -30,6 +30,7 @@ import time
 from cohortlake.errors import UserError
 from cohortlake.lake.session import INTERPRETED_CONF, session_conf
 from cohortlake.synth import desynpuf, seer_medicare
+from cohortlake.synth.model import CANCER_SITE_FILES
 from cohortlake.synth.writer import TMP_DIR_NAME, remove_tmp
 
 TRUTH_FILE = "truth.json"
@@ -74,11 +75,15 @@ def check_arguments(layout: str, out_dir: str, patients: int, seed: int, dirty_r
 
 
 def generate(spark, layout: str, out_dir: str, patients: int, seed: int, dirty_rate: float = 0.002,
-             file_format: str = "csv", **options) -> dict:
+             file_format: str = "csv", cancer_site: str = "all", **options) -> dict:
     """Write ``patients`` synthetic persons in ``layout`` as CSV files into ``out_dir``.
 
     ``file_format="fixed-width"`` (seer-medicare only) writes the same rows as NCI ships
     them: gzipped fixed-record-length text plus one SAS layout program per table.
+
+    ``cancer_site="liver"`` (seer-medicare only) writes the liver cancer file, every
+    person with a liver tumor, as NCI ships the data by cancer site; ``all`` (default)
+    mixes five sites.
 
     ``out_dir`` is created if needed. It may already hold files of the same layout (from
     an earlier run): those and ``truth.json`` are deleted first, so no stale part file
@@ -97,6 +102,13 @@ def generate(spark, layout: str, out_dir: str, patients: int, seed: int, dirty_r
             raise UserError(f"--format {file_format} is for seer-medicare (NCI's delivery); "
                             f"CMS publishes {layout} as CSV")
         options["file_format"] = file_format
+    if cancer_site not in CANCER_SITE_FILES:
+        raise UserError(f"unknown cancer site file {cancer_site!r}; choose one of: {', '.join(CANCER_SITE_FILES)}")
+    if cancer_site != "all":
+        if layout != seer_medicare.LAYOUT:
+            raise UserError(f"--cancer-site {cancer_site} is for seer-medicare (NCI ships it by cancer site); "
+                            f"{layout} is a sample of all beneficiaries")
+        options["cancer_site"] = cancer_site
     module = LAYOUTS[layout]
     hr = options.get("sorafenib_hazard_ratio")
     if hr is not None and not (isinstance(hr, (int, float)) and 0 < hr <= 10):

@@ -109,6 +109,12 @@ STUDY_END_FIRST_FILL_SHARE = 0.7
 
 PERSONS_PER_PARTITION = 50_000
 
+# Which persons a delivery holds, as the share whose index tumor is in the liver. NCI
+# ships SEER-Medicare by cancer site: a study of liver cancer asks for the liver cancer
+# file, so every person in it has a liver tumor (some also another cancer, which may be
+# the earlier one). "all" is a mixed file of five sites, a third of them liver.
+CANCER_SITE_FILES = {"all": 0.35, "liver": 1.0}
+
 
 def source_partitions_for(patients: int) -> int:
     """Spark partitions of the person table: from the size (small runs: one task, little overhead)."""
@@ -117,8 +123,13 @@ def source_partitions_for(patients: int) -> int:
 
 # --------------------------------------------------------------------------- persons
 def build_persons(spark, patients: int, seed: int, calendar: Calendar, dirty_rate: float,
-                  sorafenib_hr: float = SORAFENIB_HR, source_partitions: int | None = None) -> DataFrame:
-    """One row per person with every person-level attribute of the true model (column ``id``)."""
+                  sorafenib_hr: float = SORAFENIB_HR, source_partitions: int | None = None,
+                  cancer_site: str = "all") -> DataFrame:
+    """One row per person with every person-level attribute of the true model (column ``id``).
+
+    ``cancer_site`` names the file (``CANCER_SITE_FILES``). A person's other draws do not
+    depend on it: with the same seed, a person with a liver tumor in the mixed file is the
+    same person, with the same claims, in the liver cancer file."""
     rng = RandomSource(seed, "id")
     u = rng.uniform
     first_idx = calendar.first_year * 12
@@ -127,7 +138,7 @@ def build_persons(spark, patients: int, seed: int, calendar: Calendar, dirty_rat
     p = spark.range(0, patients, 1, source_partitions or source_partitions_for(patients))
 
     p = stage(p, {
-        "is_hcc": f"{u('hcc')} < 0.35D",
+        "is_hcc": f"{u('hcc')} < {CANCER_SITE_FILES[cancer_site]!r}D",
         "other_site": rng.choice("site", [("lung", 0.30), ("colon", 0.25), ("prostate", 0.25), ("breast", 0.20)]),
         "dx_year": f"CAST({rng.choice('dx_year', list(calendar.dx_year_weights))} AS INT)",
         "dx_month": rng.uniform_int("dx_month", 1, 12),

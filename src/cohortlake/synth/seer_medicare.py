@@ -21,7 +21,7 @@ from cohortlake.synth.anomalies import timing_columns, timing_counts
 from cohortlake.synth.dirt import DirtySpec, inject_dirty, mbsf_dirty
 from cohortlake.synth.events import claim_events, claim_id, fills, finish_events, stay_dates
 from cohortlake.synth.model import (
-    SEER_CALENDAR, SORAFENIB_HR, build_persons, mbsf_death_date, month_status, person_years,
+    CANCER_SITE_FILES, SEER_CALENDAR, SORAFENIB_HR, build_persons, mbsf_death_date, month_status, person_years,
 )
 from cohortlake.synth.random import RandomSource, lit
 from cohortlake.synth.sql import add_days, materialize, project, release, stage, ymd
@@ -260,17 +260,21 @@ def write_sas_programs(out_dir: str, layouts: dict[str, list[tuple[str, int, str
 # --------------------------------------------------------------------------- generate
 def generate(spark, out_dir: str, patients: int, seed: int, dirty_rate: float = 0.002, *,
              sorafenib_hazard_ratio: float = SORAFENIB_HR, source_partitions: int | None = None,
-             file_format: str = "csv") -> dict:
+             file_format: str = "csv", cancer_site: str = "all") -> dict:
     """Write the SEER-Medicare tables into ``out_dir``; return ``{"files", "truth"}``.
 
     ``file_format``: ``csv`` or ``fixed-width`` (gzipped text + a SAS layout per table);
     the same seed gives the same rows in either.
 
+    ``cancer_site``: ``all`` (five sites, a third liver) or ``liver`` (the liver cancer
+    file: every person has a liver tumor), as NCI ships the data by cancer site.
+
     ``source_partitions`` only changes how Spark splits the work (tests use it to show
     that the output does not depend on it).
     """
     calendar = SEER_CALENDAR
-    persons = build_persons(spark, patients, seed, calendar, dirty_rate, sorafenib_hazard_ratio, source_partitions)
+    persons = build_persons(spark, patients, seed, calendar, dirty_rate, sorafenib_hazard_ratio, source_partitions,
+                            cancer_site)
     persons = stage(persons, {"pid": "lpad(CAST(id + 1 AS STRING), 10, '0')"})
     persons = materialize(persons)
     # every claim table reads the events: build them once
@@ -304,6 +308,7 @@ def generate(spark, out_dir: str, patients: int, seed: int, dirty_rate: float = 
         release(persons)
     dirty["mbsf"] = mbsf_dirty(counts)
     truth = true_parameters(dirty_rate, sorafenib_hazard_ratio, calendar)
+    truth["cancer_site_file"] = {"site": cancer_site, "liver_share": CANCER_SITE_FILES[cancer_site]}
     truth["person_counts"] = counts
     truth["dirty_counts"] = dirty
     truth["timing_anomalies"] = timing  # meanings: truth["timing_anomalies_model"]["counts"]
