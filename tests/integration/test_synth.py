@@ -43,6 +43,14 @@ def seer(spark, tmp_path_factory):
     return {"out": out, "result": result, "tables": tables, "truth": truth}
 
 
+@pytest.fixture(scope="module")
+def mixed300(spark, tmp_path_factory) -> Path:
+    """300 persons of the mixed file, seed 5: the reference of the determinism and cancer-site tests."""
+    out = tmp_path_factory.mktemp("mixed300")
+    generate(spark, "seer-medicare", str(out), 300, 5)
+    return out
+
+
 # --------------------------------------------------------------------------- arguments
 @pytest.mark.parametrize("kwargs, message", [
     ({"patients": 0}, "--patients"),
@@ -68,9 +76,8 @@ def test_out_dir_with_foreign_files_is_refused_untouched(tmp_path):
 
 
 # --------------------------------------------------------------------------- determinism
-def test_same_seed_same_bytes_whatever_the_partitioning_other_seed_other_bytes(spark, tmp_path):
-    first, again, other = tmp_path / "a", tmp_path / "b", tmp_path / "c"
-    generate(spark, "seer-medicare", str(first), 300, 5)
+def test_same_seed_same_bytes_whatever_the_partitioning_other_seed_other_bytes(spark, mixed300, tmp_path):
+    first, again, other = mixed300, tmp_path / "b", tmp_path / "c"
     again.mkdir()
     (again / "medpar_0007.csv").write_bytes(b"stale")  # left by an earlier, bigger run: replaced
     generate(spark, "seer-medicare", str(again), 300, 5, source_partitions=3)
@@ -89,12 +96,11 @@ def test_the_cli_offers_the_cancer_site_files_the_model_has():
     assert CANCER_SITES == tuple(CANCER_SITE_FILES) and DEMO_CANCER_SITE in CANCER_SITES
 
 
-def test_the_liver_cancer_file_is_the_mixed_files_liver_persons_and_more_like_them(spark, tmp_path):
+def test_the_liver_cancer_file_is_the_mixed_files_liver_persons_and_more_like_them(spark, mixed300, tmp_path):
     """NCI ships SEER-Medicare by cancer site. The liver file holds only persons with a liver
     tumor; a person with one in the mixed file is, with the same seed, the same person with the
     same rows in every table of the liver file."""
-    mixed, liver = tmp_path / "all", tmp_path / "liver"
-    generate(spark, "seer-medicare", str(mixed), 300, 5)
+    mixed, liver = mixed300, tmp_path / "liver"
     generate(spark, "seer-medicare", str(liver), 300, 5, cancer_site="liver")
     truths = [json.loads((out / "truth.json").read_text()) for out in (mixed, liver)]
     assert [t["cancer_site_file"] for t in truths] == [{"site": "all", "liver_share": 0.35},
