@@ -74,6 +74,18 @@ def check_arguments(layout: str, out_dir: str, patients: int, seed: int, dirty_r
                 "choose an empty or new directory")
 
 
+def _seer_medicare_choice(options: dict, layout: str, flag: str, what: str, key: str, value: str,
+                          choices: tuple[str, ...], *, why: str, elsewhere: str) -> None:
+    """Check an option only the seer-medicare layout has (its default is the first choice, which
+    every layout writes) and hand any other value to the layout."""
+    if value not in choices:
+        raise UserError(f"unknown {what} {value!r}; choose one of: {', '.join(choices)}")
+    if value != choices[0]:
+        if layout != seer_medicare.LAYOUT:
+            raise UserError(f"--{flag} {value} is for seer-medicare ({why}); {elsewhere}")
+        options[key] = value
+
+
 def generate(spark, layout: str, out_dir: str, patients: int, seed: int, dirty_rate: float = 0.002,
              file_format: str = "csv", cancer_site: str = "all", **options) -> dict:
     """Write ``patients`` synthetic persons in ``layout`` as CSV files into ``out_dir``.
@@ -95,20 +107,11 @@ def generate(spark, layout: str, out_dir: str, patients: int, seed: int, dirty_r
     "files": {table: {"files": [...], "rows": n}}}``.
     """
     check_arguments(layout, out_dir, patients, seed, dirty_rate)
-    if file_format not in FILE_FORMATS:
-        raise UserError(f"unknown format {file_format!r}; choose one of: {', '.join(FILE_FORMATS)}")
-    if file_format != "csv":
-        if layout != seer_medicare.LAYOUT:
-            raise UserError(f"--format {file_format} is for seer-medicare (NCI's delivery); "
-                            f"CMS publishes {layout} as CSV")
-        options["file_format"] = file_format
-    if cancer_site not in CANCER_SITE_FILES:
-        raise UserError(f"unknown cancer site file {cancer_site!r}; choose one of: {', '.join(CANCER_SITE_FILES)}")
-    if cancer_site != "all":
-        if layout != seer_medicare.LAYOUT:
-            raise UserError(f"--cancer-site {cancer_site} is for seer-medicare (NCI ships it by cancer site); "
-                            f"{layout} is a sample of all beneficiaries")
-        options["cancer_site"] = cancer_site
+    _seer_medicare_choice(options, layout, "format", "format", "file_format", file_format, FILE_FORMATS,
+                          why="NCI's delivery", elsewhere=f"CMS publishes {layout} as CSV")
+    _seer_medicare_choice(options, layout, "cancer-site", "cancer site file", "cancer_site", cancer_site,
+                          tuple(CANCER_SITE_FILES), why="NCI ships it by cancer site",
+                          elsewhere=f"{layout} is a sample of all beneficiaries")
     module = LAYOUTS[layout]
     hr = options.get("sorafenib_hazard_ratio")
     if hr is not None and not (isinstance(hr, (int, float)) and 0 < hr <= 10):
