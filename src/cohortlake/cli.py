@@ -36,8 +36,11 @@ def _lake(args, spark):
 
 
 def cmd_synth(args, progress) -> int:
-    from cohortlake.synth import generate
+    from cohortlake.synth import check_arguments, generate, layout_options
 
+    # what the user typed is checked before Spark starts (generate checks it again)
+    check_arguments(args.layout, args.out, args.patients, args.seed, args.dirty_rate)
+    layout_options(args.layout, args.format, args.cancer_site)
     spark = _spark(args)
     with progress.step(f"synth {args.layout}") as step:
         summary = generate(spark, args.layout, args.out, args.patients, args.seed, dirty_rate=args.dirty_rate,
@@ -337,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("csv", "fixed-width"), default="csv",
                    help="csv (default), or fixed-width: gzipped fixed-record-length text plus a SAS layout "
                         "(INFILE/INPUT) per table, as NCI ships SEER-Medicare")
-    p.add_argument("--cancer-site", choices=CANCER_SITES, default="all",
+    p.add_argument("--cancer-site", choices=CANCER_SITES, default=CANCER_SITES[0],
                    help="seer-medicare: all (default; five cancer sites, a third of persons with liver cancer) or "
                         "liver (the liver cancer file: every person has a liver tumor), as NCI ships the data by "
                         "cancer site")

@@ -14,7 +14,8 @@ DEFAULT_STUDY_OUT = "./study"
 DEMO_PATIENTS = 20000
 LAYOUTS = ("seer-medicare", "desynpuf")
 # The synthetic SEER-Medicare files by cancer site (synth.model.CANCER_SITE_FILES, whose
-# keys these are: a unit test holds them equal without the CLI importing Spark).
+# keys these are, the generator's default first: a unit test holds them equal without
+# the CLI importing Spark).
 CANCER_SITES = ("all", "liver")
 DEMO_CANCER_SITE = "liver"
 

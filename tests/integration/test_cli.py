@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from cohortlake.cli import main
 
 
@@ -49,6 +51,25 @@ def test_missing_raw_folder_is_one_line_and_exit_1(spark, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 1
     assert err == f"cohortlake ingest: error: raw folder not found: {tmp_path / 'nope'}"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--layout", "desynpuf", "--cancer-site", "liver"],
+     "--cancer-site liver is for seer-medicare (NCI ships it by cancer site); desynpuf is a sample of all beneficiaries"),
+    (["--layout", "desynpuf", "--format", "fixed-width"],
+     "--format fixed-width is for seer-medicare (NCI's delivery); CMS publishes desynpuf as CSV"),
+    (["--layout", "seer-medicare", "--patients", "0"], "--patients must be a whole number from 1 to 100,000,000, got 0"),
+])
+def test_synth_refuses_what_it_cannot_write_before_spark_starts(tmp_path, capsys, monkeypatch, argv, message):
+    import cohortlake.cli
+
+    def no_spark(args):
+        raise AssertionError("Spark was started")
+
+    monkeypatch.setattr(cohortlake.cli, "_spark", no_spark)
+    code = main(["synth", "--patients", "5", *argv, "--out", str(tmp_path / "raw")])
+    assert code == 1 and capsys.readouterr().err.strip() == f"cohortlake synth: error: {message}"
+    assert not (tmp_path / "raw").exists()
 
 
 def test_usage_error_exit_2():

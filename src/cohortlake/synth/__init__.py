@@ -74,6 +74,18 @@ def check_arguments(layout: str, out_dir: str, patients: int, seed: int, dirty_r
                 "choose an empty or new directory")
 
 
+def layout_options(layout: str, file_format: str, cancer_site: str) -> dict:
+    """The layout's own options from the formats and files only seer-medicare has (a UserError
+    for a value no layout knows, or one the layout does not ship)."""
+    options: dict = {}
+    _seer_medicare_choice(options, layout, "format", "format", "file_format", file_format, FILE_FORMATS,
+                          why="NCI's delivery", elsewhere=f"CMS publishes {layout} as CSV")
+    _seer_medicare_choice(options, layout, "cancer-site", "cancer site file", "cancer_site", cancer_site,
+                          tuple(CANCER_SITE_FILES), why="NCI ships it by cancer site",
+                          elsewhere=f"{layout} is a sample of all beneficiaries")
+    return options
+
+
 def _seer_medicare_choice(options: dict, layout: str, flag: str, what: str, key: str, value: str,
                           choices: tuple[str, ...], *, why: str, elsewhere: str) -> None:
     """Check an option only the seer-medicare layout has (its default is the first choice, which
@@ -107,11 +119,7 @@ def generate(spark, layout: str, out_dir: str, patients: int, seed: int, dirty_r
     "files": {table: {"files": [...], "rows": n}}}``.
     """
     check_arguments(layout, out_dir, patients, seed, dirty_rate)
-    _seer_medicare_choice(options, layout, "format", "format", "file_format", file_format, FILE_FORMATS,
-                          why="NCI's delivery", elsewhere=f"CMS publishes {layout} as CSV")
-    _seer_medicare_choice(options, layout, "cancer-site", "cancer site file", "cancer_site", cancer_site,
-                          tuple(CANCER_SITE_FILES), why="NCI ships it by cancer site",
-                          elsewhere=f"{layout} is a sample of all beneficiaries")
+    options.update(layout_options(layout, file_format, cancer_site))
     module = LAYOUTS[layout]
     hr = options.get("sorafenib_hazard_ratio")
     if hr is not None and not (isinstance(hr, (int, float)) and 0 < hr <= 10):
