@@ -77,25 +77,26 @@ def check_arguments(layout: str, out_dir: str, patients: int, seed: int, dirty_r
 def layout_options(layout: str, file_format: str, cancer_site: str) -> dict:
     """The layout's own options from the formats and files only seer-medicare has (a UserError
     for a value no layout knows, or one the layout does not ship)."""
-    options: dict = {}
-    _seer_medicare_choice(options, layout, "format", "format", "file_format", file_format, FILE_FORMATS,
-                          why="NCI's delivery", elsewhere=f"CMS publishes {layout} as CSV")
-    _seer_medicare_choice(options, layout, "cancer-site", "cancer site file", "cancer_site", cancer_site,
-                          tuple(CANCER_SITE_FILES), why="NCI ships it by cancer site",
-                          elsewhere=f"{layout} is a sample of all beneficiaries")
-    return options
+    return {
+        **_seer_medicare_choice(layout, "format", "format", "file_format", file_format, FILE_FORMATS,
+                                why="NCI's delivery", elsewhere=f"CMS publishes {layout} as CSV"),
+        **_seer_medicare_choice(layout, "cancer-site", "cancer site file", "cancer_site", cancer_site,
+                                tuple(CANCER_SITE_FILES), why="NCI ships it by cancer site",
+                                elsewhere=f"{layout} is a sample of all beneficiaries"),
+    }
 
 
-def _seer_medicare_choice(options: dict, layout: str, flag: str, what: str, key: str, value: str,
-                          choices: tuple[str, ...], *, why: str, elsewhere: str) -> None:
-    """Check an option only the seer-medicare layout has (its default is the first choice, which
-    every layout writes) and hand any other value to the layout."""
+def _seer_medicare_choice(layout: str, flag: str, what: str, key: str, value: str, choices: tuple[str, ...], *,
+                          why: str, elsewhere: str) -> dict:
+    """An option only the seer-medicare layout has, checked: ``{key: value}`` for the layout, or
+    nothing for its default (the first choice, which every layout writes)."""
     if value not in choices:
         raise UserError(f"unknown {what} {value!r}; choose one of: {', '.join(choices)}")
-    if value != choices[0]:
-        if layout != seer_medicare.LAYOUT:
-            raise UserError(f"--{flag} {value} is for seer-medicare ({why}); {elsewhere}")
-        options[key] = value
+    if value == choices[0]:
+        return {}
+    if layout != seer_medicare.LAYOUT:
+        raise UserError(f"--{flag} {value} is for seer-medicare ({why}); {elsewhere}")
+    return {key: value}
 
 
 def generate(spark, layout: str, out_dir: str, patients: int, seed: int, dirty_rate: float = 0.002,
