@@ -38,7 +38,9 @@ def pytest_collection_modifyitems(config, items):
     """Mark `spark` every test that uses a Spark session, directly or through another fixture.
 
     tests/unit holds only tests that need no Spark and start no process: one that does is
-    refused there, so `tests/unit` alone stays the fast lane.
+    refused there, so `tests/unit` alone stays the fast lane. Its tests run first: they keep
+    one core busy, and the processes the session starts in the background (the installed
+    copy's demo, the standalone cluster's JVMs) get the other.
     """
     misplaced = []
     for item in items:
@@ -49,6 +51,7 @@ def pytest_collection_modifyitems(config, items):
     if misplaced:
         raise pytest.UsageError("tests/unit is for tests without Spark or extra processes; move these to "
                                 "tests/integration (or another folder): " + ", ".join(misplaced))
+    items.sort(key=lambda item: not Path(str(item.path)).is_relative_to(UNIT))  # stable: the rest keep their order
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -92,6 +95,39 @@ def standalone_cluster(request, tmp_path_factory):
         yield cluster.launch()
     finally:
         cluster.stop()
+
+
+def _requested(request, fixture: str) -> bool:
+    return any(fixture in getattr(item, "fixturenames", ()) for item in request.session.items)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _installed_copy_job(request, tmp_path_factory):
+    """Started with the session when a selected test asks for `installed_copy`; None otherwise."""
+    if not _requested(request, "installed_copy"):
+        yield None
+        return
+    from installed_copy import InstalledCopy
+
+    job = InstalledCopy(tmp_path_factory.mktemp("installed_copy"), demo=_requested(request, "installed_demo"))
+    try:
+        yield job.start()
+    finally:
+        job.stop()
+
+
+@pytest.fixture(scope="session")
+def installed_copy(_installed_copy_job):
+    """The wheel built from the repository, installed into a fresh virtual environment, and its
+    demo (tests/lib/installed_copy.py): made in the background from the session's start, so
+    the demo's process runs beside the unit tests; ``result(step)`` waits for a step."""
+    return _installed_copy_job
+
+
+@pytest.fixture(scope="session")
+def installed_demo(installed_copy):
+    """The installed copy's `cohortlake demo` (installed_copy.DEMO_ARGS), as a CompletedProcess."""
+    return installed_copy.result("demo")
 
 
 @pytest.fixture(scope="session")

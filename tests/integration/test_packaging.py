@@ -2,30 +2,23 @@
 expectation suites come with it (package data, cohortlake/resources.py), so `cohortlake
 check` and `cohortlake demo` work from an installed copy with the source tree out of sight.
 
-The wheel is built offline from a copy of the build's inputs (pyproject.toml, README.md,
-src/), so a stale build/ folder in the checkout can add nothing to it, and installed into a
-fresh virtual environment whose only other packages are the project environment's
-(reached by a .pth line, which does not read that environment's .pth files: the editable
-install's path to src/ stays out).
+The wheel, its installation into a fresh virtual environment and the installed copy's demo
+are made by tests/lib/installed_copy.py, in the background from the session's start
+(conftest.installed_copy); these tests check what they gave.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import subprocess
-import sys
-import sysconfig
 import zipfile
-from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.slow
 
+from installed_copy import run
 from paths import REPO
 PACKAGE = REPO / "src" / "cohortlake"
 REFERENCE = "hcc_sorafenib_landmark"
@@ -40,55 +33,15 @@ SPARK_NOTICES = ("Using Spark's default log4j profile", "Setting default log lev
                  "Broadcasting large task binary", "StatusLogger")
 
 
-def run(*argv, cwd: Path, env: dict, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([str(a) for a in argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+@pytest.fixture(scope="module")
+def wheel(installed_copy) -> Path:
+    return installed_copy.result("wheel")
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
-    setuptools = tuple(int(p) for p in version("setuptools").split(".")[:2])
-    assert setuptools >= (77, 0), f"setuptools {version('setuptools')}: the dev extras need >= 77 (pip install -e '.[dev]')"
-    root = tmp_path_factory.mktemp("wheel")
-    source = root / "source"
-    source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy2(REPO / name, source / name)
-    shutil.copytree(REPO / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
-    built = run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q",
-                "-w", root / "dist", source, cwd=root, env=_clean_env())
-    assert built.returncode == 0, built.stdout + built.stderr
-    [path] = (root / "dist").glob("cohortlake-*.whl")
-    return path
-
-
-def _clean_env() -> dict:
-    """The environment without anything that points at the source tree or overrides the shipped files."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV",
-                        "COHORTLAKE_EXPECTATIONS", "COHORTLAKE_CODESETS")}
-    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
-    return env
-
-
-@pytest.fixture(scope="module")
-def installed(wheel, tmp_path_factory):
+def installed(installed_copy):
     """(the new environment's bin folder, a working folder outside the source tree, the environment)."""
-    root = tmp_path_factory.mktemp("installed")
-    venv = root / "venv"
-    env = _clean_env()
-    made = run(sys.executable, "-m", "venv", "--without-pip", venv, cwd=root, env=env)
-    assert made.returncode == 0, made.stderr
-    python = venv / "bin" / "python"
-    site = Path(run(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])",
-                    cwd=root, env=env).stdout.strip())
-    project = {sysconfig.get_paths()[k] for k in ("purelib", "platlib")}
-    (site / "_project_environment.pth").write_text("".join(f"{p}\n" for p in sorted(project)))
-    done = run(python, "-m", "pip", "install", "--no-deps", "--no-index", "-q", wheel, cwd=root, env=env)
-    assert done.returncode == 0, done.stdout + done.stderr
-    work = root / "work"
-    work.mkdir()
-    assert REPO not in work.parents and REPO.resolve() not in work.resolve().parents
-    return venv / "bin", work, env
+    return installed_copy.result("installed")
 
 
 def test_the_wheel_carries_the_shipped_definitions_code_sets_and_suites(wheel):
@@ -129,10 +82,9 @@ def test_the_installed_package_is_imported_and_checks_its_reference_definition(i
 
 
 @pytest.mark.spark  # it runs Spark (in the installed copy's own process): out of the Spark-free lane
-def test_the_demo_runs_from_the_installed_package(installed):
-    bin_, work, env = installed
-    demo = run(bin_ / "cohortlake", "demo", "--no-study", "--patients", "1", "--seed", "7", "--lake", "lake",
-               "--master", "local[2]", cwd=work, env=env, timeout=900)
+def test_the_demo_runs_from_the_installed_package(installed, installed_demo):
+    bin_, work, _ = installed
+    demo = installed_demo  # installed_copy.DEMO_ARGS: one patient, seed 7, into ./lake, local[2]
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     lake = work / "lake"
     assert "quality gate 'cohort': passed" in demo.stdout + demo.stderr
