@@ -23,8 +23,10 @@ def fake_java(tmp_path, version_text: str) -> str:
 @pytest.fixture(autouse=True)
 def fresh_java_check():
     session.check_java.cache_clear()
+    session.java_version_text.cache_clear()
     yield
     session.check_java.cache_clear()
+    session.java_version_text.cache_clear()
 
 
 def test_java_8_is_refused_with_one_line(tmp_path, monkeypatch):

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 
 from cohortlake.errors import EnvironmentProblem
+from cohortlake.lake import class_archive
 
 MIN_JAVA = 17
 LOOPBACK = "127.0.0.1"
@@ -151,13 +152,19 @@ def log_config_option() -> str:
     return f"-Dlog4j2.configurationFile={package_data(SPARK_LOG_CONFIG).as_uri()}"
 
 
-def java_version(java: str) -> int | None:
-    """Major version printed by ``java -version`` (``1.8`` counts as 8)."""
+@lru_cache(maxsize=4)
+def java_version_text(java: str) -> str:
+    """What ``java -version`` prints ("" when it cannot run)."""
     try:
         out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired):
-        return None
-    match = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
+        return ""
+    return out.stderr + out.stdout
+
+
+def java_version(java: str) -> int | None:
+    """Major version printed by ``java -version`` (``1.8`` counts as 8)."""
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', java_version_text(java))
     if not match:
         return None
     major = int(match.group(1))
@@ -194,14 +201,16 @@ def get_spark(app_name: str = "cohortlake", master: str | None = None, conf: dic
     ``master`` overrides the default ``local[*]``; under spark-submit the launcher's
     master and resources are kept.
     """
+    from pyspark import SparkContext
     from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
     builder = SparkSession.builder.appName(app_name)
+    jvm_note = None
     if not launched_by_spark_submit():
-        check_java()
+        java = check_java()
         master = master or os.environ.get("COHORTLAKE_SPARK_MASTER") or "local[*]"
         if master.startswith("local"):
             # Driver and executors share this machine: bind to loopback instead of letting
@@ -211,7 +220,15 @@ def get_spark(app_name: str = "cohortlake", master: str | None = None, conf: dic
             # SPARK_LOCAL_IP wins.
             os.environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)
         builder = builder.master(master)
-        for key, value in local_conf().items():
+        settings = local_conf()
+        # This call starts the JVM (unless the caller sets its options): it may map, or write, the class archive.
+        if SparkContext._gateway is None and "spark.driver.extraJavaOptions" not in (conf or {}):
+            from pyspark.find_spark_home import _find_spark_home
+
+            archive, jvm_note = class_archive.driver_options(java, java_version_text(java), _find_spark_home())
+            if archive:
+                settings["spark.driver.extraJavaOptions"] += " " + archive
+        for key, value in settings.items():
             builder = builder.config(key, value)
     else:
         from pyspark import SparkConf
@@ -223,6 +240,9 @@ def get_spark(app_name: str = "cohortlake", master: str | None = None, conf: dic
     for key, value in {**CORRECTNESS_CONF, **(conf or {})}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
+    if jvm_note is not None:
+        jvm = getattr(SparkContext._gateway, "proc", None)
+        class_archive.note_jvm(jvm_note, jvm.pid if jvm is not None else None)
     spark.sparkContext.setLogLevel(os.environ.get("COHORTLAKE_SPARK_LOG_LEVEL", "WARN"))
     return spark
 
