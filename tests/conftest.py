@@ -15,6 +15,10 @@ from paths import FIXTURES, REPO  # noqa: E402
 # Public CMS DE-SynPUF rows kept in the repository (tests/fixtures/desynpuf/PROVENANCE.md);
 # COHORTLAKE_DESYNPUF_FIXTURES may point the tests at another folder of DE-SynPUF files.
 DESYNPUF_FIXTURES = Path(os.environ.get("COHORTLAKE_DESYNPUF_FIXTURES", FIXTURES / "desynpuf"))
+# The tests' JVMs neither map nor write a class archive (lake/class_archive.py): what a test
+# measures or sees does not depend on what a user's cache holds. The installed copy's demo
+# writes one in a folder of its own, and test_packaging maps it.
+os.environ["COHORTLAKE_CLASS_ARCHIVE"] = "off"
 
 
 @pytest.hookimpl(tryfirst=True)

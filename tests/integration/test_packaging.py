@@ -18,6 +18,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
+from cohortlake.lake.class_archive import DONE_LINE
 from installed_copy import run
 from paths import REPO
 PACKAGE = REPO / "src" / "cohortlake"
@@ -102,3 +103,36 @@ def test_the_demo_runs_from_the_installed_package(installed, installed_demo):
         assert (lake / path).exists(), path
     manifest = json.loads((lake / "cohorts" / REFERENCE / "manifest.json").read_text())
     assert Path(manifest["extra"]["definition"]).resolve().is_relative_to(bin_.parent.resolve())  # the installed copy's
+
+
+@pytest.mark.spark
+def test_the_demos_jvm_archives_its_classes_and_the_next_jvm_maps_them(installed, installed_demo):
+    """lake/class_archive.py on a first run, as on a user's machine: the demo's JVM writes the
+    archive as it exits (the demo's output closes only after that), silently; the next local
+    session takes it in and its JVM loads Spark's classes from it."""
+    bin_, work, env = installed
+    folder = Path(env["COHORTLAKE_CLASS_ARCHIVE"])
+    assert installed_demo.returncode == 0, installed_demo.stderr[-3000:]
+    [log] = folder.glob("*.log")
+    assert DONE_LINE in log.read_text()
+    [partial] = folder.glob("*.partial")
+    assert not list(folder.glob("*.jsa"))
+    said = (installed_demo.stdout + installed_demo.stderr).splitlines()
+    assert [line for line in said if "cds" in line or "archive" in line.lower()] == []
+
+    # The next session: JAVA_TOOL_OPTIONS reaches every JVM; each logs where its classes came from.
+    probe_env = dict(env, JAVA_TOOL_OPTIONS=f"-Xlog:class+load=info:file={work}/class-load-%p.log")
+    probe = run(bin_ / "python", "-c", "from cohortlake.lake.session import get_spark; "
+                "print(get_spark('probe', master='local[1]').range(5).count())", cwd=work, env=probe_env)
+    assert probe.returncode == 0 and probe.stdout.split()[-1] == "5", probe.stdout + probe.stderr
+    [archive] = folder.glob("*.jsa")
+    assert sorted(p.suffix for p in folder.iterdir()) == [".jsa", ".json"]  # the write taken in, nothing left over
+    assert json.loads(archive.with_suffix(".json").read_text())["bytes"] == archive.stat().st_size
+    [driver] = [text for text in map(Path.read_text, work.glob("class-load-*.log"))
+                if "org.apache.spark.SparkContext " in text]
+    assert re.search(r"\] org\.apache\.spark\.SparkContext source: shared objects file \(top\)$", driver, re.M)
+    # Of the classes it loaded from Spark's jars or the archive, nearly all came from the archive
+    # (left to the jars: the few the demo did not load, and signed jars, which CDS skips).
+    from_archive = len(re.findall(r"source: shared objects file \(top\)$", driver, re.M))
+    from_jars = len(re.findall(r"source: file:\S+/jars/[^/\s]+\.jar$", driver, re.M))
+    assert from_archive > 0.9 * (from_archive + from_jars), (from_archive, from_jars)

@@ -78,6 +78,7 @@ def install(wheel: Path, root: Path) -> tuple[Path, Path, dict]:
     assert done.returncode == 0, done.stdout + done.stderr
     work = root / "work"
     work.mkdir()
+    env["COHORTLAKE_CLASS_ARCHIVE"] = str(root / "class-archive")  # as a user's first run: none there yet
     assert REPO not in work.parents and REPO.resolve() not in work.resolve().parents
     return venv / "bin", work, env
 
