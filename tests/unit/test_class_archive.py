@@ -118,6 +118,15 @@ def test_a_finished_write_is_recorded_renamed_and_mapped(folder, spark_home):
     assert store.java_options() == (options, None)  # and mapped again next time
 
 
+def test_a_write_another_process_took_in_first_is_no_error(folder, spark_home):
+    store = archive(folder, spark_home)
+    writer = dead_pid()
+    finished_write(store, writer)
+    (folder / f"{store.key}.{writer}.partial").unlink()  # renamed by the other process a moment ago
+    assert store.settle_writes() is False
+    assert list(folder.iterdir()) == []
+
+
 def test_while_a_writer_lives_no_second_one_starts(folder, spark_home):
     store = archive(folder, spark_home)
     unfinished_write(store, os.getpid())  # its command still runs

@@ -157,14 +157,11 @@ class ClassArchive:
                 done = DONE_LINE in log.read_text(errors="replace")
             except OSError:
                 continue
-            if done and partial.exists():
-                size = partial.stat().st_size
-                made = dict(self.found, bytes=size, made=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-                made.pop("jar_files")
-                staged = self._writer(pid, "json")
-                staged.write_text(json.dumps(made, indent=1) + "\n")
-                os.replace(staged, self.record)
-                os.replace(partial, self.archive)
+            if done:
+                try:
+                    self._take_in(partial, self._writer(pid, "json"))
+                except FileNotFoundError:  # another process took it in first
+                    pass
                 _remove(log, jvm)
             elif self._writer_alive(pid):
                 writing = True
@@ -172,6 +169,14 @@ class ClassArchive:
                 _remove(partial, log, jvm)
                 self.attempts_file.write_text(f"{self.attempts() + 1}\n")
         return writing
+
+    def _take_in(self, partial: Path, staged: Path) -> None:
+        """Record a finished archive's size, then give it the installation's name."""
+        made = dict(self.found, bytes=partial.stat().st_size, made=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        made.pop("jar_files")
+        staged.write_text(json.dumps(made, indent=1) + "\n")
+        os.replace(staged, self.record)
+        os.replace(partial, self.archive)
 
     def java_options(self) -> tuple[str, Path | None]:
         """(the driver JVM's options, the file to name the JVM in once it runs, or None)."""
