@@ -70,6 +70,15 @@ def test_plans_are_built_without_recording_python_call_sites():
     assert session.CLUSTER_DEFAULTS[key] == "false"
 
 
+def test_the_generated_classes_of_several_builds_stay_cached():
+    # Spark's default cache of 100 generated classes is smaller than one reference build
+    # (157); session.TUNING_CONF holds 1,000 for local sessions and spark-submit runs.
+    # test_engine checks that a second build in one session reuses the first's classes.
+    key = "spark.sql.codegen.cache.maxEntries"
+    assert int(session.local_conf(cores=2)[key]) >= 1000
+    assert session.CLUSTER_DEFAULTS[key] == session.local_conf(cores=2)[key]
+
+
 def test_each_step_runs_interpreted_below_its_own_threshold(monkeypatch):
     # An ingest counts the rows of its largest raw table, a build those of its largest
     # canonical table; the thresholds are measured per step (comment above size_conf).

@@ -49,6 +49,13 @@ TUNING_CONF = {
     # round trips), so this halved the driver time of planning them (MedPAR's typing
     # 2.8 s -> 1.2 s); Spark's errors still name the failing expression.
     "spark.python.sql.dataFrameDebugging.enabled": "false",
+    # Spark keeps the classes it generates for a plan's operators in a cache keyed by
+    # their source, 100 by default. The reference build generates 157 (215 with its gate),
+    # so every later build in a process generated, compiled and JIT-compiled them all
+    # again: 100,000 patients, warm builds 33-46 s and 64-88 s of JVM CPU, of which the
+    # JIT's compiler 26-35 s. Holding 1,000, a warm build generates 2-16 and takes 16-28 s
+    # (29-54 s of CPU); the classes cost about 50 MB of metaspace and 75 MB of code cache.
+    "spark.sql.codegen.cache.maxEntries": "1000",
 }
 # Small inputs run interpreted. Spark compiles the code it generates for every operator
 # of a plan (Janino, then the JVM's JIT); on a few thousand rows that compiling costs more
