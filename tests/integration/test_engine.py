@@ -267,3 +267,57 @@ def test_the_columns_a_plan_reads_are_what_a_bare_scan_must_read(spark, demo_run
         assert {"person_id", "date", "code", "code_system"} <= read["silver/diagnosis"], read
     finally:
         result.release()
+
+
+def test_a_compiled_build_aggregates_in_generated_code_and_the_next_reuses_its_classes(spark, demo_run):
+    """Two compiled builds of the reference design in one session.
+
+    A rule that only tells no event from some asks for a plain ``max``, not a set of
+    values: one ``collect_set`` puts the whole aggregation of its source into Spark's
+    object aggregation, which evaluates every aggregate's inputs row by row without
+    generated code. The reference design's counts are all compared with 0 or 1 (rule 10
+    ``at_most: 0``, the washout, the flags), so its plans, persisted ones included, hold
+    none. The second build finds the classes Spark generated for the first in its cache
+    (``spark.sql.codegen.cache.maxEntries``, lake/session.py); at Spark's default of 100
+    it generated and compiled 129 of the first's 134 again.
+    """
+    from cohortlake.engine.cohort import build_cohort
+    from cohortlake.engine.store import read_silver
+    from cohortlake.lake.delta import Lakehouse
+    from cohortlake.spec import load_definition
+    from paths import REPO
+
+    compilations = spark._jvm.org.apache.spark.metrics.source.CodegenMetrics.METRIC_COMPILATION_TIME()
+    lake = Lakehouse(str(demo_run[0]), spark)
+    definition = load_definition(REPO / "cohort_defs" / f"{REFERENCE}.yaml")
+    generated = []
+    for _ in range(2):
+        before = compilations.getCount()
+        result = build_cohort(definition, read_silver(lake))
+        try:
+            result.flags.count()
+            generated.append(compilations.getCount() - before)
+            plan = result.flags._jdf.queryExecution().executedPlan().toString()
+            assert "InMemoryRelation" in plan  # the persisted plans are part of the text
+            assert "ObjectHashAggregate" not in plan and "collect_set" not in plan
+        finally:
+            result.release()
+    assert generated[1] <= 20, generated
+
+
+@pytest.mark.parametrize("bound, n, needs_values", [
+    ("at_most", 0, False), ("exactly", 0, False), ("at_least", 1, False),
+    ("at_least", 2, True), ("at_most", 1, True), ("exactly", 1, True),
+])
+def test_an_occurrence_count_keeps_its_values_only_when_it_tells_more_than_one_apart(spark, bound, n, needs_values):
+    from cohortlake.engine.rules.base import Context, compile_rule
+    from cohortlake.spec import load_definition
+    from cohortlake.spec.model import Criterion
+    from paths import REPO
+
+    definition = load_definition(REPO / "cohort_defs" / f"{REFERENCE}.yaml")
+    criterion = Criterion.model_validate({"name": "therapy", "occurrence": {
+        "codesets": ["ablation"], "tables": ["procedure"], "window": {"from": -30, "to": 60}, bound: n}})
+    compiled = compile_rule(Context(definition).at("c10"), criterion)
+    (aggregate,) = compiled.needs.aggregates
+    assert ("collect_set" in str(aggregate.expression)) is needs_values, aggregate

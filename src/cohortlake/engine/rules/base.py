@@ -191,10 +191,32 @@ def record_condition(exposure: Exposure) -> Column:
     )
 
 
-def count_events(context: Context, part: str, condition: Column, mode: CountMode) -> tuple[Column, Needs]:
+def distinct_count(context: Context, source: str, part: str, value: Column,
+                   up_to: int | None = None) -> tuple[Column, Needs]:
+    """How many distinct non-null values ``value`` takes over an episode's rows of ``source``.
+
+    ``up_to`` is the largest count the caller tells apart (it compares the count with at
+    most that number; ``None``: the exact count). Up to 1, the count is whether any row
+    has a value (0 or 1, null for none): a plain ``max``, which Spark aggregates in
+    generated code. A set of values (``collect_set``) would put the whole aggregation of
+    the source, every other aggregate with it, into Spark's object aggregation, which
+    evaluates its inputs row by row without generated code. Callers coalesce null to 0.
+    """
+    if up_to is not None and up_to <= 1:
+        return context.aggregated(source, f"{part}_any", F.max(F.when(value.isNotNull(), F.lit(1))))
+    return context.aggregated(source, part, F.size(F.collect_set(value)))
+
+
+def count_up_to(bound: str, n: int) -> int:
+    """The largest count a comparison ``at_least | at_most | exactly`` N tells apart."""
+    return n if bound == "at_least" else n + 1
+
+
+def count_events(context: Context, part: str, condition: Column, mode: CountMode,
+                 up_to: int | None = None) -> tuple[Column, Needs]:
     value = {CountMode.distinct_dates: F.col("date"), CountMode.claims: F.col("claim_key"),
              CountMode.events: F.col("row_key")}[mode]
-    return context.aggregated(EVENTS, part, F.size(F.collect_set(F.when(condition, value))))
+    return distinct_count(context, EVENTS, part, F.when(condition, value), up_to)
 
 
 def boundary_column(at: Boundary) -> str:

@@ -95,7 +95,7 @@ def charlson(context: Context, covariate: Covariate) -> Compiled:
 @rule(Covariate, "flag")
 def flag(context: Context, covariate: Covariate) -> Compiled:
     spec = covariate.rule
-    count, lo, needs = _count(context, spec, CountMode.distinct_dates)
+    count, lo, needs = _count(context, spec, CountMode.distinct_dates, up_to=spec.at_least)
     return Compiled(F.when(lo.isNotNull(), F.when(count >= spec.at_least, 1).otherwise(0)), needs)
 
 
@@ -105,10 +105,10 @@ def count(context: Context, covariate: Covariate) -> Compiled:
     return Compiled(F.when(lo.isNotNull(), value), needs)
 
 
-def _count(context: Context, spec, mode: CountMode) -> tuple[Column, Column, Needs]:
+def _count(context: Context, spec, mode: CountMode, up_to: int | None = None) -> tuple[Column, Column, Needs]:
     lo, _, inside = in_window(spec.window)
     condition = event_condition(spec.codesets, spec.tables, spec.settings) & inside
-    value, needs = count_events(context, "count", condition, mode)
+    value, needs = count_events(context, "count", condition, mode, up_to)
     return F.coalesce(value, F.lit(0)), lo, reads(spec) + needs
 
 

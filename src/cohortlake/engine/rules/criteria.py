@@ -16,6 +16,8 @@ from cohortlake.engine.rules.base import (
     anchor_column,
     boundary_column,
     count_events,
+    count_up_to,
+    distinct_count,
     event_condition,
     in_window,
     reads,
@@ -106,8 +108,8 @@ def coverage(context: Context, criterion: Criterion) -> Compiled:
 @rule(Criterion, "occurrence")
 def occurrence(context: Context, criterion: Criterion) -> Compiled:
     spec = criterion.rule
-    count, valid, needs = occurrence_count(context, spec, spec.window)
     bound, n = spec.bound
+    count, valid, needs = occurrence_count(context, spec, spec.window, count_up_to(bound, n))
     compare = {"at_least": count >= n, "at_most": count <= n, "exactly": count == n}[bound]
     return Compiled(valid & compare, needs)
 
@@ -115,20 +117,22 @@ def occurrence(context: Context, criterion: Criterion) -> Compiled:
 @rule(Criterion, "washout")
 def washout(context: Context, criterion: Criterion) -> Compiled:
     spec = criterion.rule
-    count, valid, needs = occurrence_count(context, spec, spec.as_window())
+    count, valid, needs = occurrence_count(context, spec, spec.as_window(), up_to=1)
     return Compiled(valid & (count == 0), needs)
 
 
-def occurrence_count(context: Context, spec, window: Window) -> tuple[Column, Column, Needs]:
-    """(count, anchor exists, needs) of an occurrence-like rule: events, or era starts (ends)."""
+def occurrence_count(context: Context, spec, window: Window, up_to: int | None) -> tuple[Column, Column, Needs]:
+    """(count, anchor exists, needs) of an occurrence-like rule: events, or era starts (ends).
+
+    ``up_to``: the largest count the rule tells apart (``distinct_count``)."""
     lo, hi, inside = in_window(window)
     if getattr(spec, "exposure", None) is not None:
         boundary = boundary_column(spec.exposure.at)
         dates = F.when((F.col("exposure") == spec.exposure.name) & F.col(boundary).between(lo, hi), F.col(boundary))
-        count, needs = context.aggregated(ERAS, "count", F.size(F.collect_set(dates)))
+        count, needs = distinct_count(context, ERAS, "count", dates, up_to)
     else:
         condition = event_condition(spec.codesets, spec.tables, spec.settings) & inside
-        count, needs = count_events(context, "count", condition, getattr(spec, "count", CountMode.distinct_dates))
+        count, needs = count_events(context, "count", condition, getattr(spec, "count", CountMode.distinct_dates), up_to)
         needs = reads(spec) + needs
     return F.coalesce(count, F.lit(0)), lo.isNotNull(), needs
 
