@@ -68,7 +68,7 @@ def test_broken_yaml_is_one_located_message_fast(tmp_path, capsys, name):
     path.write_text(text, encoding="utf-8")
     started = time.monotonic()
     code, out, err = _check(capsys, path)
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 10.0  # a guard against parsing that blows up, not a timing (1 s flaked on a loaded machine)
     assert code == 1 and "Traceback" not in err
     assert message in err
     if line is not None:
