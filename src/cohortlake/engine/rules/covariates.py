@@ -20,6 +20,7 @@ from cohortlake.engine.rules.base import (
     age_at,
     anchor_column,
     count_events,
+    count_up_to,
     event_condition,
     in_window,
     reads,
@@ -95,7 +96,7 @@ def charlson(context: Context, covariate: Covariate) -> Compiled:
 @rule(Covariate, "flag")
 def flag(context: Context, covariate: Covariate) -> Compiled:
     spec = covariate.rule
-    count, lo, needs = _count(context, spec, CountMode.distinct_dates, up_to=spec.at_least)
+    count, lo, needs = _count(context, spec, CountMode.distinct_dates, up_to=count_up_to("at_least", spec.at_least))
     return Compiled(F.when(lo.isNotNull(), F.when(count >= spec.at_least, 1).otherwise(0)), needs)
 
 
