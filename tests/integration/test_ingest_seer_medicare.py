@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import CONTRACT, delta_rows
+from helpers import CONTRACT, delta_rows, spark_jobs
 
 from cohortlake.errors import MissingInputError
 from cohortlake.lake.delta import Lakehouse
@@ -137,7 +137,9 @@ def lake(spark, tmp_path_factory):
     lake.raw_dir = write_raw(base / "raw")
     # Hand-written rows with deliberate faults in tables of a few rows: far above the gates'
     # thresholds by design, so this module tests typing and quarantine with the gates off.
+    before = set(spark_jobs(spark))
     lake.report = ingest(spark, lake, "seer-medicare", lake.raw_dir, validate=False)
+    lake.jobs = {job: label for job, label in spark_jobs(spark).items() if job not in before}
     return lake
 
 
@@ -158,6 +160,17 @@ def test_counts_in_duplicates_quarantined_out(lake):
         "outpatient_revenue": (2, 0, 0, 2),
         "pde": (6, 1, 3, 2),
     }
+
+
+def test_every_spark_job_of_the_ingest_names_its_phase_and_table(lake):
+    """What the Spark UI, an event log or the REST API shows: each job says what it is for."""
+    labels = set(lake.jobs.values())
+    assert lake.jobs and None not in labels, sorted(j for j, label in lake.jobs.items() if label is None)
+    raw = {c.raw_table for c in lake.report.raw}
+    expected = {f"ingest: bronze/{t}" for t in raw} | {f"ingest: type {t}" for t in raw} | {
+        f"ingest: silver/{t}" for t in SILVER_TABLES}
+    assert labels <= expected, labels - expected
+    assert {f"ingest: type {t}" for t in raw} <= labels
 
 
 def test_quarantine_names_column_value_and_reason(lake):

@@ -36,3 +36,14 @@ def delta_rows(path, version=None) -> list[dict]:
     # the latter aborts the interpreter at exit now and then (delta-io/delta-rs#2184).
     local = pafs.SubTreeFileSystem(str(path), pafs.LocalFileSystem())
     return deltalake.DeltaTable(str(path), version=version).to_pyarrow_table(filesystem=local).to_pylist()
+
+
+def spark_jobs(spark) -> dict[int, str | None]:
+    """Every job the session's status store still holds (the latest 1,000): id → its description."""
+    jobs = spark.sparkContext._jsc.sc().statusStore().jobsList(None)
+    found = {}
+    for i in range(jobs.length()):
+        job = jobs.apply(i)
+        description = job.description()
+        found[job.jobId()] = description.get() if description.isDefined() else None
+    return found

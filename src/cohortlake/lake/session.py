@@ -268,3 +268,22 @@ def session_conf(spark, settings: dict[str, str]):
                 spark.conf.unset(key)
             else:
                 spark.conf.set(key, value)
+
+
+JOB_DESCRIPTION = "spark.job.description"
+
+
+@contextmanager
+def job_description(spark, text: str):
+    """Label the Spark jobs this thread starts in the block (Spark UI, event log, REST API).
+
+    The label is a thread-local property: steps that run from several threads (ingest's
+    tables, the gates' suites) each name their own jobs. The previous label comes back after.
+    """
+    context = spark.sparkContext
+    previous = context.getLocalProperty(JOB_DESCRIPTION)
+    context.setLocalProperty(JOB_DESCRIPTION, text)
+    try:
+        yield
+    finally:
+        context.setLocalProperty(JOB_DESCRIPTION, previous)

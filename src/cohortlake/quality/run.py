@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from cohortlake.errors import UserError
 from cohortlake.lake.layout import QUALITY_DIR, RESULTS_TABLE
-from cohortlake.lake.session import session_conf
+from cohortlake.lake.session import job_description, session_conf
 from cohortlake.quality.suites import SuiteFile
 
 DOCS_SITE = "cohortlake"
@@ -323,11 +323,8 @@ class QualityRunner:
         # (not in _prepare) keeps two cohorts' `cohort_rows` from replacing each other.
         for view, table in (target.views.items() if item["queries"] else ()):
             self.lake.read(table).createOrReplaceTempView(view)
-        spark.sparkContext.setLocalProperty("spark.job.description", f"validate {target.table} with {target.suite.name}")
-        try:
+        with job_description(spark, f"validate {target.table} with {target.suite.name}"):
             results, batch_id = self._validate_suite(suite, item["batch"], item["frame"], target.parameters)
-        finally:
-            spark.sparkContext.setLocalProperty("spark.job.description", None)
         run_time = datetime.now(timezone.utc)
         run_name = f"{target.table.replace('/', '.')}.v{version}"
         results.meta.update({

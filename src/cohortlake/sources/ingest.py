@@ -34,7 +34,7 @@ from cohortlake.errors import MissingInputError, UserError
 from cohortlake.lake import layout as lake_layout
 from cohortlake.lake.delta import Lakehouse  # noqa: E402
 from cohortlake.lake.manifest import RunManifest
-from cohortlake.lake.session import code_generation, session_conf, size_conf
+from cohortlake.lake.session import code_generation, job_description, session_conf, size_conf
 from cohortlake.progress import Progress
 from cohortlake.quality import gates
 from cohortlake.sources import fixed_width, mapper, sas_dataset
@@ -324,7 +324,8 @@ def ingest(spark, lake: Lakehouse, layout: str, raw_dir: str | Path, mapping_pat
         preload_great_expectations()
 
     def load_bronze(table: str) -> None:
-        with progress.step(bronze_name(table)) as step, manifest.phase(bronze_name(table)):
+        with progress.step(bronze_name(table)) as step, manifest.phase(bronze_name(table)), \
+                job_description(spark, f"ingest: {bronze_name(table)}"):
             staging = Path(lake_layout.staging_dir(lake.root, table))
             try:
                 lake.write(bronze_name(table), read_raw(spark, table, headers[table], mapping, staging))
@@ -338,7 +339,8 @@ def ingest(spark, lake: Lakehouse, layout: str, raw_dir: str | Path, mapping_pat
     def type_raw_table(table: str) -> RawTableCounts:
         """Typing, quarantine write and counts for one raw table."""
         table_counts = counts[table]
-        with progress.step(f"type {table}") as step, manifest.phase(f"type/{table}"):
+        with progress.step(f"type {table}") as step, manifest.phase(f"type/{table}"), \
+                job_description(spark, f"ingest: type {table}"):
             typed = type_bronze(lake.read(bronze_name(table)), table, mapping, headers[table]).persist(
                 StorageLevel.MEMORY_AND_DISK)
             persisted.append(typed)
@@ -365,7 +367,8 @@ def ingest(spark, lake: Lakehouse, layout: str, raw_dir: str | Path, mapping_pat
         return table_counts
 
     def write_silver(table: str, frame: DataFrame) -> int:
-        with progress.step(silver_name(table)) as step, manifest.phase(silver_name(table)):
+        with progress.step(silver_name(table)) as step, manifest.phase(silver_name(table)), \
+                job_description(spark, f"ingest: {silver_name(table)}"):
             lake.write(silver_name(table), frame)
             rows = lake.row_count(silver_name(table))
             step["detail"] = f"{rows:,} rows"
