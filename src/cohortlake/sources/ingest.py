@@ -34,7 +34,7 @@ from cohortlake.errors import MissingInputError, UserError
 from cohortlake.lake import layout as lake_layout
 from cohortlake.lake.delta import Lakehouse  # noqa: E402
 from cohortlake.lake.manifest import RunManifest
-from cohortlake.lake.session import code_generation, job_description, session_conf, size_conf
+from cohortlake.lake.session import UNCOMPRESSED_CACHE, code_generation, job_description, session_conf, size_conf
 from cohortlake.progress import Progress
 from cohortlake.quality import gates
 from cohortlake.sources import fixed_width, mapper, sas_dataset
@@ -61,7 +61,8 @@ INGEST_THREADS = int(os.environ.get("COHORTLAKE_INGEST_THREADS", "3"))
 # columns into the dedupe's aggregation: for the carrier base file one 35,765-byte
 # method, 24-26 s warm on 100,000 patients; run apart, 8.5 s (MBSF 11.2 -> 8.3 s).
 # Only here: the build's tagging scan is one such method too, and runs 2.5x slower apart.
-TYPING_CONF = {"spark.sql.codegen.hugeMethodLimit": "8000"}
+# The typed rows are persisted uncompressed (lake.session.UNCOMPRESSED_CACHE).
+TYPING_CONF = {"spark.sql.codegen.hugeMethodLimit": "8000", **UNCOMPRESSED_CACHE}
 
 
 @dataclass
