@@ -324,9 +324,15 @@ def ingest(spark, lake: Lakehouse, layout: str, raw_dir: str | Path, mapping_pat
 
         preload_great_expectations()
 
+    @contextlib.contextmanager
+    def phase(name: str, recorded: str | None = None):
+        """One phase of one table: its progress line, its manifest timing (under ``recorded``,
+        default ``name``) and the label of the Spark jobs it starts (``ingest: <name>``)."""
+        with progress.step(name) as step, manifest.phase(recorded or name), job_description(spark, f"ingest: {name}"):
+            yield step
+
     def load_bronze(table: str) -> None:
-        with progress.step(bronze_name(table)) as step, manifest.phase(bronze_name(table)), \
-                job_description(spark, f"ingest: {bronze_name(table)}"):
+        with phase(bronze_name(table)) as step:
             staging = Path(lake_layout.staging_dir(lake.root, table))
             try:
                 lake.write(bronze_name(table), read_raw(spark, table, headers[table], mapping, staging))
@@ -340,8 +346,7 @@ def ingest(spark, lake: Lakehouse, layout: str, raw_dir: str | Path, mapping_pat
     def type_raw_table(table: str) -> RawTableCounts:
         """Typing, quarantine write and counts for one raw table."""
         table_counts = counts[table]
-        with progress.step(f"type {table}") as step, manifest.phase(f"type/{table}"), \
-                job_description(spark, f"ingest: type {table}"):
+        with phase(f"type {table}", f"type/{table}") as step:
             typed = type_bronze(lake.read(bronze_name(table)), table, mapping, headers[table]).persist(
                 StorageLevel.MEMORY_AND_DISK)
             persisted.append(typed)
@@ -368,8 +373,7 @@ def ingest(spark, lake: Lakehouse, layout: str, raw_dir: str | Path, mapping_pat
         return table_counts
 
     def write_silver(table: str, frame: DataFrame) -> int:
-        with progress.step(silver_name(table)) as step, manifest.phase(silver_name(table)), \
-                job_description(spark, f"ingest: {silver_name(table)}"):
+        with phase(silver_name(table)) as step:
             lake.write(silver_name(table), frame)
             rows = lake.row_count(silver_name(table))
             step["detail"] = f"{rows:,} rows"
