@@ -9,6 +9,7 @@ be exactly that.
 from __future__ import annotations
 
 import csv
+import fnmatch
 import json
 from datetime import date, timedelta
 
@@ -303,6 +304,32 @@ def test_a_compiled_build_aggregates_in_generated_code_and_the_next_reuses_its_c
         finally:
             result.release()
     assert generated[1] <= 20, generated
+
+
+def test_the_session_jvm_caps_the_optimising_compiler_on_generated_code_only(spark):
+    """The JVM of a local session runs with lake/session.py's JIT_OPTIONS: huge methods are
+    compiled, and HotSpot holds the command that makes its optimising compiler give up early
+    on the classes Spark generates (their methods keep first-tier code), not on Spark's own."""
+    from cohortlake.lake.session import JIT_OPTIONS
+
+    jvm = spark._jvm
+    arguments = list(jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments())
+    assert all(option in arguments for option in JIT_OPTIONS.split()), arguments
+    diagnostics = jvm.java.lang.management.ManagementFactory.getPlatformMXBean(
+        jvm.java.lang.Class.forName("com.sun.management.HotSpotDiagnosticMXBean"))
+    assert diagnostics.getVMOption("DontCompileHugeMethods").getValue() == "false"
+    commands = diagnostics.getVMOption("CompileCommand").getValue()
+    limit = next(c for c in commands.split("\n") if c.startswith("MaxNodeLimit,"))
+    pattern, nodes = limit.split(",")[1:]
+    assert int(nodes) < int(diagnostics.getVMOption("MaxNodeLimit").getValue())  # below the JVM's own limit
+    # The pattern names the classes this Spark generates (a projection compiled here), not its own.
+    classes, methods = pattern.rsplit(".", 1)
+    projection = jvm.org.apache.spark.sql.catalyst.expressions.UnsafeProjection.create(spark.range(1)._jdf.schema())
+    generated = projection.getClass().getName()
+    assert "GeneratedClass" in generated and fnmatch.fnmatchcase(generated.replace(".", "/"), classes), generated
+    assert methods == "*"
+    assert not fnmatch.fnmatchcase(jvm.java.lang.Class.forName(
+        "org.apache.spark.sql.catalyst.expressions.UnsafeProjection").getName().replace(".", "/"), classes)
 
 
 @pytest.mark.parametrize("bound, n, needs_values", [

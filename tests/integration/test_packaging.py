@@ -93,6 +93,8 @@ def test_the_demo_runs_from_the_installed_package(installed, installed_demo):
     # start-up notices (that Spark's warnings are kept is tests/unit/test_session.py's claim).
     notices = [line for line in demo.stderr.splitlines() if any(notice in line for notice in SPARK_NOTICES)]
     assert notices == [], notices
+    # The JVM options of lake/session.py (JIT_OPTIONS) are taken without a word from the JVM.
+    assert "CompileCommand" not in demo.stdout + demo.stderr
     # Nor does Spark warn or fail anything of ours on a clean run: no compile-error trace from
     # generated code Java cannot hold, no window that moves a table to one partition.
     spark_log = re.compile(r"^\d\d/\d\d/\d\d \d\d:\d\d:\d\d (WARN|ERROR) ")

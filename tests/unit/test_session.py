@@ -79,6 +79,19 @@ def test_the_generated_classes_of_several_builds_stay_cached():
     assert session.CLUSTER_DEFAULTS[key] == session.local_conf(cores=2)[key]
 
 
+def test_driver_and_executors_compile_generated_code_the_same_way():
+    # session.JIT_OPTIONS: huge methods compiled, the optimising compiler capped on Spark's
+    # generated classes; the local driver gets them, and executors unless the submit sets
+    # their options (test_engine checks that the session's JVM took them).
+    assert session.JIT_OPTIONS in session.local_conf(cores=2)["spark.driver.extraJavaOptions"]
+    assert session.CLUSTER_DEFAULTS["spark.executor.extraJavaOptions"] == session.JIT_OPTIONS
+    options = session.JIT_OPTIONS.split()
+    assert "-XX:-DontCompileHugeMethods" in options
+    # "quiet" first, or the JVM prints each command on standard output when it starts
+    assert options.index("-XX:CompileCommand=quiet") < options.index(
+        next(o for o in options if o.startswith("-XX:CompileCommand=MaxNodeLimit,")))
+
+
 def test_each_step_runs_interpreted_below_its_own_threshold(monkeypatch):
     # An ingest counts the rows of its largest raw table, a build those of its largest
     # canonical table; the thresholds are measured per step (comment above size_conf).
