@@ -79,14 +79,14 @@ def test_the_generated_classes_of_several_builds_stay_cached():
     assert session.CLUSTER_DEFAULTS[key] == session.local_conf(cores=2)[key]
 
 
-def test_driver_and_executors_compile_generated_code_the_same_way():
+def test_local_sessions_cap_the_optimising_compiler_and_executors_compile_huge_methods():
     # session.JIT_OPTIONS: huge methods compiled, the optimising compiler capped on Spark's
-    # generated classes; the local driver gets them, and executors unless the submit sets
-    # their options (test_engine checks that the session's JVM took them).
+    # generated classes, for a local session's JVM (test_engine checks that it took them);
+    # executors, unless the submit sets their options, compile huge methods uncapped.
     assert session.JIT_OPTIONS in session.local_conf(cores=2)["spark.driver.extraJavaOptions"]
-    assert session.CLUSTER_DEFAULTS["spark.executor.extraJavaOptions"] == session.JIT_OPTIONS
+    assert session.CLUSTER_DEFAULTS["spark.executor.extraJavaOptions"] == session.HUGE_METHODS_FLAG
     options = session.JIT_OPTIONS.split()
-    assert "-XX:-DontCompileHugeMethods" in options
+    assert session.HUGE_METHODS_FLAG in options
     # "quiet" first, or the JVM prints each command on standard output when it starts
     assert options.index("-XX:CompileCommand=quiet") < options.index(
         next(o for o in options if o.startswith("-XX:CompileCommand=MaxNodeLimit,")))

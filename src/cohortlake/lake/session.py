@@ -34,20 +34,25 @@ CORRECTNESS_CONF = {
 }
 
 
-# How the JVM compiles the code Spark generates, for the local driver and for executors.
-# The JVM leaves methods over 8,000 bytecodes to the interpreter by default; the wide
-# aggregations Spark generates for validation (one count per expectation) are such methods
-# and ran 2-3x slower interpreted, so huge methods are compiled. The JVM's optimising
-# compiler (C2), though, spent more on Spark's generated methods than it gave back: up to
-# 7 s on one method of a typing stage (then abandoned), 48 s of the 118 s C2 took in a
-# 20,000-patient demo (Java Flight Recorder). C2 now gives up on a generated method beyond
-# 5,000 nodes of its graph, early and cheaply; the method keeps the first-tier compiler's
-# (C1) code. Spark's own classes are compiled as before. 100,000 patients, a process each,
-# back to back: ingest 169.5 s to 141.1 s (C2's CPU 96.8 s to 49.0 s, tasks 175 s to 165 s,
+# How the JVM compiles the code Spark generates. It leaves methods over 8,000 bytecodes to
+# the interpreter by default; the wide aggregations Spark generates for validation (one
+# count per expectation) are such methods and ran 2-3x slower interpreted, so driver and
+# executors compile huge methods.
+HUGE_METHODS_FLAG = "-XX:-DontCompileHugeMethods"
+# A local session's JVM also caps its optimising compiler (C2) on Spark's generated
+# classes. On a few cores C2 spent more on them than it gave back: up to 7 s on one method
+# of a typing stage (then abandoned), 48 s of the 118 s C2 took in a 20,000-patient demo
+# (Java Flight Recorder). C2 now gives up on a generated method beyond 5,000 nodes of its
+# graph, early and cheaply; the method keeps the first-tier compiler's (C1) code. Spark's
+# own classes are compiled as before. 100,000 patients, a process each, alternated: ingest
+# 169.5/170.5 s to 141.1/144.6 s (C2's CPU 95-97 s to 49-50 s, tasks 176 s to 165-171 s,
 # the same rows); the reference build cold 38.0/38.1 s to 32.2/33.9 s, best warm
-# 17.1/17.1 s to 15.6/14.6 s (tasks 70-72 s of CPU either way). Limits of 1,000 and 20,000
-# did as well within the noise. "quiet" keeps the JVM from printing the command at start.
-JIT_OPTIONS = ("-XX:-DontCompileHugeMethods -XX:CompileCommand=quiet "
+# 17.1/17.1 s to 15.6/14.6 s (tasks 70-72 s of CPU either way); limits of 1,000 and 20,000
+# did as well. At 1,000,000 patients C2's code pays for itself: the cold build 106.3 s to
+# 100.1 s, but the warm one 71.4 s to 78.8 s (tasks 435 s to 486 s of CPU). Executors on a
+# cluster, where one JVM sees such volumes, keep HUGE_METHODS_FLAG alone (CLUSTER_DEFAULTS).
+# "quiet" keeps the JVM from printing the command at start-up.
+JIT_OPTIONS = (f"{HUGE_METHODS_FLAG} -XX:CompileCommand=quiet "
                "-XX:CompileCommand=MaxNodeLimit,org/apache/spark/sql/catalyst/expressions/GeneratedClass*.*,5000")
 
 # Under spark-submit the operator owns resources; these performance settings are applied
@@ -135,8 +140,9 @@ def code_generation(settings: dict[str, str]) -> str:
 
 CLUSTER_DEFAULTS = {
     **TUNING_CONF,
-    # Executors run the generated code of builds and validation (JIT_OPTIONS).
-    "spark.executor.extraJavaOptions": JIT_OPTIONS,
+    # Executors run the wide generated aggregations of builds and validation (JIT_OPTIONS:
+    # without the cap of a local session's compiler).
+    "spark.executor.extraJavaOptions": HUGE_METHODS_FLAG,
     "spark.ui.showConsoleProgress": "false",
 }
 
