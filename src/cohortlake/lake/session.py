@@ -140,8 +140,8 @@ def code_generation(settings: dict[str, str]) -> str:
 
 CLUSTER_DEFAULTS = {
     **TUNING_CONF,
-    # Executors run the wide generated aggregations of builds and validation (JIT_OPTIONS:
-    # without the cap of a local session's compiler).
+    # Executors run the wide generated aggregations of builds and validation: huge methods
+    # compiled, without the cap a local session puts on C2 (see JIT_OPTIONS).
     "spark.executor.extraJavaOptions": HUGE_METHODS_FLAG,
     "spark.ui.showConsoleProgress": "false",
 }
