@@ -332,6 +332,47 @@ def test_the_session_jvm_caps_the_optimising_compiler_on_generated_code_only(spa
         "org.apache.spark.sql.catalyst.expressions.UnsafeProjection").getName().replace(".", "/"), classes)
 
 
+def test_pyspark_finds_the_classes_it_names_on_every_call_without_asking_the_jvm(spark, demo_run):
+    """lake/session.py keeps the classes of JVM_NAMES on py4j's view of the JVM: a build
+    (here the reference design's, planned and counted) looks none of them up again, and
+    each is the class PySpark would have been given."""
+    import py4j.java_gateway
+
+    from cohortlake.engine import build_cohort
+    from cohortlake.engine.store import read_silver
+    from cohortlake.lake.delta import Lakehouse
+    from cohortlake.lake.session import JVM_NAMES
+    from cohortlake.spec import load_definition
+    from paths import REPO
+
+    jvm = spark.sparkContext._jvm
+    kept = vars(jvm)
+    assert set(JVM_NAMES) <= set(kept)
+    assert kept["functions"]._fqn == kept["org.apache.spark.sql.functions"]._fqn == "org.apache.spark.sql.functions"
+    assert kept["PythonUtils"]._fqn == "org.apache.spark.api.python.PythonUtils"
+    assert kept["PythonSQLUtils"]._fqn == "org.apache.spark.sql.api.python.PythonSQLUtils"
+
+    asked: list[str] = []
+    lookup = py4j.java_gateway.JVMView.__getattr__
+
+    def counting(view, name):
+        asked.append(name)
+        return lookup(view, name)
+
+    definition = load_definition(REPO / "cohort_defs" / f"{REFERENCE}.yaml")
+    frames = read_silver(Lakehouse(str(demo_run[0]), spark))
+    py4j.java_gateway.JVMView.__getattr__ = counting
+    try:
+        result = build_cohort(definition, frames)
+        try:
+            assert result.cohort.count() > 0
+        finally:
+            result.release()
+    finally:
+        py4j.java_gateway.JVMView.__getattr__ = lookup
+    assert not set(asked) & set(JVM_NAMES), sorted(set(asked))
+
+
 @pytest.mark.parametrize("bound, n, needs_values", [
     ("at_most", 0, False), ("exactly", 0, False), ("at_least", 1, False),
     ("at_least", 2, True), ("at_most", 1, True), ("exactly", 1, True),

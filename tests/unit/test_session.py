@@ -92,6 +92,15 @@ def test_local_sessions_cap_the_optimising_compiler_and_executors_compile_huge_m
         next(o for o in options if o.startswith("-XX:CompileCommand=MaxNodeLimit,")))
 
 
+def test_persisting_plans_in_the_session_itself():
+    # Spark's CacheManager clones the session for every persist while auto bucketed scans
+    # are on (with canChangeCachedPlanOutputPartitioning on, that is the one setting it
+    # turns off); a lakehouse of Delta tables has no bucketed tables for it to act on.
+    for settings in (session.local_conf(cores=2), session.CLUSTER_DEFAULTS):
+        assert settings["spark.sql.optimizer.canChangeCachedPlanOutputPartitioning"] == "true"
+        assert settings["spark.sql.sources.bucketing.autoBucketedScan.enabled"] == "false"
+
+
 def test_each_step_runs_interpreted_below_its_own_threshold(monkeypatch):
     # An ingest counts the rows of its largest raw table, a build those of its largest
     # canonical table; the thresholds are measured per step (comment above size_conf).
