@@ -11,13 +11,14 @@ from cohortlake.engine import columns
 
 def with_depth(episodes: DataFrame, flags: list[Column]) -> DataFrame:
     """Each step's flag as a column (``columns.step_flag``), and the depth: how many leading flags hold."""
+    names = [columns.step_flag(number) for number in range(1, len(flags) + 1)]
     depth, passed = F.lit(0), F.lit(True)
-    for number, flag in enumerate(flags, 1):
-        name = columns.step_flag(number)
-        episodes = episodes.withColumn(name, F.coalesce(flag, F.lit(False)))
+    for name in names:
         passed = passed & F.col(name)
         depth = depth + F.when(passed, 1).otherwise(0)
-    return episodes.withColumn(columns.DEPTH, depth)
+    # two projections: the depth reads the flags by name
+    flagged = episodes.withColumns({name: F.coalesce(flag, F.lit(False)) for name, flag in zip(names, flags)})
+    return flagged.withColumn(columns.DEPTH, depth)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from cohortlake.engine import columns
@@ -35,6 +35,7 @@ from cohortlake.engine.events import Inputs, tagged_events
 from cohortlake.engine.outputs import landmark_date, outcome_columns, time_varying_rows
 from cohortlake.engine.rules import Needs, compile_rules
 from cohortlake.engine.rules.base import CLAIMS, ERAS, EVENTS
+from cohortlake.engine.rules.covariates import reads_covariates
 from cohortlake.engine.rules.index import Inputs as IndexInputs
 from cohortlake.spec.model import Definition
 
@@ -67,8 +68,10 @@ def build_cohort(definition: Definition, frames: dict[str, DataFrame]) -> BuildR
     episodes = inputs.persist(with_anchors(definition, population(inputs, index_rows), eras))
     episodes = _aggregated(inputs, episodes, events, eras, rules.needs)
 
-    for name, flag in rules.landmarks.items():
-        episodes = episodes.withColumn(columns.in_landmark_flag(name), F.coalesce(flag, F.lit(False)))
+    # Columns are added a projection at a time, not one by one: every DataFrame call is
+    # analysed again over the whole plan so far, and a build's planning is most of a small one.
+    episodes = episodes.withColumns({columns.in_landmark_flag(name): F.coalesce(flag, F.lit(False))
+                                     for name, flag in rules.landmarks.items()})
     names = columns.step_names(definition)
     assert len(names) == len(rules.steps), (names, len(rules.steps))
     episodes = inputs.persist(with_depth(episodes, list(rules.steps)))
@@ -76,28 +79,36 @@ def build_cohort(definition: Definition, frames: dict[str, DataFrame]) -> BuildR
     flags = episodes.select(*EPISODE, *[columns.step_flag(n) for n in range(1, len(names) + 1)])
 
     included = episodes.where(F.col(columns.DEPTH) == len(names))
-    included = included.withColumn("arm", rules.arm).withColumn("first_exposure_date", rules.first_exposure_date)
-    included = included.withColumn("followup_start", F.col(columns.FOLLOWUP_START))
-    included = included.withColumn("followup_end", rules.followup_end)
-    included = included.withColumn("landmark_date", landmark_date(definition))
-    outcomes, event, time_days = outcome_columns(definition, rules.outcomes)
-    for name, column in outcomes:
-        included = included.withColumn(name, column)
-    included = included.withColumn("event", event).withColumn("time_days", time_days)
-    for name, column in rules.covariates.items():  # in order: a score reads earlier covariates
-        included = included.withColumn(name, column)
-    several = len(definition.landmarks) > 1
+    follow = {"arm": rules.arm, "first_exposure_date": rules.first_exposure_date,
+              "followup_start": F.col(columns.FOLLOWUP_START), "followup_end": rules.followup_end,
+              "landmark_date": landmark_date(definition)}
     for landmark in definition.landmarks:
-        if several:
-            included = included.withColumn(columns.landmark_date(landmark.name), F.col(columns.landmark_day(landmark.name)))
-        included = included.withColumn(columns.in_landmark(landmark.name),
-                                       F.col(columns.in_landmark_flag(landmark.name)).cast("int"))
+        if len(definition.landmarks) > 1:
+            follow[columns.landmark_date(landmark.name)] = F.col(columns.landmark_day(landmark.name))
+        follow[columns.in_landmark(landmark.name)] = F.col(columns.in_landmark_flag(landmark.name)).cast("int")
     for name, column in rules.switches.items():
-        included = included.withColumn(columns.switch_date(name), column)
+        follow[columns.switch_date(name)] = column
+    outcomes, event, time_days = outcome_columns(definition, rules.outcomes)
+    # Each projection reads only columns of those before it: outcomes read the follow-up, the
+    # cohort's event and time read the outcomes, a score reads earlier covariates.
+    for projection in [follow, dict(outcomes), {"event": event, "time_days": time_days},
+                       *_covariate_projections(definition, rules.covariates)]:
+        if projection:
+            included = included.withColumns(projection)
     cohort_all = inputs.persist(included)
     cohort = cohort_all.select(*columns.cohort_columns(definition))
     events_table = time_varying_rows(cohort_all, list(rules.switches)) if rules.switches else None
     return BuildResult(cohort, attrition.rows(), events_table, flags, inputs)
+
+
+def _covariate_projections(definition: Definition, compiled: dict[str, Column]) -> list[dict[str, Column]]:
+    """The covariates, in order, in as few projections as can be: one that reads an earlier covariate starts a new one."""
+    projections: list[dict[str, Column]] = [{}]
+    for covariate in definition.covariates:
+        if reads_covariates(covariate) & projections[-1].keys():
+            projections.append({})
+        projections[-1][covariate.name] = compiled[covariate.name]
+    return projections
 
 
 def _aggregated(inputs: Inputs, episodes: DataFrame, events: DataFrame, eras: DataFrame | None,

@@ -62,7 +62,11 @@ def with_anchors(definition: Definition, episodes: DataFrame, eras: DataFrame | 
                               .alias(columns.exposure_point(end)))
         joined = episodes.where(F.col("index_date").isNotNull()).select(*EPISODE).join(eras, "person_id")
         episodes = episodes.join(joined.groupBy(*EPISODE).agg(*aggregates), list(EPISODE), "left")
-    for landmark in definition.landmarks:
-        day = F.date_add(anchor_column(landmark.from_), landmark.days)
-        episodes = episodes.withColumn(columns.landmark_day(landmark.name), day)
-    return episodes.withColumn(columns.FOLLOWUP_START, anchor_column(definition.followup.start))
+    # One projection: a follow-up that starts at a landmark takes the landmark's expression
+    # (a landmark's own anchor is never another landmark: spec/references.py).
+    days = {landmark.name: F.date_add(anchor_column(landmark.from_), landmark.days)
+            for landmark in definition.landmarks}
+    start = definition.followup.start
+    start_day = days[start] if isinstance(start, str) and start != "index" else anchor_column(start)
+    return episodes.withColumns({**{columns.landmark_day(name): day for name, day in days.items()},
+                                 columns.FOLLOWUP_START: start_day})

@@ -29,7 +29,7 @@ from cohortlake.engine.rules.base import (
 )
 from cohortlake.spec.comorbidity import CONDITIONS as COMORBIDITY_CONDITIONS
 from cohortlake.spec.comorbidity import DECIMALS, RULE_OUT_MARGIN_DAYS, TERMS, ComorbidityIndex
-from cohortlake.spec.model import CountMode, Covariate, EraChoice, TumorField, WithoutClaims
+from cohortlake.spec.model import CountMode, Covariate, EraChoice, ScoreCovariate, TumorField, WithoutClaims
 from cohortlake.vocabulary import SEER_CODES, Behavior, EventTable, ReportingSource, Setting, Stage
 
 
@@ -137,6 +137,11 @@ def score(context: Context, covariate: Covariate) -> Compiled:
             test = test & (total <= F.lit(float(group.max)))
         banded = F.when(test, F.lit(group.name)) if banded is None else banded.when(test, F.lit(group.name))
     return Compiled(banded)
+
+
+def reads_covariates(covariate: Covariate) -> set[str]:
+    """The earlier covariates a covariate's column reads by name (a score's terms)."""
+    return {term.covariate for term in covariate.rule.terms} if isinstance(covariate.rule, ScoreCovariate) else set()
 
 
 @rule(Covariate, "exposure_duration")
