@@ -70,8 +70,9 @@ def build_cohort(definition: Definition, frames: dict[str, DataFrame]) -> BuildR
 
     # Columns are added a projection at a time, not one by one: every DataFrame call is
     # analysed again over the whole plan so far, and a build's planning is most of a small one.
-    episodes = episodes.withColumns({columns.in_landmark_flag(name): F.coalesce(flag, F.lit(False))
-                                     for name, flag in rules.landmarks.items()})
+    if rules.landmarks:
+        episodes = episodes.withColumns({columns.in_landmark_flag(name): F.coalesce(flag, F.lit(False))
+                                         for name, flag in rules.landmarks.items()})
     names = columns.step_names(definition)
     assert len(names) == len(rules.steps), (names, len(rules.steps))
     episodes = inputs.persist(with_depth(episodes, list(rules.steps)))
