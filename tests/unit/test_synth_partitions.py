@@ -10,7 +10,7 @@ from cohortlake.synth.model import MIN_PERSONS_PER_TASK, PERSONS_PER_PARTITION, 
 
 @pytest.mark.parametrize(("patients", "parallelism", "partitions"), [
     (1, 4, 1),
-    (300, 4, 1),  # a few hundred persons: one task, whose overhead is less than the work
+    (300, 4, 1),  # a few hundred persons: one task (a second task's overhead outweighs its work)
     (1_499, 4, 1),
     (1_500, 4, 2),  # the tests' demo lake: both cores of the 2-core machine
     (20_000, 4, 4),  # the demo: one partition per core of default parallelism
