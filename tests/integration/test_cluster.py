@@ -21,6 +21,7 @@ import pytest
 
 import cohortlake
 from cohortlake.bundle import DRIVER_LOG_CONFIG
+from cohortlake.lake.session import HUGE_METHODS_FLAG
 from helpers import delta_rows
 from standalone import HOST, SPARK_HOME, free_port, get_json, tail
 
@@ -59,19 +60,27 @@ def cluster_lake(demo_run, tmp_path_factory) -> Path:
     return copy
 
 
-def submit_argv(cluster, bundle, job, args, ui_port):
+def submit_argv(cluster, bundle, job, args, ui_port, conf=None):
     """The documented command (README, "spark-submit"), with this cluster's master and a known UI port."""
+    settings = [part for key, value in {"spark.ui.port": ui_port, **(conf or {})}.items()
+                for part in ("--conf", f"{key}={value}")]
     return [str(SPARK_HOME / "bin" / "spark-submit"), "--master", cluster.master_url, "--py-files", str(bundle),
             "--driver-java-options", f"-Dlog4j2.configurationFile={bundle.parent / DRIVER_LOG_CONFIG}",
-            "--driver-memory", "1g", "--executor-memory", "1g", "--conf", f"spark.ui.port={ui_port}",
+            "--driver-memory", "1g", "--executor-memory", "1g", *settings,
             str(REPO / "jobs" / job), *map(str, args)]
 
 
-def submit(cluster, bundle, name, args, job="run_study.py"):
+def submit(cluster, bundle, name, args, job="run_study.py", conf=None):
     cluster.wait_ready()
     ui_port = free_port()
-    proc = cluster.spawn(name, submit_argv(cluster, bundle, job, args, ui_port))
+    proc = cluster.spawn(name, submit_argv(cluster, bundle, job, args, ui_port, conf))
     return proc, ui_port
+
+
+def executor_commands(cluster) -> dict[Path, str]:
+    """Each executor's java command line, as its worker wrote it atop the executor's stderr."""
+    return {path: path.read_text(errors="replace").partition("\n")[0]
+            for path in cluster.workdir.glob("worker-*/app-*/*/stderr")}
 
 
 def finish(cluster, proc) -> str:
@@ -135,10 +144,16 @@ def test_run_study_on_a_standalone_cluster_equals_local(cluster, bundle, cluster
                                                          small_study_run, tmp_path):
     local_out, _ = small_study_run
     out = tmp_path / "study"
+    earlier = set(executor_commands(cluster))
+    # A setting the submit gives wins over the job's default for that key (lake.session.CLUSTER_DEFAULTS).
+    mine = f"{HUGE_METHODS_FLAG} -Dcohortlake.test.submitted=yes"
     proc, _ = submit(cluster, bundle, "run-study", [small_study_definition, "--lake", f"file://{cluster_lake}",
-                                                     "--out", out])
+                                                     "--out", out], conf={"spark.executor.extraJavaOptions": mine})
     log = finish(cluster, proc)
     assert proc.returncode == 0, log[-6000:]
+    commands = {path: line for path, line in executor_commands(cluster).items() if path not in earlier}
+    assert commands and all(line.startswith("Spark Executor Command:") for line in commands.values()), commands
+    assert all("-Dcohortlake.test.submitted=yes" in line for line in commands.values()), commands
 
     # The log a scheduler keeps: which package ran, one line per step with seconds, the outcome.
     assert f"job run_study: cohortlake {cohortlake.__version__} from {bundle}," in log

@@ -272,7 +272,11 @@ def get_spark(app_name: str = "cohortlake", master: str | None = None, conf: dic
     else:
         from pyspark import SparkConf
 
-        submitted = SparkConf()  # what spark-submit and spark-defaults.conf set
+        # What spark-submit and spark-defaults.conf set lives in the running JVM. Until
+        # PySpark has connected to it, SparkConf() is an empty Python dict: every default
+        # here then replaced the user's --conf (their executors' JVM options among them).
+        SparkContext._ensure_initialized()
+        submitted = SparkConf()
         for key, value in CLUSTER_DEFAULTS.items():
             if not submitted.contains(key):
                 builder = builder.config(key, value)
