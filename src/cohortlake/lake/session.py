@@ -14,6 +14,7 @@ import subprocess
 from contextlib import contextmanager
 from functools import lru_cache
 
+from cohortlake import environment
 from cohortlake.errors import EnvironmentProblem
 from cohortlake.lake import class_archive
 
@@ -113,12 +114,7 @@ UNCOMPRESSED_CACHE = {"spark.sql.inMemoryColumnarStorage.compressed": "false"}
 
 def _rows_setting(variable: str, default: int) -> int:
     """A row-count threshold from the environment: a whole number, or ``default`` when unset."""
-    text = os.environ.get(variable, "").strip()
-    if not text:
-        return default
-    if not (text.isascii() and text.isdigit()):
-        raise EnvironmentProblem(f"{variable}={text!r}: expected a whole number of rows (unset: {default})")
-    return int(text)
+    return environment.whole_number(variable, default, unit="rows")
 
 
 # Defaults; the environment variables beside them override them, read when a step decides,
@@ -169,11 +165,11 @@ def local_conf(cores: int | None = None) -> dict[str, str]:
     driver_gib = max(1, min(16, int(total_gib * 0.35)))
     return {
         **TUNING_CONF,
-        "spark.driver.memory": os.environ.get("COHORTLAKE_DRIVER_MEMORY", f"{driver_gib}g"),
+        "spark.driver.memory": environment.memory_size("COHORTLAKE_DRIVER_MEMORY", f"{driver_gib}g"),
         "spark.sql.shuffle.partitions": str(max(4, cores * 4)),
         "spark.default.parallelism": str(max(2, cores * 2)),
         "spark.ui.showConsoleProgress": "false",
-        "spark.ui.enabled": os.environ.get("COHORTLAKE_SPARK_UI", "false"),
+        "spark.ui.enabled": environment.one_of("COHORTLAKE_SPARK_UI", "false", ("true", "false")),
         "spark.driver.extraJavaOptions": f"-Dderby.system.home=/tmp {JIT_OPTIONS} {log_config_option()}",
         "spark.sql.warehouse.dir": os.path.join(os.environ.get("TMPDIR", "/tmp"), "cohortlake-warehouse"),
     }
@@ -242,6 +238,15 @@ def get_spark(app_name: str = "cohortlake", master: str | None = None, conf: dic
     from pyspark import SparkContext
     from pyspark.sql import SparkSession
 
+    # What a user can set is checked first, whether or not a session runs already: one line
+    # naming the option or variable, before Spark could fail on it with a Java stack.
+    if master:
+        environment.check_master(master, "--master")
+    master_variable = os.environ.get("COHORTLAKE_SPARK_MASTER", "").strip()
+    if master_variable:
+        environment.check_master(master_variable, "COHORTLAKE_SPARK_MASTER")
+    log_level = environment.one_of("COHORTLAKE_SPARK_LOG_LEVEL", "WARN", environment.SPARK_LOG_LEVELS)
+    settings = local_conf()
     active = SparkSession.getActiveSession()
     if active is not None:
         resolve_jvm_names(active.sparkContext._jvm)
@@ -250,7 +255,7 @@ def get_spark(app_name: str = "cohortlake", master: str | None = None, conf: dic
     jvm_note = None
     if not launched_by_spark_submit():
         java = check_java()
-        master = master or os.environ.get("COHORTLAKE_SPARK_MASTER") or "local[*]"
+        master = master or master_variable or "local[*]"
         if master.startswith("local"):
             # Driver and executors share this machine: bind to loopback instead of letting
             # Spark warn that the hostname resolves to it and pick the first interface
@@ -259,7 +264,6 @@ def get_spark(app_name: str = "cohortlake", master: str | None = None, conf: dic
             # SPARK_LOCAL_IP wins.
             os.environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)
         builder = builder.master(master)
-        settings = local_conf()
         # This call starts the JVM (unless the caller sets its options): it may map, or write, the class archive.
         if SparkContext._gateway is None and "spark.driver.extraJavaOptions" not in (conf or {}):
             from pyspark.find_spark_home import _find_spark_home
@@ -287,7 +291,7 @@ def get_spark(app_name: str = "cohortlake", master: str | None = None, conf: dic
     if jvm_note is not None:
         jvm = getattr(SparkContext._gateway, "proc", None)
         class_archive.note_jvm(jvm_note, jvm.pid if jvm is not None else None)
-    spark.sparkContext.setLogLevel(os.environ.get("COHORTLAKE_SPARK_LOG_LEVEL", "WARN"))
+    spark.sparkContext.setLogLevel(log_level)
     return spark
 
 

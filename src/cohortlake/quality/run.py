@@ -27,6 +27,7 @@ from pathlib import Path
 
 from concurrent.futures import ThreadPoolExecutor
 
+from cohortlake.environment import whole_number
 from cohortlake.errors import UserError
 from cohortlake.lake.layout import QUALITY_DIR, RESULTS_TABLE
 from cohortlake.lake.session import job_description, session_conf
@@ -42,7 +43,12 @@ WITH_EXAMPLES = {"result_format": "SUMMARY", "partial_unexpected_count": EXAMPLE
 # Spark's default gives up whole-stage code generation above 100 columns, and the
 # interpreted aggregation over a wide claims table was the largest part of a gate.
 WIDE_AGGREGATION_CONF = {"spark.sql.codegen.maxFields": "1000"}
-VALIDATION_THREADS = int(os.environ.get("COHORTLAKE_VALIDATION_THREADS", "3"))
+VALIDATION_THREADS = 3  # COHORTLAKE_VALIDATION_THREADS overrides it, read when a gate runs
+
+
+def validation_threads() -> int:
+    """How many suites run at once (``COHORTLAKE_VALIDATION_THREADS``, default 3)."""
+    return whole_number("COHORTLAKE_VALIDATION_THREADS", VALIDATION_THREADS, minimum=1)
 
 
 def preload_great_expectations() -> threading.Thread:
@@ -252,7 +258,7 @@ class QualityRunner:
                 done[i] = execute(prepared[i])
 
         with session_conf(self.lake.spark, WIDE_AGGREGATION_CONF):
-            with ThreadPoolExecutor(max_workers=VALIDATION_THREADS, thread_name_prefix="validate") as pool:
+            with ThreadPoolExecutor(max_workers=validation_threads(), thread_name_prefix="validate") as pool:
                 # The suites with SQL queries run one after another in one worker, beside the others.
                 sequence = pool.submit(execute_alone) if alone else None
                 for i, result in zip(shared, pool.map(lambda i: execute(prepared[i]), shared)):

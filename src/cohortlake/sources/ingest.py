@@ -19,7 +19,6 @@ import fnmatch
 import gzip
 import hashlib
 import io
-import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
@@ -30,6 +29,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
+from cohortlake.environment import whole_number
 from cohortlake.errors import MissingInputError, UserError
 from cohortlake.lake import layout as lake_layout
 from cohortlake.lake.delta import Lakehouse  # noqa: E402
@@ -54,7 +54,7 @@ FORMATS = {
 SUFFIXES = tuple(s for suffixes in FORMATS.values() for s in suffixes)
 LAYOUT_SUFFIX = ".sas"
 READ_PROBLEMS = "_read_problems"
-INGEST_THREADS = int(os.environ.get("COHORTLAKE_INGEST_THREADS", "3"))
+INGEST_THREADS = 3  # COHORTLAKE_INGEST_THREADS overrides it, read when an ingest runs
 # While typing, Spark runs a stage's operators apart when fusing them would give a
 # method over 8,000 bytes of bytecode (its default limit is 65,535, Java's own cap),
 # the JVM's limit for compiling a method well. Typing a wide table fuses its typed
@@ -313,6 +313,7 @@ def ingest(spark, lake: Lakehouse, layout: str, raw_dir: str | Path, mapping_pat
     manifest.extra["raw_files"] = {t: [{"name": p.name, "bytes": p.stat().st_size} for p in ps] for t, ps in files.items()}
     manifest.extra["layouts"] = {t: sorted({Path(g.layout.path).name for g in groups if g.layout})
                                  for t, groups in headers.items() if any(g.layout for g in groups)}
+    threads = whole_number("COHORTLAKE_INGEST_THREADS", INGEST_THREADS, minimum=1)
     report = IngestReport(layout=layout)
     clean: dict[str, DataFrame] = {}
     persisted: list[DataFrame] = []
@@ -320,8 +321,9 @@ def ingest(spark, lake: Lakehouse, layout: str, raw_dir: str | Path, mapping_pat
     counts = {table: RawTableCounts(raw_table=table, files=[p.name for p in files[table]]) for table in files}
     if validate:
         # Importing Great Expectations takes seconds of driver time; do it while Spark writes bronze.
-        from cohortlake.quality.run import preload_great_expectations
+        from cohortlake.quality.run import preload_great_expectations, validation_threads
 
+        validation_threads()  # a bad setting stops here, before bronze is written
         preload_great_expectations()
 
     @contextlib.contextmanager
@@ -392,7 +394,7 @@ def ingest(spark, lake: Lakehouse, layout: str, raw_dir: str | Path, mapping_pat
     with contextlib.ExitStack() as sized, gates.gated(lake, [silver_name(t) for t in SILVER_TABLES],
                                                       enabled=validate) as silver_gate:
         try:
-            with ThreadPoolExecutor(max_workers=INGEST_THREADS, thread_name_prefix="ingest") as pool:
+            with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ingest") as pool:
                 list(pool.map(load_bronze, files))
                 engine = size_conf(max(c.rows_in for c in counts.values()), "ingest")
                 manifest.extra["code_generation"] = code_generation(engine)
