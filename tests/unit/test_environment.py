@@ -1,4 +1,4 @@
-"""Settings from the environment and --master: one line naming what was wrong, before any JVM starts."""
+"""Settings from the environment, --master and the demo's numbers: one line naming what was wrong, before any JVM starts."""
 
 from __future__ import annotations
 
@@ -94,3 +94,13 @@ def test_thread_counts_are_checked_before_an_ingest_writes(monkeypatch, tmp_path
     monkeypatch.setenv("COHORTLAKE_VALIDATION_THREADS", "many")
     with pytest.raises(EnvironmentProblem, match=r"^COHORTLAKE_VALIDATION_THREADS='many': expected a whole number"):
         ingest(None, None, "desynpuf", raw)
+
+
+def test_the_demo_checks_its_numbers_before_spark_starts(tmp_path):
+    """Before: the demo started a Spark session (about 10 s) and only then refused --patients 0."""
+    from pyspark import SparkContext
+
+    before = SparkContext._active_spark_context
+    code, lines = _cli(["demo", "--patients", "0", "--lake", str(tmp_path / "lake"), "--out", str(tmp_path / "study")])
+    assert (code, lines) == (1, ["cohortlake demo: error: --patients must be a whole number from 1 to 100,000,000, got 0"])
+    assert SparkContext._active_spark_context is before and not (tmp_path / "lake").exists()
