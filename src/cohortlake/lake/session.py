@@ -239,21 +239,23 @@ def get_spark(app_name: str = "cohortlake", master: str | None = None, conf: dic
     from pyspark.sql import SparkSession
 
     # What a user can set is checked first, whether or not a session runs already: one line
-    # naming the option or variable, before Spark could fail on it with a Java stack.
+    # naming the option or variable, before Spark could fail on it with a Java stack. Under
+    # spark-submit the launcher's master and memory apply, so their variables are not read.
+    submitted = launched_by_spark_submit()
     if master:
         environment.check_master(master, "--master")
-    master_variable = os.environ.get("COHORTLAKE_SPARK_MASTER", "").strip()
+    master_variable = "" if submitted else os.environ.get("COHORTLAKE_SPARK_MASTER", "").strip()
     if master_variable:
         environment.check_master(master_variable, "COHORTLAKE_SPARK_MASTER")
     log_level = environment.one_of("COHORTLAKE_SPARK_LOG_LEVEL", "WARN", environment.SPARK_LOG_LEVELS)
-    settings = local_conf()
+    settings = {} if submitted else local_conf()
     active = SparkSession.getActiveSession()
     if active is not None:
         resolve_jvm_names(active.sparkContext._jvm)
         return active
     builder = SparkSession.builder.appName(app_name)
     jvm_note = None
-    if not launched_by_spark_submit():
+    if not submitted:
         java = check_java()
         master = master or master_variable or "local[*]"
         if master.startswith("local"):
@@ -280,9 +282,9 @@ def get_spark(app_name: str = "cohortlake", master: str | None = None, conf: dic
         # PySpark has connected to it, SparkConf() is an empty Python dict: every default
         # here then replaced the user's --conf (their executors' JVM options among them).
         SparkContext._ensure_initialized()
-        submitted = SparkConf()
+        launcher_conf = SparkConf()
         for key, value in CLUSTER_DEFAULTS.items():
-            if not submitted.contains(key):
+            if not launcher_conf.contains(key):
                 builder = builder.config(key, value)
     for key, value in {**CORRECTNESS_CONF, **(conf or {})}.items():
         builder = builder.config(key, value)
