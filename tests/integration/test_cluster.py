@@ -221,6 +221,7 @@ def test_killed_driver_keeps_the_previous_version_and_a_rerun_survives_a_lost_wo
 
     # 2. Re-run; one worker (its JVM and its executor) dies while the build runs tasks.
     out = tmp_path / "rerun"
+    earlier = set(executor_commands(cluster))
     proc, ui_port = submit(cluster, bundle, "lost-worker", [*args[:3], "--out", out, "--no-validate"])
     app, executor = _wait_for(lambda: _busy_executor(ui_port), proc, cluster, "an executor ran a build task")
     worker = cluster.worker_of_executor(app, executor)
@@ -229,6 +230,10 @@ def test_killed_driver_keeps_the_previous_version_and_a_rerun_survives_a_lost_wo
     log = finish(cluster, proc)
     assert proc.returncode == 0, log[-6000:]
     assert f"Lost executor {executor}" in log  # the driver saw the loss and re-ran that work elsewhere
+    # This submit sets no executor options: the job's default reaches every executor (CLUSTER_DEFAULTS).
+    commands = [line for path, line in executor_commands(cluster).items() if path not in earlier]
+    assert commands and all(HUGE_METHODS_FLAG in line and "cohortlake.test.submitted" not in line
+                            for line in commands), commands
     assert cluster.state()["aliveworkers"] == 1
     assert max(int(p.stem) for p in (table / "_delta_log").glob("*.json")) == before_version + 1
     assert_same_study(local_out, out)
