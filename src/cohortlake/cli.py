@@ -106,10 +106,12 @@ def cmd_demo(args, progress) -> int:
     from cohortlake.pipeline import DEMO_LAYOUT, demo
     from cohortlake.synth import check_arguments
 
-    # what the user typed is checked before Spark starts, as for `synth` (generate checks it again)
-    check_arguments(DEMO_LAYOUT, raw_dir(str(Path(args.lake).resolve()), DEMO_LAYOUT), args.patients, args.seed, 0.0)
+    lake_dir = Path(args.lake).resolve()
+    # what the user typed is checked before Spark starts, as for `synth` (generate checks it
+    # again); the dirty rate is the generator's own, not the user's, so any valid one will do
+    check_arguments(DEMO_LAYOUT, raw_dir(str(lake_dir), DEMO_LAYOUT), args.patients, args.seed, dirty_rate=0.0)
     lake = _lake(args, _spark(args))
-    demo(lake, Path(args.lake).resolve(), progress, patients=args.patients, seed=args.seed,
+    demo(lake, lake_dir, progress, patients=args.patients, seed=args.seed,
          study=None if args.no_study else str(Path(args.out).resolve()), cancer_site=args.cancer_site)
     return 0
 
