@@ -30,6 +30,8 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.spark]
 from paths import REPO
 COHORT_TABLE = "cohorts/demo_study/cohort"
 SUBMIT_TIMEOUT = 600
+# A Java property only the first submit gives its executors (see its test).
+SUBMITTED_PROPERTY = "cohortlake.test.submitted"
 
 
 @pytest.fixture(scope="module")
@@ -77,10 +79,15 @@ def submit(cluster, bundle, name, args, job="run_study.py", conf=None):
     return proc, ui_port
 
 
-def executor_commands(cluster) -> dict[Path, str]:
-    """Each executor's java command line, as its worker wrote it atop the executor's stderr."""
-    return {path: path.read_text(errors="replace").partition("\n")[0]
-            for path in cluster.workdir.glob("worker-*/app-*/*/stderr")}
+def executor_logs(cluster) -> set[Path]:
+    """Every executor's stderr, one per executor a worker has started."""
+    return set(cluster.workdir.glob("worker-*/app-*/*/stderr"))
+
+
+def executor_commands(cluster, earlier: set[Path]) -> list[str]:
+    """The java command line of each executor started since ``earlier`` was listed, as its
+    worker wrote it atop the executor's stderr."""
+    return [path.read_text(errors="replace").partition("\n")[0] for path in sorted(executor_logs(cluster) - earlier)]
 
 
 def finish(cluster, proc) -> str:
@@ -144,16 +151,16 @@ def test_run_study_on_a_standalone_cluster_equals_local(cluster, bundle, cluster
                                                          small_study_run, tmp_path):
     local_out, _ = small_study_run
     out = tmp_path / "study"
-    earlier = set(executor_commands(cluster))
+    earlier = executor_logs(cluster)
     # A setting the submit gives wins over the job's default for that key (lake.session.CLUSTER_DEFAULTS).
-    mine = f"{HUGE_METHODS_FLAG} -Dcohortlake.test.submitted=yes"
+    mine = f"{HUGE_METHODS_FLAG} -D{SUBMITTED_PROPERTY}=yes"
     proc, _ = submit(cluster, bundle, "run-study", [small_study_definition, "--lake", f"file://{cluster_lake}",
                                                      "--out", out], conf={"spark.executor.extraJavaOptions": mine})
     log = finish(cluster, proc)
     assert proc.returncode == 0, log[-6000:]
-    commands = {path: line for path, line in executor_commands(cluster).items() if path not in earlier}
-    assert commands and all(line.startswith("Spark Executor Command:") for line in commands.values()), commands
-    assert all("-Dcohortlake.test.submitted=yes" in line for line in commands.values()), commands
+    commands = executor_commands(cluster, earlier)
+    assert commands and all(line.startswith("Spark Executor Command:") for line in commands), commands
+    assert all(f"-D{SUBMITTED_PROPERTY}=yes" in line for line in commands), commands
 
     # The log a scheduler keeps: which package ran, one line per step with seconds, the outcome.
     assert f"job run_study: cohortlake {cohortlake.__version__} from {bundle}," in log
@@ -221,7 +228,7 @@ def test_killed_driver_keeps_the_previous_version_and_a_rerun_survives_a_lost_wo
 
     # 2. Re-run; one worker (its JVM and its executor) dies while the build runs tasks.
     out = tmp_path / "rerun"
-    earlier = set(executor_commands(cluster))
+    earlier = executor_logs(cluster)
     proc, ui_port = submit(cluster, bundle, "lost-worker", [*args[:3], "--out", out, "--no-validate"])
     app, executor = _wait_for(lambda: _busy_executor(ui_port), proc, cluster, "an executor ran a build task")
     worker = cluster.worker_of_executor(app, executor)
@@ -231,8 +238,8 @@ def test_killed_driver_keeps_the_previous_version_and_a_rerun_survives_a_lost_wo
     assert proc.returncode == 0, log[-6000:]
     assert f"Lost executor {executor}" in log  # the driver saw the loss and re-ran that work elsewhere
     # This submit sets no executor options: the job's default reaches every executor (CLUSTER_DEFAULTS).
-    commands = [line for path, line in executor_commands(cluster).items() if path not in earlier]
-    assert commands and all(HUGE_METHODS_FLAG in line and "cohortlake.test.submitted" not in line
+    commands = executor_commands(cluster, earlier)
+    assert commands and all(HUGE_METHODS_FLAG in line and SUBMITTED_PROPERTY not in line
                             for line in commands), commands
     assert cluster.state()["aliveworkers"] == 1
     assert max(int(p.stem) for p in (table / "_delta_log").glob("*.json")) == before_version + 1
