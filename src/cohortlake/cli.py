@@ -517,9 +517,9 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Generate synthetic SEER-Medicare files, ingest them into a local lakehouse, "
                                         "build the reference cohort (cohort_defs/hcc_sorafenib_landmark.yaml), "
                                         "match it, analyse survival, write the study report and print where each "
-                                        "output is. The default, the liver cancer file of 20,000 persons, gives a "
-                                        "cohort large enough for the balance gate (about 1,900 persons, 530 "
-                                        "treated); small sets stop at matching.")
+                                        "output is. The default, the liver cancer file of 10,000 persons, gives a "
+                                        "study the size of the published one (a cohort of about 950 persons, 250 "
+                                        "treated, matched and balanced); small sets stop at matching.")
     p.add_argument("--out", default=DEFAULT_STUDY_OUT, help=f"study outputs and report (default {DEFAULT_STUDY_OUT})")
     p.add_argument("--patients", type=int, default=DEMO_PATIENTS, help=f"synthetic persons (default {DEMO_PATIENTS:,})")
     p.add_argument("--no-study", action="store_true", help="stop after building the cohort (no matching or report)")

@@ -11,7 +11,7 @@ FORMATS = ("text", "json", "github")
 CODESETS_ENV_NAME = "COHORTLAKE_CODESETS"
 TIME_UNIT_DAYS = {"days": 1.0, "weeks": 7.0, "months": 365.25 / 12, "years": 365.25}
 DEFAULT_STUDY_OUT = "./study"
-DEMO_PATIENTS = 20000
+DEMO_PATIENTS = 10000
 LAYOUTS = ("seer-medicare", "desynpuf")
 # The synthetic SEER-Medicare files by cancer site (synth.model.CANCER_SITE_FILES, whose
 # keys these are, the generator's default first: a unit test holds them equal without
@@ -90,7 +90,7 @@ EXAMPLES = {
               "  cohortlake schema --kind codesets > cohortlake-codesets.schema.json",
     "init": "cohortlake init liver_first && cohortlake check liver_first.yaml",
     "assure": "cohortlake assure cohort_defs/hcc_sorafenib_landmark.yaml",
-    "demo": "cohortlake demo --patients 20000 --cancer-site liver",
+    "demo": "cohortlake demo --patients 20000 --cancer-site liver   # twice the default",
     "survival": "cohortlake psmatch --data persons.csv --treatment treated --covariates age,sex --out ./ps\n"
                 "  cohortlake survival --data ./ps/matched.csv --time time --event event --group treated "
                 "--cluster match_id --weights weight --out ./km",
