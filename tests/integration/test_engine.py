@@ -405,3 +405,42 @@ def test_an_occurrence_count_keeps_its_values_only_when_it_tells_more_than_one_a
     compiled = compile_rule(Context(definition).at("c10"), criterion)
     (aggregate,) = compiled.needs.aggregates
     assert ("collect_set" in str(aggregate.expression)) is needs_values, aggregate
+
+
+def test_a_tumor_index_comes_first_and_only_indexed_persons_claims_are_tagged(spark, demo_run):
+    """The reference design's index is a tumor: the build makes it before tagging and keeps the
+    tagged rows of persons with an index date only (rules read no others). On the demo lake's
+    mixed file, claims of persons with another cancer are in its code sets and are left out."""
+    from pyspark.sql import functions as F
+
+    from cohortlake.engine.cohort import build_cohort
+    from cohortlake.engine.codes import EVENT_COLUMNS
+    from cohortlake.engine.events import Inputs, tagged_events
+    from cohortlake.engine.rules import compile_rules
+    from cohortlake.engine.store import read_silver
+    from cohortlake.lake.delta import Lakehouse
+    from cohortlake.spec import load_definition
+    from paths import REPO
+
+    lake = Lakehouse(str(demo_run[0]), spark)
+    kinds = {path.stem: (load_definition(path).index.kind, compile_rules(load_definition(path)).index.tables_only)
+             for path in sorted((REPO / "cohort_defs").glob("*.yaml"))}
+    assert all(only == (kind == "tumor") for kind, only in kinds.values()), kinds
+    assert kinds[REFERENCE] == ("tumor", True)
+
+    definition = load_definition(REPO / "cohort_defs" / f"{REFERENCE}.yaml")
+    result = build_cohort(definition, read_silver(lake))
+    everyone = Inputs(read_silver(lake))
+    try:
+        kept = [frame for frame in result.inputs.persisted if tuple(frame.columns) == EVENT_COLUMNS]
+        assert len(kept) == 1, [f.columns for f in result.inputs.persisted]
+        tagged = {r.person_id for r in kept[0].select("person_id").distinct().collect()}
+        indexed = {r.person_id for r in result.flags.where(F.col("index_date").isNotNull()).select("person_id").collect()}
+        unfiltered = tagged_events(everyone, definition, compile_rules(definition).needs.reads)
+        all_tagged = {r.person_id for r in unfiltered.select("person_id").distinct().collect()}
+        assert tagged == all_tagged & indexed and tagged
+        assert all_tagged - indexed, "no claims of unindexed persons in the code sets: the test would show nothing"
+        assert kept[0].count() < unfiltered.count()
+    finally:
+        result.release()
+        everyone.release()

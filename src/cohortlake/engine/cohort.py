@@ -6,7 +6,8 @@ Shape of a build (see ``cohort_defs/README.md`` for what every rule means):
 2. **Tag**: each claims table is scanned once, its rows sieved by hash-set lookups in
    the union of every code set a rule reads, then tested set by set (``events.py``,
    ``codes.py``); the result, a few columns per matching row, is persisted and every
-   rule reads it.
+   rule reads it. An index made from canonical tables alone (a tumor) comes first, and
+   only the rows of persons with an index date are kept.
 3. **Eras** of every exposure and regimen from the tagged rows (``eras.py``).
 4. **Episodes**: the population with its index date(s) and the anchor dates
    (landmarks, exposure points, follow-up start) (``episodes.py``).
@@ -59,11 +60,18 @@ def build_cohort(definition: Definition, frames: dict[str, DataFrame]) -> BuildR
     """Compile and run a definition over canonical tables (name → DataFrame)."""
     rules = compile_rules(definition)
     inputs = Inputs(frames)
-    events = tagged_events(inputs, definition, rules.needs.reads)
+    if rules.index.tables_only:
+        # Made first, so that only the claims rows of persons with an index date are kept.
+        index_rows = inputs.persist(rules.index.rows(IndexInputs(inputs.table, None, None)))
+        indexed = index_rows.where(F.col("index_date").isNotNull()).select("person_id")
+        events = tagged_events(inputs, definition, rules.needs.reads, indexed)
+    else:
+        index_rows, events = None, tagged_events(inputs, definition, rules.needs.reads)
     eras = all_eras(definition, events)
     if eras is not None:
         eras = inputs.persist(eras)
-    index_rows = rules.index.rows(IndexInputs(inputs.table, events, eras))
+    if index_rows is None:
+        index_rows = rules.index.rows(IndexInputs(inputs.table, events, eras))
     # Every aggregation below starts from the episodes: compute them once.
     episodes = inputs.persist(with_anchors(definition, population(inputs, index_rows), eras))
     episodes = _aggregated(inputs, episodes, events, eras, rules.needs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from cohortlake.engine.codes import EVENT_SCHEMA, TableNeed, tag_events
 from cohortlake.engine.rules.base import Read
@@ -38,8 +39,16 @@ class Inputs:
         self.persisted.clear()
 
 
-def tagged_events(inputs: Inputs, definition: Definition, reads: tuple[Read, ...]) -> DataFrame:
-    """Rows of the claims tables in any code set the rules read (one scan each), persisted."""
+def tagged_events(inputs: Inputs, definition: Definition, reads: tuple[Read, ...],
+                  persons: DataFrame | None = None) -> DataFrame:
+    """Rows of the claims tables in any code set the rules read (one scan each), persisted.
+
+    ``persons`` (a ``person_id`` column), when given, keeps only their rows: every rule reads
+    the tagged events of an episode with an index date and nothing else, so when the index is
+    known before tagging (``IndexRule.tables_only``) the other persons' rows are not persisted
+    nor aggregated. The ids are broadcast to the scan's tasks (a hash lookup per tagged row;
+    at 1,000,000 patients about 300,000 ids).
+    """
     per_table: dict[EventTable, dict[str, object]] = {}
     for read in reads:
         for table in read.tables:
@@ -54,4 +63,6 @@ def tagged_events(inputs: Inputs, definition: Definition, reads: tuple[Read, ...
     events = frames[0]
     for frame in frames[1:]:
         events = events.unionByName(frame)
+    if persons is not None:
+        events = events.join(F.broadcast(persons), "person_id", "left_semi")
     return inputs.persist(events)

@@ -37,11 +37,14 @@ class IndexRule:
 
     rows: Callable[[Inputs], DataFrame]
     needs: Needs = Needs()
+    tables_only: bool = False
+    """The rows come from canonical tables alone (``Inputs.events`` and ``eras`` unread), so a
+    build can make them before it tags any claims row."""
 
 
 @rule(Index, "tumor")
 def tumor(context: Context, index: Index) -> IndexRule:
-    return IndexRule(lambda inputs: tumor_rows(context, index.rule, inputs.table("tumor")))
+    return IndexRule(lambda inputs: tumor_rows(context, index.rule, inputs.table("tumor")), tables_only=True)
 
 
 @rule(Index, "event")
