@@ -423,12 +423,12 @@ def test_a_tumor_index_comes_first_and_only_indexed_persons_claims_are_tagged(sp
     from paths import REPO
 
     lake = Lakehouse(str(demo_run[0]), spark)
-    kinds = {path.stem: (load_definition(path).index.kind, compile_rules(load_definition(path)).index.tables_only)
-             for path in sorted((REPO / "cohort_defs").glob("*.yaml"))}
+    shipped = {path.stem: load_definition(path) for path in sorted((REPO / "cohort_defs").glob("*.yaml"))}
+    kinds = {name: (d.index.kind, compile_rules(d).index.tables_only) for name, d in shipped.items()}
     assert all(only == (kind == "tumor") for kind, only in kinds.values()), kinds
     assert kinds[REFERENCE] == ("tumor", True)
 
-    definition = load_definition(REPO / "cohort_defs" / f"{REFERENCE}.yaml")
+    definition = shipped[REFERENCE]
     result = build_cohort(definition, read_silver(lake))
     everyone = Inputs(read_silver(lake))
     try:

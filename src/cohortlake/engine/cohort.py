@@ -60,13 +60,12 @@ def build_cohort(definition: Definition, frames: dict[str, DataFrame]) -> BuildR
     """Compile and run a definition over canonical tables (name → DataFrame)."""
     rules = compile_rules(definition)
     inputs = Inputs(frames)
+    index_rows = indexed = None
     if rules.index.tables_only:
         # Made first, so that only the claims rows of persons with an index date are kept.
         index_rows = inputs.persist(rules.index.rows(IndexInputs(inputs.table, None, None)))
         indexed = index_rows.where(F.col("index_date").isNotNull()).select("person_id")
-        events = tagged_events(inputs, definition, rules.needs.reads, indexed)
-    else:
-        index_rows, events = None, tagged_events(inputs, definition, rules.needs.reads)
+    events = tagged_events(inputs, definition, rules.needs.reads, indexed)
     eras = all_eras(definition, events)
     if eras is not None:
         eras = inputs.persist(eras)
